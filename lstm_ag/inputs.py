@@ -1,0 +1,125 @@
+"""Validation and normalisation of sequences, states and targets.
+
+Everything here inspects shapes and dtypes, which autograd boxes carry; values (NaN, inf) are
+only checked on plain arrays, never on traced ones, so validation does not disturb tracing.
+"""
+import numpy as onp
+
+from .params import _shape_text, is_traced
+
+__all__ = ["as_sequence", "as_state", "as_targets", "as_mask"]
+
+
+def _as_array(value, name, dtype):
+    """A plain array of ``dtype`` from array-likes; boxes pass through untouched."""
+    if is_traced(value):
+        return value
+    if isinstance(value, (list, tuple)) and any(is_traced(v) for v in value):
+        import autograd.numpy as anp
+        return anp.stack([anp.asarray(v) for v in value])
+    try:
+        array = onp.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{name} must be an array of numbers ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    return array.astype(dtype, copy=False)
+
+
+def _check_finite(array, name):
+    if is_traced(array):
+        return
+    bad = ~onp.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in onp.argwhere(bad)[0])
+        raise ValueError(f"{name} contains NaN or inf (first at index {where}, "
+                         f"value {array[where]}); {int(bad.sum())} such values in all")
+
+
+def as_sequence(xs, input_size, dtype, name="xs"):
+    """Bring a sequence to time-major ``(T, B, D)``.
+
+    - xs: ``(T, B, D)`` for a batch, ``(T, D)`` for one sequence, a list of T vectors of
+      length D, or (only when D = 1) ``(T,)``, a sequence of scalars.
+    - input_size: D expected by the parameters; dtype: the parameters' dtype (xs is cast).
+    Returns ``(xs3, single)``: xs3 ``(T, B, D)``, and whether the input was one sequence.
+    """
+    xs = _as_array(xs, name, dtype)
+    D = input_size
+    if xs.ndim == 1 and D == 1:
+        xs = xs[:, None]
+    if xs.ndim not in (2, 3) or xs.shape[-1] != D:
+        raise ValueError(f"{name} must have shape (T, B, D) or (T, D) with D = {D} "
+                         f"(time-major), got {_shape_text(xs.shape)}")
+    if xs.shape[0] == 0:
+        raise ValueError(f"{name} is an empty sequence (T = 0, shape {_shape_text(xs.shape)}); "
+                         "at least one time step is needed")
+    if xs.ndim == 3 and xs.shape[1] == 0:
+        raise ValueError(f"{name} has an empty batch (B = 0, shape {_shape_text(xs.shape)})")
+    _check_finite(xs, name)
+    single = xs.ndim == 2
+    return (xs[:, None, :] if single else xs), single
+
+
+def as_state(state, batch, hidden_size, dtype, single):
+    """The initial state ``(h0, c0)``, each ``(B, H)``; zeros when ``state`` is None.
+
+    - state: None, or a pair ``(h0, c0)``, each ``(B, H)``, or ``(H,)`` when xs is one sequence.
+    - batch: B; hidden_size: H; dtype: the parameters' dtype; single: xs was ``(T, D)``.
+    """
+    B, H = batch, hidden_size
+    if state is None:
+        zeros = onp.zeros((B, H), dtype)
+        return zeros, zeros
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise TypeError(f"state must be a pair (h0, c0), got {type(state).__name__}")
+    out = []
+    for name, value in zip(("state[0] (h0)", "state[1] (c0)"), state):
+        value = _as_array(value, name, dtype)
+        shape = (H,) if single else (B, H)
+        if tuple(value.shape) != shape:
+            expected = f"(H,) = ({H},)" if single else f"(B, H) = ({B}, {H})"
+            raise ValueError(f"{name} must have shape {expected}, got {_shape_text(value.shape)}")
+        _check_finite(value, name)
+        out.append(value[None, :] if single else value)
+    return tuple(out)
+
+
+def as_targets(targets, shape, dtype, single):
+    """Targets of the predictions' shape, ``(T, B, O)``.
+
+    - targets: ``(T, B, O)``, or ``(T, O)`` for one sequence (``(T,)`` when O = 1).
+    - shape: the predictions' ``(T, B, O)``; single: xs was one sequence.
+    """
+    T, B, O = shape
+    targets = _as_array(targets, "targets", dtype)
+    if single and targets.ndim == 1 and O == 1:
+        targets = targets[:, None]
+    want = (T, O) if single else (T, B, O)
+    if tuple(targets.shape) != want:
+        names = "(T, O)" if single else "(T, B, O)"
+        raise ValueError(f"targets must have the predictions' shape {names} = "
+                         f"{_shape_text(want)}, got {_shape_text(targets.shape)}")
+    _check_finite(targets, "targets")
+    return targets[:, None, :] if single else targets
+
+
+def as_mask(mask, T, B, dtype, single):
+    """Per-step loss weights as ``(T, B, 1)``, or None.
+
+    - mask: None, ``(T,)`` (same for every sequence) or ``(T, B)``; weights >= 0, not all 0.
+    """
+    if mask is None:
+        return None
+    mask = onp.asarray(mask)
+    if mask.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be an array of numbers, got dtype {mask.dtype}")
+    mask = mask.astype(dtype)
+    if mask.shape == (T,):
+        mask = onp.broadcast_to(mask[:, None], (T, B))
+    if mask.shape != (T, B) or (single and B != 1):
+        want = f"(T,) = ({T},)" if single else f"(T,) = ({T},) or (T, B) = ({T}, {B})"
+        raise ValueError(f"mask must have shape {want}, got {_shape_text(mask.shape)}")
+    if not onp.isfinite(mask).all() or (mask < 0).any() or not mask.any():
+        raise ValueError("mask must hold finite weights >= 0, not all zero")
+    return mask[:, :, None]

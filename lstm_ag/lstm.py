@@ -1,0 +1,147 @@
+r"""The LSTM forward pass, written once against ``autograd.numpy``.
+
+For each time step t, with x_t ``(B, D)`` and the state h_{t-1}, c_{t-1} ``(B, H)``
+(row-vector convention, batch rows first; sigma is the logistic sigmoid)::
+
+    i_t = sigma(x_t W_xi + h_{t-1} W_hi + b_i)      input gate: how much to write
+    f_t = sigma(x_t W_xf + h_{t-1} W_hf + b_f)      forget gate: how much of c_{t-1} to keep
+    g_t = tanh (x_t W_xg + h_{t-1} W_hg + b_g)      candidate, the notebooks' C~_t
+    o_t = sigma(x_t W_xo + h_{t-1} W_ho + b_o)      output gate: how much of the cell to show
+    c_t = f_t * c_{t-1} + i_t * g_t                 cell state
+    h_t = o_t * tanh(c_t)                           hidden state
+
+The four gates share one matrix product: ``z_t = x_t @ Wx + h_{t-1} @ Wh + b`` is ``(B, 4H)``
+and holds the pre-activations of i, f, g, o side by side (:data:`GATES`). The input part
+``x_t @ Wx + b`` is computed for all steps at once before the time loop; each step then adds
+one recurrent product. A readout ``y_t = h_t @ Wy + by`` gives predictions.
+
+:func:`lstm_step` is the only place these equations are written. The traced loop here, the
+hand-written backward (:mod:`lstm_ag.bptt`) and the fast path (:mod:`lstm_ag.fast`) all call it.
+"""
+import autograd.numpy as np
+
+from .inputs import as_mask, as_sequence, as_state, as_targets
+from .ops import sigmoid
+from .params import check_params
+
+__all__ = ["GATES", "gate_slice", "split_gates", "lstm_step", "scan", "lstm_forward",
+           "predict", "mse"]
+
+#: The gates along the 4H axis, in order (the order of PyTorch, Keras and Flax).
+GATES = ("i", "f", "g", "o")
+
+
+def gate_slice(gate, hidden_size):
+    """The slice of the 4H axis that holds ``gate`` (one of ``"i", "f", "g", "o"``)."""
+    k = GATES.index(gate)
+    return slice(k * hidden_size, (k + 1) * hidden_size)
+
+
+def split_gates(z):
+    """Split ``(..., 4H)`` into the four ``(..., H)`` blocks ``i, f, g, o`` (views)."""
+    H = z.shape[-1] // 4
+    return z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
+
+
+def lstm_step(Wh, zx_t, h, c):
+    """One LSTM step from a precomputed input projection.
+
+    - Wh: recurrent weights ``(H, 4H)``.
+    - zx_t: the input part of the pre-activation, ``x_t @ Wx + b``, ``(B, 4H)``.
+    - h, c: the previous hidden and cell state, each ``(B, H)``.
+    Returns ``((h, c), (i, f, g, o, tanh_c))``: the new state, each ``(B, H)``, and the gate
+    activations with tanh(c_t), each ``(B, H)``, which the hand-written backward caches.
+    Works on plain arrays and on autograd boxes alike.
+    """
+    H = Wh.shape[0]
+    z = zx_t + h @ Wh
+    i_f = sigmoid(z[:, :2 * H])          # i and f are contiguous: one sigmoid for both
+    g = np.tanh(z[:, 2 * H:3 * H])
+    o = sigmoid(z[:, 3 * H:])
+    i, f = i_f[:, :H], i_f[:, H:]
+    c = f * c + i * g
+    tanh_c = np.tanh(c)
+    h = o * tanh_c
+    return (h, c), (i, f, g, o, tanh_c)
+
+
+def scan(Wx, Wh, b, xs, h0, c0):
+    """Run :func:`lstm_step` over a whole sequence (traceable by autograd).
+
+    - Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``: the LSTM weights.
+    - xs: inputs ``(T, B, D)``; h0, c0: initial state, each ``(B, H)``.
+    Returns ``(hs, c)``: every hidden state ``(T, B, H)`` and the last cell state ``(B, H)``.
+    """
+    zx = xs @ Wx + b                      # (T, B, 4H): the input projection, once
+    h, c = h0, c0
+    hs = []
+    for t in range(xs.shape[0]):
+        (h, c), _ = lstm_step(Wh, zx[t], h, c)
+        hs.append(h)
+    return np.stack(hs), c
+
+
+def _prepare(params, xs, state, readout):
+    D, H, O = check_params(params, readout=readout)
+    xs, single = as_sequence(xs, D, params["Wx"].dtype)
+    h0, c0 = as_state(state, xs.shape[1], H, params["Wx"].dtype, single)
+    return xs, h0, c0, single
+
+
+def _hidden(params, xs, h0, c0):
+    return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+
+
+def lstm_forward(params, xs, state=None):
+    """Run the LSTM over a sequence.
+
+    - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored).
+    - xs: ``(T, B, D)`` time-major batch, or ``(T, D)`` / a list of T vectors for one sequence.
+    - state: optional ``(h0, c0)``, each ``(B, H)`` (``(H,)`` for one sequence); zeros if None.
+    Returns ``(hs, (h, c))``: hs ``(T, B, H)`` (or ``(T, H)``), and the final state.
+
+    Example::
+
+        >>> params = init_params(1, 4)
+        >>> hs, (h, c) = lstm_forward(params, np.zeros((5, 1)))
+        >>> hs.shape, h.shape
+        ((5, 4), (4,))
+    """
+    xs, h0, c0, single = _prepare(params, xs, state, readout=False)
+    hs, c = _hidden(params, xs, h0, c0)
+    h = hs[-1]
+    if single:
+        return hs[:, 0], (h[0], c[0])
+    return hs, (h, c)
+
+
+def predict(params, xs, state=None):
+    """Predictions of the linear readout at every step, ``y_t = h_t @ Wy + by``.
+
+    - params: ``Wx, Wh, b`` and the readout ``Wy (H, O)``, ``by (O,)``.
+    - xs, state: as for :func:`lstm_forward`.
+    Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence.
+    """
+    xs, h0, c0, single = _prepare(params, xs, state, readout=True)
+    hs, _ = _hidden(params, xs, h0, c0)
+    ys = hs @ params["Wy"] + params["by"]
+    return ys[:, 0] if single else ys
+
+
+def mse(params, xs, targets, state=None, *, mask=None):
+    """Mean squared error of :func:`predict` against ``targets``, over every element.
+
+    - targets: the predictions' shape, ``(T, B, O)`` or ``(T, O)``.
+    - mask: optional loss weights per step, ``(T,)`` or ``(T, B)``; the loss is then
+      ``sum(mask * err**2) / (sum(mask) * O)`` (for example the last step only).
+    Returns a scalar.
+    """
+    xs, h0, c0, single = _prepare(params, xs, state, readout=True)
+    T, B, _ = xs.shape
+    targets = as_targets(targets, (T, B, params["Wy"].shape[1]), params["Wx"].dtype, single)
+    weights = as_mask(mask, T, B, params["Wx"].dtype, single)
+    hs, _ = _hidden(params, xs, h0, c0)
+    err = hs @ params["Wy"] + params["by"] - targets
+    if weights is None:
+        return np.mean(err * err)
+    return np.sum(weights * err * err) / (np.sum(weights) * err.shape[-1])

@@ -1,0 +1,138 @@
+"""Parameters: creation, shapes and validation.
+
+Parameters are a plain dict of float arrays (autograd differentiates dicts natively)::
+
+    Wx (D, 4H)   input weights        z_t = x_t @ Wx + h_{t-1} @ Wh + b
+    Wh (H, 4H)   recurrent weights    (row-vector convention, batch rows first)
+    b  (4H,)     bias
+    Wy (H, O)    readout (optional)   y_t = h_t @ Wy + by
+    by (O,)      readout bias
+
+The 4H axis holds the gates in the order i, f, g, o (see :data:`lstm_ag.lstm.GATES`).
+"""
+import numpy as onp
+from autograd.tracer import Box
+
+__all__ = ["init_params", "param_shapes", "check_params", "is_traced"]
+
+CORE_KEYS = ("Wx", "Wh", "b")
+READOUT_KEYS = ("Wy", "by")
+FLOAT_DTYPES = (onp.dtype(onp.float32), onp.dtype(onp.float64))
+
+
+def is_traced(x):
+    """True when ``x`` is an autograd box (a value being differentiated)."""
+    return isinstance(x, Box)
+
+
+def param_shapes(input_size, hidden_size, output_size=None):
+    """The exact shape of every parameter, as a dict of tuples.
+
+    - input_size: D; hidden_size: H; output_size: O or None for no readout.
+    Returns ``{"Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)}`` plus ``"Wy": (H, O), "by": (O,)``.
+    """
+    D, H = input_size, hidden_size
+    shapes = {"Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,)}
+    if output_size is not None:
+        shapes.update(Wy=(H, output_size), by=(output_size,))
+    return shapes
+
+
+def _check_size(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, onp.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def init_params(input_size, hidden_size, output_size=None, *, seed=0, forget_bias=1.0,
+                dtype=onp.float64):
+    """Fresh LSTM parameters, seeded and reproducible.
+
+    Weights are drawn from U(-1/sqrt(H), 1/sqrt(H)) like PyTorch's ``nn.LSTM`` (the readout
+    ``Wy``, ``by`` from U(-1/sqrt(H), 1/sqrt(H)) like ``nn.Linear(H, O)``). The LSTM bias ``b`` is
+    zero except the forget gate's, which is ``forget_bias`` (1.0, as Keras), so that the cell
+    remembers by default.
+
+    - input_size: D, features per time step.
+    - hidden_size: H, units of the hidden and cell state.
+    - output_size: O for a linear readout ``Wy (H, O)``, ``by (O,)``; None for none.
+    - seed: seed of ``np.random.default_rng`` (the global ``np.random`` is never touched).
+    - forget_bias: initial bias of the forget gate.
+    - dtype: ``np.float64`` (default) or ``np.float32``.
+    Returns a dict ``{"Wx": (D, 4H), "Wh": (H, 4H), "b": (4H,)[, "Wy": (H, O), "by": (O,)]}``.
+    """
+    D = _check_size("input_size", input_size)
+    H = _check_size("hidden_size", hidden_size)
+    O = None if output_size is None else _check_size("output_size", output_size)
+    dtype = onp.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    rng = onp.random.default_rng(seed)
+    k = 1.0 / onp.sqrt(H)
+    shapes = param_shapes(D, H, O)
+    params = {}
+    for name in ("Wx", "Wh", "Wy", "by"):
+        if name in shapes:
+            params[name] = rng.uniform(-k, k, shapes[name]).astype(dtype)
+    b = onp.zeros(4 * H, dtype)
+    b[H:2 * H] = forget_bias
+    params["b"] = b
+    return {name: params[name] for name in shapes}
+
+
+def _shape_text(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_params(params, *, readout=False):
+    """Validate a parameter dict and return its sizes ``(D, H, O)`` (O is None without readout).
+
+    - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, optionally
+      ``Wy (H, O)``, ``by (O,)``; numpy arrays or autograd boxes (tracing is not disturbed:
+      only shapes and dtypes are inspected).
+    - readout: require ``Wy`` and ``by``.
+    Raises ``TypeError`` when ``params`` is not a dict or an entry is not a float array, and
+    ``ValueError`` naming the entry, the expected shape and the given one otherwise.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    needed = CORE_KEYS + (READOUT_KEYS if readout else ())
+    missing = [k for k in needed if k not in params]
+    if missing:
+        what = " (predict and mse need the readout Wy, by)" if set(missing) <= set(READOUT_KEYS) else ""
+        raise ValueError(f"params is missing {', '.join(repr(k) for k in missing)}{what}; "
+                         f"it has {sorted(params)}")
+    for key in needed + tuple(k for k in READOUT_KEYS if k in params and k not in needed):
+        value = params[key]
+        if not (isinstance(value, onp.ndarray) or is_traced(value)):
+            raise TypeError(f"params[{key!r}] must be a numpy array, got {type(value).__name__}")
+        if onp.dtype(value.dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"params[{key!r}] must be float32 or float64, got dtype {value.dtype}")
+    Wx, Wh = params["Wx"], params["Wh"]
+    if Wh.ndim != 2 or Wh.shape[0] < 1:
+        raise ValueError(f"params['Wh'] must have shape (H, 4H), got {_shape_text(Wh.shape)}")
+    H = Wh.shape[0]
+    if Wx.ndim != 2 or Wx.shape[0] < 1:
+        raise ValueError(f"params['Wx'] must have shape (D, 4H) = (D, {4 * H}), "
+                         f"got {_shape_text(Wx.shape)}")
+    D = Wx.shape[0]
+    O = None
+    if "Wy" in params:
+        if params["Wy"].ndim != 2:
+            raise ValueError(f"params['Wy'] must have shape (H, O) = ({H}, O), "
+                             f"got {_shape_text(params['Wy'].shape)}")
+        O = params["Wy"].shape[1]
+    expected = param_shapes(D, H, O)
+    for key, shape in expected.items():
+        if key in params and tuple(params[key].shape) != shape:
+            raise ValueError(f"params[{key!r}] must have shape {_shape_text(shape)} "
+                             f"(D={D}, H={H}{'' if O is None else f', O={O}'}), "
+                             f"got {_shape_text(params[key].shape)}")
+    if ("Wy" in params) != ("by" in params):
+        have, lack = ("Wy", "by") if "Wy" in params else ("by", "Wy")
+        raise ValueError(f"params has {have!r} but not {lack!r}: the readout needs both")
+    dtypes = {onp.dtype(params[k].dtype) for k in expected if k in params}
+    if len(dtypes) > 1:
+        given = ", ".join(f"{k}: {params[k].dtype}" for k in expected if k in params)
+        raise ValueError(f"params must share one dtype, got {given}")
+    return D, H, O
