@@ -1,9 +1,10 @@
 """lstm_ag: an LSTM written once in autograd.numpy, with a verified hand-written BPTT."""
 from . import layouts
+from .grad import METHODS, value_and_grad
 from .lstm import GATES, lstm_forward, lstm_step, mse, predict
 from .ops import sigmoid
 from .params import init_params, param_shapes
 
 __all__ = ["GATES", "init_params", "param_shapes", "lstm_step", "lstm_forward", "predict",
-           "mse", "sigmoid", "layouts"]
+           "mse", "value_and_grad", "METHODS", "sigmoid", "layouts"]
 __version__ = "0.1.0"

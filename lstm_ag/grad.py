@@ -1,0 +1,29 @@
+"""One entry point to the loss and its gradients, by any of the library's methods."""
+from autograd import value_and_grad as _autograd_value_and_grad
+
+from .lstm import mse
+
+__all__ = ["METHODS", "value_and_grad"]
+
+#: The gradient methods, fastest first.
+METHODS = ("fast", "bptt", "autograd")
+
+
+def value_and_grad(params, xs, targets, state=None, *, method="fast", mask=None):
+    """The MSE of the readout at every step and its gradient with respect to ``params``.
+
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``.
+    - xs: ``(T, B, D)`` or ``(T, D)``; targets: ``(T, B, O)`` or ``(T, O)``.
+    - state: optional initial ``(h0, c0)``; mask: optional loss weights ``(T,)`` or ``(T, B)``.
+    - method: ``"fast"`` (autograd through a whole-sequence primitive whose VJP is the hand
+      BPTT), ``"bptt"`` (the hand-written backward alone) or ``"autograd"`` (autograd traces
+      the Python forward step by step).
+    Returns ``(loss, grads)``: a float and a dict with the keys and shapes of ``params``, in
+    the parameters' dtype.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method == "autograd":
+        loss, grads = _autograd_value_and_grad(mse)(params, xs, targets, state, mask=mask)
+        return loss, grads
+    raise NotImplementedError(f"method={method!r} is not implemented yet; use method='autograd'")
