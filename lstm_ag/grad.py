@@ -1,6 +1,8 @@
 """One entry point to the loss and its gradients, by any of the library's methods."""
 from autograd import value_and_grad as _autograd_value_and_grad
 
+from . import fast  # noqa: F401  (registers the gradient of the whole-sequence primitive)
+from .bptt import bptt
 from .lstm import mse
 
 __all__ = ["METHODS", "value_and_grad"]
@@ -23,7 +25,6 @@ def value_and_grad(params, xs, targets, state=None, *, method="fast", mask=None)
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if method == "autograd":
-        loss, grads = _autograd_value_and_grad(mse)(params, xs, targets, state, mask=mask)
-        return loss, grads
-    raise NotImplementedError(f"method={method!r} is not implemented yet; use method='autograd'")
+    if method == "bptt":
+        return bptt(params, xs, targets, state, mask=mask)
+    return _autograd_value_and_grad(mse)(params, xs, targets, state, mask=mask, method=method)

@@ -19,13 +19,15 @@ one recurrent product. A readout ``y_t = h_t @ Wy + by`` gives predictions.
 hand-written backward (:mod:`lstm_ag.bptt`) and the fast path (:mod:`lstm_ag.fast`) all call it.
 """
 import autograd.numpy as np
+import numpy as onp
+from autograd.extend import primitive
 
 from .inputs import as_mask, as_sequence, as_state, as_targets
 from .ops import sigmoid
-from .params import check_params
+from .params import check_params, is_traced
 
-__all__ = ["GATES", "gate_slice", "split_gates", "lstm_step", "scan", "lstm_forward",
-           "predict", "mse"]
+__all__ = ["GATES", "gate_slice", "split_gates", "lstm_step", "scan", "SequenceCache",
+           "scan_with_cache", "lstm_sequence", "lstm_forward", "predict", "mse"]
 
 #: The gates along the 4H axis, in order (the order of PyTorch, Keras and Flax).
 GATES = ("i", "f", "g", "o")
@@ -81,6 +83,69 @@ def scan(Wx, Wh, b, xs, h0, c0):
     return np.stack(hs), c
 
 
+class SequenceCache:
+    """What the backward needs from a forward run, in one buffer.
+
+    ``store`` is ``(7, T + 1, B, H)``: the fields ``h, c, i, f, g, o, tanh_c`` (in
+    :attr:`FIELDS` order), time-major, each field contiguous. Time index 0 holds the initial
+    state ``h0, c0`` (unused for the gate fields), index t + 1 the values of step t, so that
+    ``hs_prev = store[0, :-1]`` and ``hs = store[0, 1:]`` are both views. Also kept: the
+    inputs ``xs (T, B, D)`` and the weights ``Wx (D, 4H)``, ``Wh (H, 4H)``.
+    """
+    FIELDS = ("h", "c", "i", "f", "g", "o", "tanh_c")
+    __slots__ = ("xs", "Wx", "Wh", "store")
+
+    def __init__(self, xs, Wx, Wh, store):
+        self.xs, self.Wx, self.Wh, self.store = xs, Wx, Wh, store
+
+    def __getattr__(self, name):        # cache.h, cache.i, ...: (T + 1, B, H) or (T, B, H)
+        try:
+            k = SequenceCache.FIELDS.index(name)
+        except ValueError:
+            raise AttributeError(name) from None
+        return self.store[k] if k < 2 else self.store[k, 1:]
+
+    @property
+    def gates(self):
+        """The activations i, f, g, o of every step, ``(4, T, B, H)``."""
+        return self.store[2:6, 1:]
+
+
+def scan_with_cache(Wx, Wh, b, xs, h0, c0):
+    """:func:`scan` on plain arrays, keeping what the backward needs.
+
+    - Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``, xs ``(T, B, D)``, h0, c0 ``(B, H)``:
+      numpy arrays (not autograd boxes).
+    Returns a :class:`SequenceCache`; ``cache.h[1:]`` are the hidden states ``(T, B, H)``.
+    """
+    T, B, _ = xs.shape
+    H = Wh.shape[0]
+    zx = xs @ Wx + b
+    h, c = h0, c0
+    steps = []
+    for t in range(T):
+        (h, c), acts = lstm_step(Wh, zx[t], h, c)
+        steps.append((h, c) + acts)
+    store = onp.empty((7, T + 1, B, H), dtype=zx.dtype)
+    store[0, 0], store[1, 0] = h0, c0
+    for k, field in enumerate(zip(*steps)):
+        onp.stack(field, out=store[k, 1:])
+    return SequenceCache(xs, Wx, Wh, store)
+
+
+@primitive
+def lstm_sequence(Wx, Wh, b, xs, h0, c0):
+    """The whole sequence as one autograd primitive: ``(hs (T, B, H), c_T (B, H))``.
+
+    Same arguments as :func:`scan`. Its forward is :func:`scan_with_cache`; its gradient
+    rules, registered by :mod:`lstm_ag.fast`, run the hand-written BPTT on that cache, so
+    autograd records one operation for the whole sequence instead of a dozen per step.
+    ``hs`` is a view into the cache's buffer, which is how the backward finds the cache.
+    """
+    store = scan_with_cache(Wx, Wh, b, xs, h0, c0).store
+    return store[0, 1:], store[1, -1]
+
+
 def _prepare(params, xs, state, readout):
     D, H, O = check_params(params, readout=readout)
     xs, single = as_sequence(xs, D, params["Wx"].dtype)
@@ -88,16 +153,26 @@ def _prepare(params, xs, state, readout):
     return xs, h0, c0, single
 
 
-def _hidden(params, xs, h0, c0):
-    return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+def _hidden(params, xs, h0, c0, method):
+    """hs ``(T, B, H)`` and c_T: traced step by step (``"autograd"``), else through the
+    whole-sequence primitive when anything is being differentiated, else plain."""
+    if method not in ("fast", "autograd"):
+        raise ValueError(f"method must be 'fast' or 'autograd', got {method!r}")
+    args = (params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+    if method == "autograd" or not any(is_traced(a) for a in args):
+        return scan(*args)
+    return lstm_sequence(*args)
 
 
-def lstm_forward(params, xs, state=None):
+def lstm_forward(params, xs, state=None, *, method="fast"):
     """Run the LSTM over a sequence.
 
     - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored).
     - xs: ``(T, B, D)`` time-major batch, or ``(T, D)`` / a list of T vectors for one sequence.
     - state: optional ``(h0, c0)``, each ``(B, H)`` (``(H,)`` for one sequence); zeros if None.
+    - method: how autograd differentiates it: ``"fast"`` records the whole sequence as one
+      primitive whose gradient is the hand BPTT; ``"autograd"`` traces every step.
+      Both give the same numbers; without differentiation they are the same code.
     Returns ``(hs, (h, c))``: hs ``(T, B, H)`` (or ``(T, H)``), and the final state.
 
     Example::
@@ -108,39 +183,40 @@ def lstm_forward(params, xs, state=None):
         ((5, 4), (4,))
     """
     xs, h0, c0, single = _prepare(params, xs, state, readout=False)
-    hs, c = _hidden(params, xs, h0, c0)
+    hs, c = _hidden(params, xs, h0, c0, method)
     h = hs[-1]
     if single:
         return hs[:, 0], (h[0], c[0])
     return hs, (h, c)
 
 
-def predict(params, xs, state=None):
+def predict(params, xs, state=None, *, method="fast"):
     """Predictions of the linear readout at every step, ``y_t = h_t @ Wy + by``.
 
     - params: ``Wx, Wh, b`` and the readout ``Wy (H, O)``, ``by (O,)``.
-    - xs, state: as for :func:`lstm_forward`.
+    - xs, state, method: as for :func:`lstm_forward`.
     Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence.
     """
     xs, h0, c0, single = _prepare(params, xs, state, readout=True)
-    hs, _ = _hidden(params, xs, h0, c0)
+    hs, _ = _hidden(params, xs, h0, c0, method)
     ys = hs @ params["Wy"] + params["by"]
     return ys[:, 0] if single else ys
 
 
-def mse(params, xs, targets, state=None, *, mask=None):
+def mse(params, xs, targets, state=None, *, mask=None, method="fast"):
     """Mean squared error of :func:`predict` against ``targets``, over every element.
 
     - targets: the predictions' shape, ``(T, B, O)`` or ``(T, O)``.
     - mask: optional loss weights per step, ``(T,)`` or ``(T, B)``; the loss is then
       ``sum(mask * err**2) / (sum(mask) * O)`` (for example the last step only).
+    - method: as for :func:`lstm_forward`.
     Returns a scalar.
     """
     xs, h0, c0, single = _prepare(params, xs, state, readout=True)
     T, B, _ = xs.shape
     targets = as_targets(targets, (T, B, params["Wy"].shape[1]), params["Wx"].dtype, single)
     weights = as_mask(mask, T, B, params["Wx"].dtype, single)
-    hs, _ = _hidden(params, xs, h0, c0)
+    hs, _ = _hidden(params, xs, h0, c0, method)
     err = hs @ params["Wy"] + params["by"] - targets
     if weights is None:
         return np.mean(err * err)

@@ -1,0 +1,158 @@
+r"""Backpropagation through time, written by hand (in the form of CS231n's ``rnn_layers.py``).
+
+The forward is not repeated here: :func:`lstm_ag.lstm.scan_with_cache` runs the one
+:func:`lstm_ag.lstm.lstm_step` on plain arrays and keeps its activations. This module is the
+only other copy of the mathematics: the derivative of one step, in two halves.
+
+**Local derivatives** of step t (they do not depend on the loss, so they are computed for all
+steps at once, from the stored activations, never recomputed from pre-activations)::
+
+    dh_t/dc_t    = o_t (1 - tanh(c_t)^2)          h_c
+    dc_t/dz_i    = g_t  i_t (1 - i_t)              c_z[..., 0, :]
+    dc_t/dz_f    = c_{t-1} f_t (1 - f_t)           c_z[..., 1, :]
+    dc_t/dz_g    = i_t (1 - g_t^2)                 c_z[..., 2, :]
+    dh_t/dz_o    = tanh(c_t) o_t (1 - o_t)         h_zo
+    dc_t/dc_{t-1} = f_t,   dz_t/dh_{t-1} = Wh^T
+
+**The chain rule, step by step, backwards in time**: with ``dh`` = dL/dh_t (from the loss at
+step t plus ``dh_next`` from step t + 1) and ``dc_next`` = dL/dc_t from step t + 1::
+
+    dc   = dc_next + dh * h_c
+    dz   = [dc * c_z_i, dc * c_z_f, dc * c_z_g, dh * h_zo]     (B, 4H), gates i, f, g, o
+    dc_prev = dc * f,   dh_prev = dz @ Wh^T
+
+Weight gradients are then one matrix product each over all steps, after the loop:
+``dWx = X^T dZ``, ``dWh = H_prev^T dZ``, ``db = sum(dZ)``, ``dX = dZ Wx^T``.
+
+Notebook 001's backward, which this replaces, has two bugs:
+
+1. its forward has ``return h`` *inside* the time loop, so only the first step ever runs and
+   is cached: the backward then sees a sequence of length 1 and the recurrent path
+   (``dh_next``, ``dc_next``) is never exercised;
+2. its loss reaches only the last hidden state (one ``dL_dh``), so the gradient of a loss at
+   every step, the usual next-value objective, cannot be expressed; ours takes ``dhs``, a
+   gradient for every hidden state, and :func:`bptt` puts an MSE readout at every step.
+"""
+import numpy as np
+
+from .inputs import as_mask, as_sequence, as_state, as_targets
+from .lstm import scan_with_cache
+from .params import check_params
+
+__all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "bptt"]
+
+
+def local_derivatives(cache):
+    """The local derivatives of every step, from a forward's stored activations.
+
+    - cache: a :class:`lstm_ag.lstm.SequenceCache` of T steps, batch B, H units.
+    Returns ``(h_c, c_z, h_zo, f)``: ``h_c (T, B, H)`` = dh_t/dc_t, ``c_z (T, B, 3, H)`` =
+    dc_t/dz for the gates i, f, g, ``h_zo (T, B, H)`` = dh_t/dz_o, ``f (T, B, H)`` =
+    dc_t/dc_{t-1}.
+    """
+    i, f, g, o, tanh_c = cache.i, cache.f, cache.g, cache.o, cache.tanh_c
+    c_prev = cache.c[:-1]
+    T, B, H = i.shape
+    c_z = np.empty((T, B, 3, H), dtype=i.dtype)
+    np.multiply(g, i * (1 - i), out=c_z[:, :, 0])
+    np.multiply(c_prev, f * (1 - f), out=c_z[:, :, 1])
+    np.multiply(i, 1 - g * g, out=c_z[:, :, 2])
+    h_c = o * (1 - tanh_c * tanh_c)
+    h_zo = tanh_c * o * (1 - o)
+    return h_c, c_z, h_zo, f
+
+
+def lstm_step_backward(dh_next, dc_next, cache, dz=None):
+    """Backward through one :func:`lstm_ag.lstm.lstm_step`.
+
+    - dh_next: dL/dh_t, the whole gradient reaching the step's output h_t, ``(B, H)``.
+    - dc_next: dL/dc_t from the steps after t, ``(B, H)``.
+    - cache: ``(Wh, h_c, c_z, h_zo, f)`` for this step: the recurrent weights ``(H, 4H)`` and
+      this step's slice of :func:`local_derivatives` (``(B, H)``, ``(B, 3, H)``, ``(B, H)``,
+      ``(B, H)``).
+    - dz: optional ``(B, 4H)`` C-contiguous array to write dL/dz_t into.
+    Returns ``(dz, dh_prev, dc_prev)``: dL/dz_t ``(B, 4H)`` (gates i, f, g, o) for
+    z_t = x_t Wx + h_{t-1} Wh + b, so that dx_t = dz Wx^T, dWx = x_t^T dz, dWh = h_{t-1}^T dz,
+    db = sum_rows(dz); and dL/dh_{t-1}, dL/dc_{t-1}, each ``(B, H)``.
+    """
+    Wh, h_c, c_z, h_zo, f = cache
+    B, H = dh_next.shape
+    if dz is None:
+        dz = np.empty((B, 4 * H), dtype=dh_next.dtype)
+    dz_gates = dz.reshape(B, 4, H)
+    dc = dh_next * h_c                                      # through h_t = o_t tanh(c_t)
+    dc += dc_next                                           # and from c_{t+1}
+    np.multiply(dc[:, None, :], c_z, out=dz_gates[:, :3])  # dz_i, dz_f, dz_g
+    np.multiply(dh_next, h_zo, out=dz_gates[:, 3])          # dz_o
+    dc *= f                                                 # dc_prev
+    return dz, dz @ Wh.T, dc
+
+
+def lstm_backward(dhs, cache, dh_last=None, dc_last=None):
+    """Backpropagation through time over a whole sequence.
+
+    - dhs: dL/dh_t for every step from outside the recurrence (e.g. a readout), ``(T, B, H)``.
+    - cache: the :class:`lstm_ag.lstm.SequenceCache` of the forward.
+    - dh_last, dc_last: optional dL/dh_T and dL/dc_T for the final state, ``(B, H)`` each.
+    Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)``,
+    ``h0 (B, H)``, ``c0 (B, H)``, the gradients of the LSTM's weights, inputs and initial state.
+    """
+    xs, Wx, Wh = cache.xs, cache.Wx, cache.Wh
+    T, B, D = xs.shape
+    H = Wh.shape[0]
+    if dhs.shape != (T, B, H):
+        raise ValueError(f"dhs must have shape (T, B, H) = ({T}, {B}, {H}), got {dhs.shape}")
+    h_c, c_z, h_zo, f = local_derivatives(cache)
+    dZ = np.empty((T, B, 4 * H), dtype=cache.store.dtype)
+    dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
+    dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
+    for t in range(T - 1, -1, -1):
+        _, dh, dc = lstm_step_backward(dh, dc, (Wh, h_c[t], c_z[t], h_zo[t], f[t]), dZ[t])
+        if t:
+            dh += dhs[t - 1]
+    dZ2 = dZ.reshape(T * B, 4 * H)
+    return {
+        "Wx": xs.reshape(T * B, D).T @ dZ2,
+        "Wh": cache.h[:-1].reshape(T * B, H).T @ dZ2,
+        "b": dZ2.sum(axis=0),
+        "xs": (dZ2 @ Wx.T).reshape(T, B, D),
+        "h0": dh,
+        "c0": dc,
+    }
+
+
+def bptt(params, xs, targets, state=None, *, mask=None):
+    """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
+
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``.
+    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state, mask: as
+      for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
+    Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
+    """
+    D, H, O = check_params(params, readout=True)
+    dtype = params["Wx"].dtype
+    xs, single = as_sequence(xs, D, dtype)
+    T, B, _ = xs.shape
+    h0, c0 = as_state(state, B, H, dtype, single)
+    targets = as_targets(targets, (T, B, O), dtype, single)
+    weights = as_mask(mask, T, B, dtype, single)
+
+    cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+    hs = cache.h[1:]
+    Wy = params["Wy"]
+    err = hs @ Wy + params["by"] - targets                    # (T, B, O)
+    if weights is None:
+        count = err.size
+        loss = np.sum(err * err) / count
+        dys = err * (2 / count)
+    else:
+        count = np.sum(weights) * O
+        loss = np.sum(weights * err * err) / count
+        dys = err * weights * (2 / count)
+    dys2 = dys.reshape(T * B, O)
+    grads = lstm_backward(dys @ Wy.T, cache)
+    return loss, {
+        "Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"],
+        "Wy": hs.reshape(T * B, H).T @ dys2,
+        "by": dys2.sum(axis=0),
+    }
