@@ -1,0 +1,7 @@
+"""Timing suite for lstm_ag: one training step by every method, side by side with peers.
+
+Run it from the repository root with ``python -m benchmarks`` (``--help`` for the options,
+``--quick`` for a few seconds' smoke run). ``bench_step`` holds the cases in the asv style
+(``setup`` + ``time_*``); ``run`` interleaves them, takes medians and writes the table and JSON.
+See ``benchmarks/README.md``.
+"""

@@ -1,0 +1,240 @@
+"""What the benchmark ran on: CPU, BLAS and its threads, library versions, the matmul peak,
+and a process-wide resident-memory high-water mark that can be reset.
+
+Nothing here imports torch or jax; :func:`versions` reports them only if already imported.
+"""
+import ctypes
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["blas_threads", "blas_info", "cpu_model", "machine_info", "versions", "matmul_peak",
+           "RssPeak"]
+
+
+def _openblas_handles():
+    """ctypes handles of the OpenBLAS libraries loaded in this process (Linux only)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps
+                     if "openblas" in line.lower() and ".so" in line.split()[-1]}
+    except OSError:
+        return []
+    handles = []
+    for path in sorted(paths):
+        try:
+            handles.append(ctypes.CDLL(path))
+        except OSError:
+            pass
+    return handles
+
+
+def _openblas_call(suffix, restype=ctypes.c_int):
+    """Call ``openblas_<suffix>`` under any of the names numpy's OpenBLAS builds use."""
+    for lib in _openblas_handles():
+        for name in (f"scipy_openblas_{suffix}64_", f"scipy_openblas_{suffix}",
+                     f"openblas_{suffix}64_", f"openblas_{suffix}"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = restype
+                return fn()
+    return None
+
+
+def blas_threads():
+    """The number of threads numpy's BLAS uses.
+
+    Asks threadpoolctl when installed, else OpenBLAS itself (through ctypes), else the
+    environment (``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``OMP_NUM_THREADS``), else the
+    number of CPUs this process may run on.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"]
+        if counts:
+            return int(counts[0])
+    except ImportError:
+        pass
+    n = _openblas_call("get_num_threads")
+    if n:
+        return int(n)
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return _cpus()
+
+
+def _cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def blas_info():
+    """numpy's BLAS: name, version, configuration (a dict of strings)."""
+    info = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(name=blas.get("name"), version=blas.get("version"),
+                    config=blas.get("openblas configuration"))
+    except Exception:                            # old numpy, odd builds: leave it out
+        pass
+    core = _openblas_call("get_corename", ctypes.c_char_p)
+    if core:
+        info["openblas_core"] = core.decode()
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        info["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
+    info["threads"] = blas_threads()
+    return info
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    match = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    wanted = ("avx", "avx2", "fma", "avx512f")
+    return [f for f in wanted if match and f in match.group(1).split()]
+
+
+def _memory_gib():
+    try:
+        text = Path("/proc/meminfo").read_text()
+        return round(int(re.search(r"MemTotal:\s+(\d+)", text).group(1)) / 2**20, 1)
+    except (OSError, AttributeError):
+        return None
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info():
+    """The machine, as a dict: CPU model, cores, usable CPUs, SIMD flags, memory, OS, BLAS."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cpus": _cpus(),
+            "simd": _cpu_flags(), "memory_gib": _memory_gib(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "blas": blas_info()}
+
+
+def _version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions():
+    """Versions of lstm_ag (and its git commit), numpy, scipy, autograd, and of torch and jax
+    when they have been imported."""
+    import lstm_ag
+    out = {"lstm_ag": lstm_ag.__version__, "git_commit": _git_commit(), "numpy": np.__version__,
+           "scipy": _version("scipy"), "autograd": _version("autograd")}
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].__version__
+    if "jax" in sys.modules:
+        out["jax"] = sys.modules["jax"].__version__
+        out["jaxlib"] = _version("jaxlib")
+    if "matplotlib" in sys.modules:
+        out["matplotlib"] = sys.modules["matplotlib"].__version__
+    return out
+
+
+def matmul_peak(dtype, n=2048, repeats=5, make_matmul=None):
+    """The machine's measured matrix-multiply rate, in GFLOP/s.
+
+    - dtype: ``np.float64`` or ``np.float32``; n: the side of the square matrices.
+    - repeats: timed products after one warm-up.
+    - make_matmul: ``make_matmul(a, b)`` returns a call that multiplies them and waits for
+      the result (to time another library's matmul); ``np.matmul`` into a preallocated output
+      when None.
+    Returns ``(best, median)`` over the repeats, each ``2 n^3 / seconds / 1e9``.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    if make_matmul is None:
+        out = np.empty((n, n), dtype)
+        call = lambda: np.matmul(a, b, out=out)   # noqa: E731
+    else:
+        call = make_matmul(a, b)
+    call()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    flops = 2.0 * n ** 3
+    return flops / min(times) / 1e9, flops / float(np.median(times)) / 1e9
+
+
+class RssPeak:
+    """Peak growth of the resident set size over a block of code (Linux only).
+
+    Resets the kernel's high-water mark (``VmHWM``, via ``/proc/self/clear_refs``), asks glibc
+    to give freed heap memory back (``malloc_trim``), runs the block, and reports
+    ``VmHWM - VmRSS before``: the most extra physical memory the process held at any moment.
+    It sees every allocator (numpy, torch, XLA) but is process-wide and page-granular.
+    ``RssPeak.available()`` says whether this system supports it.
+    """
+
+    @staticmethod
+    def _status():
+        text = Path("/proc/self/status").read_text()
+        return {k: int(re.search(k + r":\s+(\d+)", text).group(1)) * 1024
+                for k in ("VmRSS", "VmHWM")}
+
+    @classmethod
+    def available(cls):
+        try:
+            cls._status()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except (OSError, AttributeError):
+            return False
+
+    def __enter__(self):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        self.before = self._status()["VmRSS"]
+        self.bytes = None
+        return self
+
+    def __exit__(self, *exc):
+        self.bytes = max(0, self._status()["VmHWM"] - self.before)
+        return False

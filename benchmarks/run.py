@@ -1,0 +1,554 @@
+"""The runner: ``python -m benchmarks [--quick] [--sizes ...] [--dtypes ...] [--plot PATH]``.
+
+For each size and dtype it sets up every contender (:class:`~benchmarks.bench_step.TimeStep`),
+checks its loss and gradients against lstm_ag's autograd method, warms it up, then times
+:meth:`~benchmarks.bench_step.TimeStep.time_step` round by round (round r runs every contender
+once, in an order rotated by r) so that a slow spell of a shared machine hits all of them.
+It reports medians and IQRs, ratios, GFLOP/s against the measured matmul peak and the peak
+memory of one step; prints markdown on stdout (progress on stderr) and writes JSON.
+Exit status 1 when a contender disagrees with the reference or fails, else 0.
+"""
+import argparse
+import gc
+import json
+import math
+import os
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import machine
+from .bench_step import TimeStep
+from .contenders import (DTYPES, PEERS, SIZES, contender_names, step_flops, torch_threads)
+
+__all__ = ["main", "run", "time_interleaved"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+#: The plot's sweeps: T at fixed (B, D, H) and H at fixed (B, T, D) (small's other sizes).
+SWEEP_T = [(32, T, 8, 64) for T in (25, 50, 100, 200, 400)]
+SWEEP_H = [(32, 100, 8, H) for H in (16, 32, 64, 128, 256, 512)]
+
+FULL = {"budget": 40.0, "min_repeats": 5, "max_repeats": 200, "warmup": 0.3,
+        "peak_n": 2048, "peak_repeats": 5, "sweep_budget": 4.0}
+QUICK = {"budget": 1.0, "min_repeats": 3, "max_repeats": 10, "warmup": 0.02,
+         "peak_n": 512, "peak_repeats": 3, "sweep_budget": 0.3}
+
+
+def _log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+def _warm_up(step, seconds, min_calls=3, max_calls=20):
+    """Call ``step`` at least ``min_calls`` times and until ``seconds`` have passed (at most
+    ``max_calls``); return the fastest call's duration, the estimate of its time per call.
+
+    Some contenders are slow for several calls after the first (PyTorch float32 runs its RNN
+    through oneDNN, which builds its kernels over the first few calls), hence more than one.
+    """
+    spent, times = 0.0, []
+    while len(times) < min_calls or (spent < seconds and len(times) < max_calls):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+    return min(times)
+
+
+def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3):
+    """Time several calls round by round.
+
+    - steps: dict name -> zero-argument call.
+    - budget: seconds of timed calls in all; each contender gets an equal share, so its repeat
+      count is ``share / (its time per call)`` clipped to ``[min_repeats, max_repeats]``
+      (a slow contender gets fewer repeats, and sits out the last rounds).
+    - warmup: seconds of untimed calls per contender first (at least three calls).
+    Returns dict name -> list of seconds. The garbage collector is off during each call
+    (as in timeit) and runs between rounds.
+    """
+    names = list(steps)
+    per_call = {name: max(_warm_up(steps[name], warmup), 1e-7) for name in names}
+    share = budget / max(len(names), 1)
+    repeats = {name: int(min(max_repeats, max(min_repeats, round(share / per_call[name]))))
+               for name in names}
+    samples = {name: [] for name in names}
+    gc_was_enabled = gc.isenabled()
+    try:
+        for r in range(max(repeats.values(), default=0)):
+            order = names[r % len(names):] + names[:r % len(names)]
+            gc.disable()
+            for name in order:
+                if len(samples[name]) < repeats[name]:
+                    t0 = time.perf_counter()
+                    steps[name]()
+                    samples[name].append(time.perf_counter() - t0)
+            gc.enable()
+            gc.collect()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def _traced_peak(step):
+    """Peak of the memory tracemalloc sees (Python objects and numpy arrays) during one
+    call, above what was allocated before it."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        step()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _rss_peak(step):
+    gc.collect()
+    with machine.RssPeak() as rss:
+        step()
+    return rss.bytes
+
+
+# --- one group: a size and a dtype -----------------------------------------------------------
+
+def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget=None):
+    """Set up, check and time every contender at one size and dtype.
+
+    Returns a list of row dicts, one per contender in ``names`` (unavailable ones included).
+    """
+    size = tuple(SIZES[size_name] if shape is None else shape)
+    rows, benches = {}, {}
+    for name in names:
+        row = {"size": size_name, "dtype": dtype, "B": size[0], "T": size[1], "D": size[2],
+               "H": size[3], "contender": name, "available": False, "status": None,
+               "flops": step_flops(*size)}
+        rows[name] = row
+        bench = TimeStep()
+        try:
+            case = bench.prepare(size_name, dtype, name, shape=shape)
+        except NotImplementedError as err:
+            row["status"] = f"n/a: {err}"
+            continue
+        except Exception as err:                 # a contender that crashes is reported, once
+            row["status"] = f"ERROR: {type(err).__name__}: {err}"
+            continue
+        row.update(available=True, status=str(case.check), check=case.check.as_dict(),
+                   first_call_s=case.first_call, **case.extra)
+        benches[name] = bench
+    budget = settings["budget"] if budget is None else budget
+    samples = time_interleaved({n: b.time_step for n, b in benches.items()}, budget,
+                               settings["min_repeats"], settings["max_repeats"],
+                               settings["warmup"])
+    for name, times in samples.items():
+        t = np.asarray(times)
+        q25, q75 = np.percentile(t, [25, 75])
+        rows[name].update(median_s=float(np.median(t)), iqr_s=float(q75 - q25),
+                          min_s=float(t.min()), n=len(times), samples_s=[float(x) for x in t])
+    if memory:
+        rss_ok = machine.RssPeak.available()
+        for name, bench in benches.items():
+            case = bench.case
+            rows[name]["mem_tracemalloc_bytes"] = (_traced_peak(case.step) if case.numpy_memory
+                                                   else None)
+            rows[name]["mem_rss_bytes"] = _rss_peak(case.step) if rss_ok else None
+    benches.clear()
+    gc.collect()
+    return [rows[name] for name in names]
+
+
+def _add_ratios(rows, peaks):
+    """Ratios to torch (same dtype, and float64) and to bptt, GFLOP/s and peak fraction."""
+    median = {(r["size"], r["dtype"], r["contender"]): r.get("median_s") for r in rows}
+    for r in rows:
+        t = r.get("median_s")
+        for key, other in (("ratio_torch", (r["dtype"], "torch")),
+                           ("ratio_torch_float64", ("float64", "torch")),
+                           ("ratio_bptt", (r["dtype"], "bptt"))):
+            ref = median.get((r["size"],) + other)
+            r[key] = t / ref if t and ref else None
+        r["gflops"] = r["flops"] / t / 1e9 if t else None
+        peak = peaks.get(r["dtype"])
+        r["peak_fraction"] = r["gflops"] / peak if t and peak else None
+
+
+# --- targets (from the issue; reported, never asserted) --------------------------------------
+
+def evaluate_targets(rows, sizes):
+    """The speed targets, each ``{"target", "status" ("met"/"missed"/"n/a"), "detail"}``."""
+    by = {(r["size"], r["dtype"], r["contender"]): r for r in rows}
+
+    def val(size, dtype, name, key="median_s"):
+        row = by.get((size, dtype, name))
+        return None if row is None else row.get(key)
+
+    def judge(target, pairs):
+        """pairs: list of (label, value, ok) with value None when not measured."""
+        measured = [(label, v, ok) for label, v, ok in pairs if v is not None]
+        if not measured:
+            return {"target": target, "status": "n/a", "detail": "not measured"}
+        missing = [label for label, v, _ in pairs if v is None]
+        status = "met" if all(ok for _, _, ok in measured) else "missed"
+        if missing and status == "met":
+            status = "n/a"
+        detail = ", ".join(f"{label} {v:.2f}" for label, v, _ in measured)
+        if missing:
+            detail += f" (not measured: {', '.join(missing)})"
+        return {"target": target, "status": status, "detail": detail}
+
+    def ratio(size, dtype, a, b):
+        ta, tb = val(size, dtype, a), val(size, dtype, b)
+        return ta / tb if ta and tb else None
+
+    def pairs(dtypes, a, b, bound, only=None, strict=False):
+        out = []
+        for dtype in dtypes:
+            for size in sizes:
+                if only and size not in only:
+                    continue
+                v = ratio(size, dtype, a, b)
+                label = f"{size}" + ("" if len(dtypes) == 1 else f" {dtype}")
+                out.append((label, v, v is not None and (v < bound if strict else v <= bound)))
+        return out
+
+    dtypes = sorted({r["dtype"] for r in rows}, key=DTYPES.index)
+    targets = [
+        judge("fast <= 1.1 x bptt at every size (time ratio)", pairs(dtypes, "fast", "bptt", 1.1)),
+        judge("fast faster than PyTorch eager float64 at every size (time ratio < 1)",
+              pairs(["float64"], "fast", "torch", 1.0, strict=True)),
+        judge("fast <= 0.3 x PyTorch eager float64 at tiny",
+              pairs(["float64"], "fast", "torch", 0.3, only=["tiny"])),
+        judge("fast within 2 x JAX jit at tiny (float64)",
+              pairs(["float64"], "fast", "jax", 2.0, only=["tiny"])),
+    ]
+    frac = val("large", "float64", "fast", "peak_fraction")
+    targets.append(judge("fast at large float64 >= 80% of the float64 matmul peak (fraction)",
+                         [("large", frac, frac is not None and frac >= 0.8)]
+                         if "large" in sizes else []))
+    targets.append(judge("float32: fast <= PyTorch eager float32 at medium and large",
+                         pairs(["float32"], "fast", "torch", 1.0, only=["medium", "large"])))
+    return targets
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def _ms(seconds):
+    if seconds is None:
+        return "n/a"
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+def _num(x, fmt="{:.2f}"):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def _pct(f):
+    if f is None:
+        return "n/a"
+    p = 100 * f
+    return f"{p:.2f}%" if p < 1 else f"{p:.1f}%" if p < 10 else f"{p:.0f}%"
+
+
+def _mib(b):
+    return "n/a" if b is None else f"{b / 2**20:.3g}"
+
+
+def summary_table(rows, names):
+    """Median ms per step: one row per size and dtype, one column per contender."""
+    lines = ["| size (B, T, D, H) | dtype | " + " | ".join(names) + " |",
+             "|---|---|" + "---:|" * len(names)]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["size"], r["dtype"]), {})[r["contender"]] = r
+    for (size, dtype), by_name in groups.items():
+        r0 = next(iter(by_name.values()))
+        cells = []
+        for name in names:
+            r = by_name.get(name)
+            cell = _ms(r.get("median_s")) if r else "n/a"
+            if r and r["available"] and not r["check"]["ok"]:
+                cell += " (!)"
+            cells.append(cell)
+        lines.append(f"| {size} ({r0['B']}, {r0['T']}, {r0['D']}, {r0['H']}) | {dtype} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+DETAIL_COLUMNS = ["size", "dtype", "contender", "median ms", "IQR ms", "n", "x torch", "x bptt",
+                  "GFLOP/s", "% peak", "mem MiB (tracemalloc)", "mem MiB (RSS)", "1st call ms",
+                  "check"]
+
+
+def detail_table(rows):
+    """Every contender at every size and dtype, one row each."""
+    lines = ["| " + " | ".join(DETAIL_COLUMNS) + " |",
+             "|---|---|---|" + "---:|" * (len(DETAIL_COLUMNS) - 4) + "---|"]
+    for r in rows:
+        cells = [r["size"], r["dtype"], r["contender"], _ms(r.get("median_s")),
+                 _ms(r.get("iqr_s")), str(r.get("n", "n/a")), _num(r.get("ratio_torch")),
+                 _num(r.get("ratio_bptt")), _num(r.get("gflops"), "{:.3g}"),
+                 _pct(r.get("peak_fraction")), _mib(r.get("mem_tracemalloc_bytes")),
+                 _mib(r.get("mem_rss_bytes")), _ms(r.get("first_call_s")), r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(result):
+    """The whole markdown report."""
+    m, v = result["machine"], result["versions"]
+    blas = m["blas"]
+    out = ["## lstm_ag: one training step (forward + all gradients, linear readout, "
+           "MSE at every step)", ""]
+    out.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cpus']} usable), "
+               f"{m['memory_gib']} GiB, {m['os']}, Python {m['python']}")
+    out.append(f"- numpy BLAS: {blas.get('name')} {blas.get('version')}"
+               + (f" (core {blas['openblas_core']})" if blas.get("openblas_core") else "")
+               + f", {blas.get('threads')} threads")
+    vs = ", ".join(f"{k} {val}" for k, val in v.items() if val and k != "git_commit")
+    out.append(f"- versions: {vs}" + (f"; commit {v['git_commit']}" if v.get("git_commit") else ""))
+    th = result["threads"]
+    out.append(f"- threads: numpy BLAS {th['numpy_blas']}"
+               + (f", torch {th['torch']}" if th.get("torch") else "")
+               + (", jax: XLA's default (all usable CPUs)" if "jax" in v else ""))
+    pk = result["matmul_peak"]
+    out.append(f"- matmul peak (np.matmul {pk['n']}x{pk['n']}, best of {pk['repeats']}, "
+               f"best of start and end of run): "
+               + ", ".join(f"{d} {pk['gflops'][d]:.1f} GFLOP/s" for d in pk["gflops"]))
+    for lib in ("torch", "jax"):
+        if pk.get(lib):
+            out.append(f"- {lib}.matmul peak (same sizes, for reference): "
+                       + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in pk[lib].items()))
+    la = result["load_average"]
+    out.append(f"- load average (1 min) at start {la['start']:.2f}, at end {la['end']:.2f}; "
+               f"run took {result['elapsed_s']:.0f} s" + (" (--quick)" if result["quick"] else ""))
+    avail = result["availability"]
+    out.append("- contenders: " + ", ".join(
+        f"{n}" + ("" if avail[n] == "ok" else f" ({avail[n]})") for n in avail))
+    out.append(f"- loss and gradients checked against lstm_ag autograd at setup: "
+               f"{'all agree' if result['checks_ok'] else 'SOME DISAGREE (marked (!) / DISAGREES)'}")
+    out += ["", "### Median time per step (ms)", "", summary_table(result["results"],
+                                                                    result["contenders"])]
+    out += ["", "### Details", "", detail_table(result["results"])]
+    out += ["", "### Targets (from one run; not asserted)", ""]
+    out += [f"- [{t['status']}] {t['target']}: {t['detail']}" for t in result["targets"]]
+    if result.get("sweep"):
+        out += ["", f"Sweep for the plot ({result['sweep']['dtype']}, median ms):", ""]
+        out.append(summary_table(result["sweep"]["results"], result["contenders"]))
+    return "\n".join(out) + "\n"
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# --- peaks and plot -------------------------------------------------------------------------
+
+def _peer_matmuls():
+    """``lib -> make_matmul`` for the peers already imported (for :func:`machine.matmul_peak`)."""
+    out = {}
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+
+        def torch_mm(a, b):
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            tc = torch.empty_like(ta)
+            return lambda: torch.matmul(ta, tb, out=tc)
+        out["torch"] = torch_mm
+    if "jax" in sys.modules:
+        jax = sys.modules["jax"]
+
+        def jax_mm(a, b):
+            ja, jb = jax.numpy.asarray(a), jax.numpy.asarray(b)
+            mm = jax.jit(jax.numpy.matmul)
+            return lambda: mm(ja, jb).block_until_ready()
+        out["jax"] = jax_mm
+    return out
+
+
+def _measure_peaks(dtypes, n, repeats):
+    return {d: machine.matmul_peak(np.dtype(d), n, repeats)[0] for d in dtypes}
+
+
+def plot_sweep(sweep, path):
+    """Median time against T and against H, log-log, one line per contender."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "T", "sweep_T"), (axes[1], "H", "sweep_H")):
+        rows = [r for r in sweep["results"] if r["size"].startswith(label)]
+        for name in sweep["contenders"]:
+            pts = sorted((r[key], r["median_s"] * 1e3, r["iqr_s"] * 1e3) for r in rows
+                         if r["contender"] == name and r.get("median_s"))
+            if pts:
+                x, y, e = zip(*pts)
+                ax.errorbar(x, y, yerr=np.asarray(e) / 2, marker="o", capsize=2, label=name)
+        fixed = sweep["fixed_T"] if key == "T" else sweep["fixed_H"]
+        ax.set(xscale="log", yscale="log", xlabel=key, ylabel="ms per training step",
+               title=f"time vs {key} ({fixed}, {sweep['dtype']})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_sweep(names, dtype, settings):
+    results = []
+    for label, shapes in (("sweep_T", SWEEP_T), ("sweep_H", SWEEP_H)):
+        for shape in shapes:
+            key = "T" if label == "sweep_T" else "H"
+            size_name = f"{label} {key}={shape[1] if key == 'T' else shape[3]}"
+            t0 = time.perf_counter()
+            results += run_group(size_name, dtype, names, settings, shape=shape, memory=False,
+                                 budget=settings["sweep_budget"] * len(names))
+            _log(f"  {size_name}: {time.perf_counter() - t0:.1f} s")
+    return {"dtype": dtype, "contenders": list(names), "results": results,
+            "fixed_T": "B=32, D=8, H=64", "fixed_H": "B=32, T=100, D=8"}
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def _csv(choices, what):
+    def parse(text):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in items if s not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(bad) or '(none)'}; choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
+def parse_args(argv=None):
+    names = contender_names(peers=True)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time one LSTM training step (forward + all gradients) by every lstm_ag "
+                    "method and by PyTorch eager and JAX jit when installed.")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny size only, few repeats: a smoke run of a few seconds")
+    p.add_argument("--sizes", type=_csv(list(SIZES), "size"),
+                   help=f"comma-separated subset of {','.join(SIZES)} (default: all; "
+                        "--quick: tiny)")
+    p.add_argument("--dtypes", type=_csv(list(DTYPES), "dtype"),
+                   help="comma-separated subset of float64,float32 (default: both)")
+    p.add_argument("--contenders", type=_csv(list(names), "contender"),
+                   help=f"comma-separated subset of {','.join(names)} (default: all)")
+    p.add_argument("--no-peers", action="store_true",
+                   help=f"leave out {' and '.join(PEERS)} (never imported then)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="JSON output (default: benchmarks/results/latest.json)")
+    p.add_argument("--plot", type=Path, metavar="PATH",
+                   help="also sweep T and H and plot time against them (log axes) to PATH")
+    p.add_argument("--budget", type=float,
+                   help="seconds of timed calls per size and dtype, shared by the contenders "
+                        f"(default {FULL['budget']:g}; --quick {QUICK['budget']:g})")
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: numpy's BLAS thread count)")
+    return p.parse_args(argv)
+
+
+def run(args):
+    """Run the suite as configured by ``args``; returns the result dict (also JSON's)."""
+    t_start = time.perf_counter()
+    settings = dict(QUICK if args.quick else FULL)
+    if args.budget is not None:
+        settings["budget"] = args.budget
+    sizes = args.sizes or (["tiny"] if args.quick else list(SIZES))
+    dtypes = args.dtypes or list(DTYPES)
+    names = [n for n in contender_names(peers=not args.no_peers)
+             if not args.contenders or n in args.contenders]
+    threads = {"numpy_blas": machine.blas_threads()}
+    torch_threads(args.threads or threads["numpy_blas"])
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    _log(f"matmul peak ({settings['peak_n']}^2) ...")
+    peaks_start = _measure_peaks(dtypes, settings["peak_n"], settings["peak_repeats"])
+    rows = []
+    for size in sizes:
+        for dtype in dtypes:
+            t0 = time.perf_counter()
+            rows += run_group(size, dtype, names, settings)
+            _log(f"{size} {dtype}: {time.perf_counter() - t0:.1f} s")
+
+    sweep = None
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _log("matplotlib is not installed: no sweep, no plot")
+        else:
+            _log(f"sweep for the plot ({dtypes[0]}) ...")
+            sweep = run_sweep(names, dtypes[0], settings)
+            plot_sweep(sweep, args.plot)
+            _log(f"plot written to {args.plot}")
+
+    peaks_end = (peaks_start if args.quick
+                 else _measure_peaks(dtypes, settings["peak_n"], settings["peak_repeats"]))
+    peaks = {d: max(peaks_start[d], peaks_end[d]) for d in dtypes}
+    _add_ratios(rows, peaks)
+    if sweep:
+        _add_ratios(sweep["results"], peaks)
+    matmul = {"n": settings["peak_n"], "repeats": settings["peak_repeats"], "gflops": peaks,
+              "start": peaks_start, "end": peaks_end}
+    for lib, make in _peer_matmuls().items():
+        matmul[lib] = {d: machine.matmul_peak(np.dtype(d), settings["peak_n"],
+                                              settings["peak_repeats"], make)[0] for d in dtypes}
+    if "torch" in sys.modules:
+        threads["torch"] = sys.modules["torch"].get_num_threads()
+
+    availability = {}
+    for name in names:
+        status = [r["status"] for r in rows if r["contender"] == name]
+        ok = [r for r in rows if r["contender"] == name and r["available"]]
+        availability[name] = "ok" if ok else (status[0] if status else "not run")
+    checks_ok = all(r["available"] and r["check"]["ok"] or r["status"].startswith("n/a")
+                    for r in rows + (sweep["results"] if sweep else []))
+    result = {
+        "schema": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": bool(args.quick), "sizes": {s: list(SIZES[s]) for s in sizes},
+        "dtypes": dtypes, "contenders": names, "availability": availability,
+        "machine": machine.machine_info(), "versions": machine.versions(), "threads": threads,
+        "matmul_peak": matmul, "settings": settings,
+        "load_average": {"start": load_start,
+                         "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")},
+        "checks_ok": checks_ok, "results": rows,
+        "targets": evaluate_targets(rows, sizes),
+        "sweep": sweep, "plot": str(args.plot) if args.plot and sweep else None,
+    }
+    result["elapsed_s"] = time.perf_counter() - t_start
+    return result
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (0, or 1 when a contender disagrees or fails)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    result = run(args)
+    result["command"] = " ".join(["python -m benchmarks"] + argv)
+    text = render(result)
+    print(text, end="")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, args.out)
+    _log(f"JSON written to {args.out}")
+    return 0 if result["checks_ok"] else 1
