@@ -14,6 +14,7 @@ tracing the step loop (:func:`lstm_ag.lstm.scan`): same numbers, traced speed.
 This module registers rules and exports nothing else; ``import lstm_ag`` loads it.
 """
 from autograd import make_jvp, make_vjp
+from autograd.builtins import tuple as traced_tuple
 from autograd.extend import defjvp_argnums, defvjp_argnums
 
 from .bptt import lstm_backward
@@ -31,7 +32,7 @@ def _traced(argnums, args):
         full = list(args)
         for k, value in zip(argnums, chosen):
             full[k] = value
-        return scan(*full)
+        return traced_tuple(scan(*full))      # a tuple autograd can trace through
     return f, tuple(args[k] for k in argnums)
 
 

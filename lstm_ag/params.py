@@ -94,7 +94,10 @@ def check_params(params, *, readout=False):
     Raises ``TypeError`` when ``params`` is not a dict or an entry is not a float array, and
     ``ValueError`` naming the entry, the expected shape and the given one otherwise.
     """
-    if not isinstance(getattr(params, "_value", params), dict):   # a dict, or a traced one
+    inner = params
+    while is_traced(inner):                       # a traced dict (perhaps traced twice)
+        inner = inner._value
+    if not isinstance(inner, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
     needed = CORE_KEYS + (READOUT_KEYS if readout else ())
     params = {k: params[k] for k in params.keys()}

@@ -1,0 +1,243 @@
+"""The forward: shapes, conventions, the sigmoid primitive, autograd in both modes, errors."""
+import warnings
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd.test_util import check_grads
+from numpy.testing import assert_allclose
+
+import lstm_ag
+from lstm_ag.ops import sigmoid
+
+
+def test_exact_parameter_shapes():
+    params = lstm_ag.init_params(3, 5, 2)
+    assert {k: v.shape for k, v in params.items()} == {
+        "Wx": (3, 20), "Wh": (5, 20), "b": (20,), "Wy": (5, 2), "by": (2,)}
+    assert {k: v.shape for k, v in lstm_ag.init_params(3, 5).items()} == {
+        "Wx": (3, 20), "Wh": (5, 20), "b": (20,)}
+    assert lstm_ag.param_shapes(3, 5, 2) == {k: v.shape for k, v in params.items()}
+
+
+def test_init_is_seeded_pytorch_uniform_with_forget_bias():
+    a, b = lstm_ag.init_params(4, 8, 1, seed=3), lstm_ag.init_params(4, 8, 1, seed=3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["Wx"], lstm_ag.init_params(4, 8, 1, seed=4)["Wx"])
+    k = 1 / np.sqrt(8)
+    assert np.all(np.abs(a["Wh"]) <= k) and np.abs(a["Wh"]).max() > 0.8 * k
+    assert np.all(a["b"][8:16] == 1.0) and np.all(a["b"][:8] == 0) and np.all(a["b"][16:] == 0)
+    assert np.all(lstm_ag.init_params(4, 8, forget_bias=0.0)["b"] == 0)
+    state = np.random.get_state()[1].copy()
+    lstm_ag.init_params(4, 8, seed=1)
+    assert np.array_equal(np.random.get_state()[1], state)      # global RNG untouched
+
+
+def test_float32_is_kept():
+    params = lstm_ag.init_params(2, 3, 1, dtype=np.float32)
+    assert all(v.dtype == np.float32 for v in params.values())
+    hs, (h, c) = lstm_ag.lstm_forward(params, np.ones((4, 2, 2)))
+    assert hs.dtype == h.dtype == c.dtype == np.float32
+    assert lstm_ag.predict(params, np.ones((4, 2))).dtype == np.float32
+    with pytest.raises(ValueError, match="dtype"):
+        lstm_ag.init_params(2, 3, dtype=np.int32)
+
+
+def test_shapes_batched_single_and_list():
+    params = lstm_ag.init_params(3, 4, 2, seed=1)
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((5, 2, 3))
+    hs, (h, c) = lstm_ag.lstm_forward(params, xs)
+    assert hs.shape == (5, 2, 4) and h.shape == c.shape == (2, 4)
+    assert lstm_ag.predict(params, xs).shape == (5, 2, 2)
+    one, (h1, c1) = lstm_ag.lstm_forward(params, xs[:, 0])
+    assert one.shape == (5, 4) and h1.shape == c1.shape == (4,)
+    assert_allclose(one, hs[:, 0], rtol=1e-15)                  # batch rows are independent
+    as_list, _ = lstm_ag.lstm_forward(params, list(xs[:, 1]))
+    assert_allclose(as_list, hs[:, 1], rtol=1e-15)
+    assert np.array_equal(h, hs[-1])
+
+
+def test_state_continues_a_sequence():
+    params = lstm_ag.init_params(2, 3, seed=2)
+    xs = np.random.default_rng(1).standard_normal((8, 2, 2))
+    hs, _ = lstm_ag.lstm_forward(params, xs)
+    first, state = lstm_ag.lstm_forward(params, xs[:3])
+    rest, _ = lstm_ag.lstm_forward(params, xs[3:], state)
+    assert_allclose(np.concatenate([first, rest]), hs, rtol=1e-14)
+
+
+def test_methods_give_the_same_forward_and_mse():
+    params = lstm_ag.init_params(2, 3, 1, seed=2)
+    rng = np.random.default_rng(1)
+    xs, ys = rng.standard_normal((6, 2, 2)), rng.standard_normal((6, 2, 1))
+    for fn in (lambda p, m: lstm_ag.predict(p, xs, method=m),
+               lambda p, m: lstm_ag.mse(p, xs, ys, method=m)):
+        assert np.array_equal(fn(params, "fast"), fn(params, "autograd"))
+
+
+def test_mse_is_the_mean_over_every_element():
+    params = lstm_ag.init_params(2, 3, 2, seed=5)
+    rng = np.random.default_rng(2)
+    xs, ys = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 2))
+    assert_allclose(lstm_ag.mse(params, xs, ys), np.mean((lstm_ag.predict(params, xs) - ys) ** 2))
+
+
+def test_sigmoid_is_stable_with_finite_gradients_in_both_modes():
+    x = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = sigmoid(x)
+        g = autograd.elementwise_grad(sigmoid)(x)
+        _, jvp = autograd.make_jvp(sigmoid)(x)(np.ones_like(x))
+    assert_allclose(y, [0.0, 9.357622968840175e-14, 0.5, 1 - 9.357622968840175e-14, 1.0])
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(jvp))
+    assert_allclose(g, y * (1 - y)) and np.array_equal(g, jvp)
+    assert sigmoid(np.float32(2.0)).dtype == np.float32
+    check_grads(sigmoid, modes=["fwd", "rev"], order=3)(np.linspace(-4, 4, 7))
+
+
+@pytest.mark.parametrize("method", ["autograd", "fast"])
+def test_check_grads_forward_and_reverse_mode_to_second_order(method):
+    params = lstm_ag.init_params(2, 3, 2, seed=4)
+    rng = np.random.default_rng(3)
+    xs, ys = rng.standard_normal((3, 2, 2)), rng.standard_normal((3, 2, 2))
+    state = tuple(rng.standard_normal((2, 3)) for _ in range(2))
+    check_grads(lambda p: lstm_ag.mse(p, xs, ys, state, method=method),
+                modes=["fwd", "rev"], order=2)(params)
+    check_grads(lambda x, h: lstm_ag.mse(params, x, ys, (h, state[1]), method=method),
+                modes=["fwd", "rev"], order=2)(xs, state[0])
+
+
+def test_grad_of_a_user_loss_on_lstm_forward_uses_the_fast_path(monkeypatch):
+    params = lstm_ag.init_params(2, 3, seed=6)
+    xs = np.random.default_rng(4).standard_normal((5, 2))
+
+    def loss(p, method):
+        hs, (h, c) = lstm_ag.lstm_forward(p, xs, method=method)
+        return anp.sum(anp.sin(hs)) + anp.sum(c ** 2)
+    calls = []
+    import lstm_ag.fast as fast
+    right = fast.lstm_backward
+    monkeypatch.setattr(fast, "lstm_backward", lambda *a, **k: calls.append(1) or right(*a, **k))
+    g_fast = autograd.grad(loss)(params, "fast")
+    assert calls == [1]                                   # the hand BPTT ran, once
+    g_traced = autograd.grad(loss)(params, "autograd")
+    for k in g_traced:
+        assert_allclose(g_fast[k], g_traced[k], rtol=1e-10, atol=1e-15)
+
+
+# ---------------------------------------------------------------- bad input, named errors
+
+
+@pytest.fixture
+def p():
+    return lstm_ag.init_params(3, 4, 2, seed=0)
+
+
+@pytest.mark.parametrize("xs, match", [
+    (np.zeros((5, 2, 2)), r"xs must have shape \(T, B, D\) or \(T, D\) with D = 3.*\(5, 2, 2\)"),
+    (np.zeros((5, 2)), r"xs must have shape .*D = 3.*got \(5, 2\)"),
+    (np.zeros((2, 2, 2, 3)), r"xs must have shape .*got \(2, 2, 2, 3\)"),
+    (np.zeros(3), r"xs must have shape .*got \(3,\)"),
+    (np.zeros((0, 3)), r"xs is an empty sequence \(T = 0"),
+    (np.zeros((0, 2, 3)), r"xs is an empty sequence"),
+    (np.zeros((4, 0, 3)), r"xs has an empty batch"),
+    ([], r"xs"),
+])
+def test_bad_xs_shape(p, xs, match):
+    with pytest.raises(ValueError, match=match):
+        lstm_ag.lstm_forward(p, xs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_xs(p, bad):
+    xs = np.zeros((4, 2, 3))
+    xs[2, 1, 0] = bad
+    with pytest.raises(ValueError, match=r"xs contains NaN or inf \(first at index \(2, 1, 0\)"):
+        lstm_ag.lstm_forward(p, xs)
+    assert np.isnan(xs[2, 1, 0]) or np.isinf(xs[2, 1, 0])       # the user's data untouched
+
+
+@pytest.mark.parametrize("xs", [np.array([["a", "b", "c"]]), [[1, None, 2]], "abc",
+                                [[1, 2, 3], [4, 5]]])
+def test_non_numeric_xs(p, xs):
+    with pytest.raises(TypeError, match="xs"):
+        lstm_ag.lstm_forward(p, xs)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("Wx", np.zeros((3, 15)), r"params\['Wx'\] must have shape \(3, 16\).*got \(3, 15\)"),
+    ("Wh", np.zeros((4, 15)), r"params\['Wh'\] must have shape \(4, 16\).*got \(4, 15\)"),
+    ("Wh", np.zeros(16), r"params\['Wh'\] must have shape \(H, 4H\), got \(16,\)"),
+    ("b", np.zeros((16, 1)), r"params\['b'\] must have shape \(16,\).*got \(16, 1\)"),
+    ("Wy", np.zeros((5, 2)), r"params\['Wy'\] must have shape \(4, 2\).*got \(5, 2\)"),
+    ("Wy", np.zeros(4), r"params\['Wy'\] must have shape \(H, O\) = \(4, O\), got \(4,\)"),
+    ("by", np.zeros(3), r"params\['by'\] must have shape \(2,\).*got \(3,\)"),
+])
+def test_wrongly_shaped_parameter(p, key, value, match):
+    with pytest.raises(ValueError, match=match):
+        lstm_ag.predict({**p, key: value}, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("key", ["Wx", "Wh", "b", "Wy", "by"])
+def test_missing_parameter(p, key):
+    del p[key]
+    with pytest.raises(ValueError, match=f"params is missing '{key}'"):
+        lstm_ag.mse(p, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_non_array_or_mixed_dtype_parameters(p):
+    with pytest.raises(TypeError, match=r"params\['Wx'\] must be a numpy array, got list"):
+        lstm_ag.lstm_forward({**p, "Wx": p["Wx"].tolist()}, np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"params must be a dict"):
+        lstm_ag.lstm_forward([p["Wx"]], np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"params must share one dtype.*Wh: float32"):
+        lstm_ag.lstm_forward({**p, "Wh": p["Wh"].astype(np.float32)}, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("state, match", [
+    ((np.zeros((2, 4)), np.zeros((3, 4))), r"state\[1\] \(c0\) must have shape \(B, H\) = \(2, 4\), got \(3, 4\)"),
+    ((np.zeros(4), np.zeros((2, 4))), r"state\[0\] \(h0\) must have shape \(B, H\) = \(2, 4\), got \(4,\)"),
+    ((np.zeros((2, 5)), np.zeros((2, 4))), r"state\[0\] \(h0\).*got \(2, 5\)"),
+])
+def test_wrongly_shaped_state(p, state, match):
+    with pytest.raises(ValueError, match=match):
+        lstm_ag.lstm_forward(p, np.zeros((3, 2, 3)), state)
+
+
+def test_state_errors_for_one_sequence_and_non_pairs(p):
+    with pytest.raises(ValueError, match=r"state\[0\] \(h0\) must have shape \(H,\) = \(4,\), got \(1, 4\)"):
+        lstm_ag.lstm_forward(p, np.zeros((3, 3)), (np.zeros((1, 4)), np.zeros(4)))
+    with pytest.raises(TypeError, match="state must be a pair"):
+        lstm_ag.lstm_forward(p, np.zeros((3, 3)), np.zeros(4))
+    with pytest.raises(ValueError, match=r"state\[1\] \(c0\) contains NaN"):
+        lstm_ag.lstm_forward(p, np.zeros((3, 3)), (np.zeros(4), np.full(4, np.nan)))
+
+
+@pytest.mark.parametrize("targets, match", [
+    (np.zeros((3, 2, 1)), r"targets must have the predictions' shape \(T, B, O\) = \(3, 2, 2\), got \(3, 2, 1\)"),
+    (np.zeros((2, 2, 2)), r"targets .*got \(2, 2, 2\)"),
+    (np.zeros((3, 2)), r"targets .*\(3, 2, 2\), got \(3, 2\)"),
+])
+def test_wrongly_shaped_targets(p, targets, match):
+    with pytest.raises(ValueError, match=match):
+        lstm_ag.mse(p, np.zeros((3, 2, 3)), targets)
+
+
+def test_nan_targets_and_bad_mask(p):
+    ys = np.zeros((3, 2, 2))
+    ys[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="targets contains NaN"):
+        lstm_ag.mse(p, np.zeros((3, 2, 3)), ys)
+    with pytest.raises(ValueError, match=r"mask must have shape"):
+        lstm_ag.mse(p, np.zeros((3, 2, 3)), np.zeros((3, 2, 2)), mask=np.ones(4))
+    with pytest.raises(ValueError, match=r"mask must hold finite weights"):
+        lstm_ag.mse(p, np.zeros((3, 2, 3)), np.zeros((3, 2, 2)), mask=np.zeros(3))
+
+
+def test_validation_does_not_disturb_tracing(p):
+    xs = np.random.default_rng(0).standard_normal((3, 2, 3))
+    g = autograd.grad(lambda x: anp.sum(lstm_ag.predict(p, x)))(xs)   # traced xs is checked
+    assert g.shape == xs.shape and np.all(np.isfinite(g))
