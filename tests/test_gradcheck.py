@@ -21,6 +21,7 @@ def problem():
 
 
 def test_correct_backward_passes_with_every_block_listed(problem):
+    assert lstm_ag.check_gradients is check_gradients
     report = check_gradients(*problem)
     assert report.ok and report.first_bad_length is None
     names = [r.name for r in report.rows]
@@ -140,4 +141,5 @@ def test_command_line_runs_as_a_module():
                            "--method", "fast", "--steps", "4"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
     assert "float32" in done.stdout and "OK: worst" in done.stdout
