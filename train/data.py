@@ -1,0 +1,226 @@
+"""Toy sequence tasks: generated once, up front, from a seeded ``np.random.default_rng``.
+
+Every task is a :class:`Task`: time-major training and validation arrays, per-step loss
+weights, and a naive baseline scored on the validation set with the same weights, so that a
+model's validation MSE and the baseline's are directly comparable.
+
+* ``sine``: sine waves of random amplitude, frequency and phase plus a little noise; predict
+  the next value. Baseline: repeat the last value.
+* ``counting``: arithmetic sequences such as 1, 2, 3 -> 4 (notebook 002's example), random
+  start and step, divided by a fixed scale so that every value lies in [0, 1]. Baseline:
+  repeat the last value.
+* ``adding``: Hochreiter & Schmidhuber's adding problem, in the form of Le, Jaitly & Hinton
+  (2015): each step holds a value in [0, 1] and a marker; exactly two steps are marked, one
+  in each half; the target is the sum of the two marked values, scored at the last step only.
+  Baseline: always predict the mean sum, 1 (MSE 1/6 in expectation).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Task", "TASKS", "DEFAULTS", "make_task", "sine", "counting", "adding", "masked_mse"]
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A generated task. N is the number of sequences, T the sequence length.
+
+    - name: ``"sine"``, ``"counting"`` or ``"adding"``.
+    - train_x ``(T, N_train, D)``, train_y ``(T, N_train, O)``: training inputs and targets.
+    - val_x ``(T, N_val, D)``, val_y ``(T, N_val, O)``: the held-out validation set.
+    - mask: per-step loss weights ``(T,)``, or None for every step alike.
+    - val_baseline ``(T, N_val, O)``: the naive baseline's predictions on the validation set.
+    - baseline: what the baseline does, in words.
+    - spec: the generator's settings, JSON-ready; ``make_task(**spec)`` regenerates the task.
+    - scale: what the values were divided by (counting), 1.0 otherwise.
+    """
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    mask: np.ndarray | None
+    val_baseline: np.ndarray
+    baseline: str
+    spec: dict = field(default_factory=dict)
+    scale: float = 1.0
+
+    @property
+    def input_size(self):
+        """D, features per step."""
+        return self.train_x.shape[2]
+
+    @property
+    def output_size(self):
+        """O, values predicted per step."""
+        return self.train_y.shape[2]
+
+    @property
+    def seq_len(self):
+        """T, steps per sequence."""
+        return self.train_x.shape[0]
+
+    @property
+    def baseline_mse(self):
+        """The baseline's validation MSE (same mask as the model's), a float."""
+        return masked_mse(self.val_baseline, self.val_y, self.mask)
+
+
+def masked_mse(pred, target, mask=None):
+    """Mean squared error with optional per-step weights (the formula of ``lstm_ag.mse``).
+
+    - pred, target: ``(T, N, O)``.
+    - mask: None, or weights ``(T,)``: ``sum(mask * err**2) / (sum(mask) * N * O)``.
+    Returns a float.
+    """
+    err = np.asarray(pred) - np.asarray(target)
+    if mask is None:
+        return float(np.mean(err * err))
+    w = np.asarray(mask, dtype=err.dtype)[:, None, None]
+    return float(np.sum(w * err * err) / (np.sum(w) * err.shape[1] * err.shape[2]))
+
+
+def _check(name, value, low, kind=int):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer) if kind is int
+                                                 else (int, float, np.number)) or value < low:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what} >= {low}, got {value!r}")
+    return value
+
+
+def _split(arrays, n_train):
+    """Split time-major arrays along the sequence axis into (train, val)."""
+    return ([a[:, :n_train] for a in arrays], [a[:, n_train:] for a in arrays])
+
+
+def _burn_in_mask(seq_len, burn_in):
+    if burn_in == 0:
+        return None
+    mask = np.ones(seq_len)
+    mask[:burn_in] = 0.0
+    return mask
+
+
+def sine(seq_len=50, *, n_train=2000, n_val=256, seed=0, noise=0.01, burn_in=5):
+    """Noisy sine waves; predict the next value.
+
+    Each sequence is ``a * sin(w * t + phi) + noise * N(0, 1)`` at t = 0..T, with amplitude
+    a ~ U(0.5, 1), angular frequency w ~ U(0.1, 0.5) rad per step and phase phi ~ U(0, 2 pi).
+    Inputs are the values at 0..T-1, targets the values at 1..T. The first ``burn_in`` steps,
+    where too little of the wave has been seen to tell its frequency, carry no loss (for the
+    model and the baseline alike).
+
+    - seq_len: T >= 2; n_train, n_val: sequences; seed: ``np.random.default_rng`` seed.
+    - noise: standard deviation of the added noise; burn_in: unscored leading steps (< T).
+    Returns a :class:`Task` with D = O = 1; baseline: repeat the last value.
+    """
+    T = _check("seq_len", seq_len, 2)
+    _check("n_train", n_train, 1), _check("n_val", n_val, 1)
+    _check("noise", noise, 0, float)
+    if not isinstance(burn_in, (int, np.integer)) or not 0 <= burn_in < T:
+        raise ValueError(f"burn_in must be an integer in [0, seq_len) = [0, {T}), got {burn_in!r}")
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    amp = rng.uniform(0.5, 1.0, n)
+    freq = rng.uniform(0.1, 0.5, n)
+    phase = rng.uniform(0.0, 2 * np.pi, n)
+    t = np.arange(T + 1)[:, None]
+    waves = amp * np.sin(freq * t + phase) + noise * rng.standard_normal((T + 1, n))
+    xs, ys = waves[:-1, :, None], waves[1:, :, None]
+    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
+    return Task("sine", tx, ty, vx, vy, _burn_in_mask(T, burn_in), val_baseline=vx.copy(),
+                baseline="repeat the last value",
+                spec=dict(name="sine", seq_len=T, seed=seed, n_train=n_train, n_val=n_val,
+                          noise=noise, burn_in=burn_in))
+
+
+def counting(seq_len=20, *, n_train=2000, n_val=256, seed=0, max_start=10, max_step=5):
+    """Counting in steps: arithmetic sequences such as 1, 2, 3 -> 4; predict the next value.
+
+    Start ~ integers in [0, max_start), step ~ integers in [1, max_step]; the sequence
+    ``start + step * t`` at t = 0..T is divided by ``scale = max_start + max_step * T``, the
+    largest value any sequence can reach, so every value is in [0, 1] (multiply a prediction by
+    ``task.scale`` to read it as a count). Inputs are the values at 0..T-1, targets at
+    1..T; every step is scored (from step 1 on the step size is known exactly).
+
+    - seq_len: T >= 2; n_train, n_val: sequences; seed: ``np.random.default_rng`` seed.
+    - max_start, max_step: ranges of start and step (integers >= 1).
+    Returns a :class:`Task` with D = O = 1; baseline: repeat the last value.
+    """
+    T = _check("seq_len", seq_len, 2)
+    _check("n_train", n_train, 1), _check("n_val", n_val, 1)
+    _check("max_start", max_start, 1), _check("max_step", max_step, 1)
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    start = rng.integers(0, max_start, n)
+    step = rng.integers(1, max_step + 1, n)
+    scale = max_start + max_step * T
+    values = (start + step * np.arange(T + 1)[:, None]) / scale
+    xs, ys = values[:-1, :, None], values[1:, :, None]
+    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
+    return Task("counting", tx, ty, vx, vy, None, val_baseline=vx.copy(),
+                baseline="repeat the last value",
+                spec=dict(name="counting", seq_len=T, seed=seed, n_train=n_train, n_val=n_val,
+                          max_start=max_start, max_step=max_step), scale=float(scale))
+
+
+def adding(seq_len=50, *, n_train=10000, n_val=1000, seed=0):
+    """The adding problem: sum the two marked values of a long sequence.
+
+    Each step t holds ``(value_t, marker_t)``: value ~ U(0, 1); marker 1 at exactly two
+    steps, one in [0, T/2) and one in [T/2, T), else 0. The target is the sum of the two marked
+    values, scored at the last step only (``mask`` is 1 there, 0 elsewhere; the targets hold
+    the sum at every step so that a plot can show the running estimate against it).
+
+    - seq_len: T >= 2; n_train, n_val: sequences; seed: ``np.random.default_rng`` seed.
+    Returns a :class:`Task` with D = 2, O = 1; baseline: always predict 1, the mean sum
+    (MSE 1/6 in expectation: the variance of a sum of two U(0, 1)).
+    """
+    T = _check("seq_len", seq_len, 2)
+    _check("n_train", n_train, 1), _check("n_val", n_val, 1)
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    values = rng.uniform(0.0, 1.0, (T, n))
+    first = rng.integers(0, T // 2, n)
+    second = rng.integers(T // 2, T, n)
+    cols = np.arange(n)
+    markers = np.zeros((T, n))
+    markers[first, cols] = 1.0
+    markers[second, cols] = 1.0
+    xs = np.stack([values, markers], axis=-1)
+    sums = values[first, cols] + values[second, cols]
+    ys = np.broadcast_to(sums[None, :, None], (T, n, 1)).copy()
+    mask = np.zeros(T)
+    mask[-1] = 1.0
+    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
+    return Task("adding", tx, ty, vx, vy, mask, val_baseline=np.ones_like(vy),
+                baseline="always predict the mean sum, 1",
+                spec=dict(name="adding", seq_len=T, seed=seed, n_train=n_train, n_val=n_val))
+
+
+#: The task generators by name (the first is the command line's default).
+TASKS = {"sine": sine, "counting": counting, "adding": adding}
+
+#: Per-task training settings the command line uses when an option is not given.
+DEFAULTS = {
+    "sine": dict(seq_len=50, hidden=32, batch=32, steps=1500, lr=0.1, momentum=0.9,
+                 clip=1.0, eval_every=100),
+    "counting": dict(seq_len=20, hidden=32, batch=32, steps=1500, lr=0.1, momentum=0.9,
+                     clip=1.0, eval_every=100),
+    "adding": dict(seq_len=50, hidden=32, batch=64, steps=3000, lr=0.1, momentum=0.9,
+                   clip=1.0, eval_every=100),
+}
+
+
+def make_task(name, seq_len=None, *, seed=0, **kwargs):
+    """Generate a task by name.
+
+    - name: one of :data:`TASKS`; seq_len: T (None for the task's default in :data:`DEFAULTS`).
+    - seed: ``np.random.default_rng`` seed of the data; kwargs: passed to the generator.
+    Returns a :class:`Task`.
+    """
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {name!r}")
+    if seq_len is None:
+        seq_len = DEFAULTS[name]["seq_len"]
+    return TASKS[name](seq_len, seed=seed, **kwargs)

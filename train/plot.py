@@ -1,0 +1,84 @@
+"""``--plot``: one figure of a trained run (needs matplotlib, the ``plot`` extra).
+
+Four panels: the loss curves against the baseline; the prediction against the truth on one
+validation sequence; the hidden states h_t and the cell states c_t of that sequence over time
+(what notebook 004 plots), as heat maps, one row per unit.
+"""
+import numpy as np
+
+import lstm_ag
+
+__all__ = ["states", "plot_run"]
+
+
+def states(params, xs):
+    """Every hidden and cell state of one sequence, by the library's :func:`lstm_ag.lstm_step`.
+
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; xs: one sequence ``(T, D)``.
+    Returns ``(hs, cs)``, each ``(T, H)``.
+    """
+    zx = np.asarray(xs)[:, None, :] @ params["Wx"] + params["b"]      # (T, 1, 4H)
+    H = params["Wh"].shape[0]
+    h = c = np.zeros((1, H), params["Wh"].dtype)
+    hs, cs = [], []
+    for z in zx:
+        (h, c), _ = lstm_ag.lstm_step(params["Wh"], z, h, c)
+        hs.append(h[0])
+        cs.append(c[0])
+    return np.array(hs), np.array(cs)
+
+
+def plot_run(params, task, history, path, *, index=0):
+    """Draw the run's figure and save it to ``path`` (a ``.png``).
+
+    - params: trained parameters; task: the :class:`train.data.Task`.
+    - history: the evaluation rows of :func:`train.fit` (dicts with step, train_loss, val_mse).
+    - index: which validation sequence to show.
+    Returns ``path``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs, ys = task.val_x[:, index], task.val_y[:, index]
+    with np.errstate(all="ignore"):
+        pred = lstm_ag.predict(params, xs)
+        hs, cs = states(params, xs)
+    t = np.arange(task.seq_len)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+
+    ax = axes[0, 0]
+    steps = [row["step"] for row in history]
+    ax.semilogy(steps, [row["train_loss"] for row in history], label="train loss")
+    ax.semilogy(steps, [row["val_mse"] for row in history], label="validation MSE")
+    ax.axhline(task.baseline_mse, color="k", ls="--", label=f"baseline: {task.baseline}")
+    ax.set(xlabel="step", ylabel="MSE", title=f"{task.name}: loss")
+    ax.legend()
+
+    ax = axes[0, 1]
+    if task.name == "adding":
+        ax.plot(t, xs[:, 0], ".", color="0.6", label="values")
+        marked = np.flatnonzero(xs[:, 1])
+        ax.plot(t[marked], xs[marked, 0], "o", color="C3", label="marked values")
+        ax.plot(t, ys[:, 0], "k--", label=f"target (sum) {ys[-1, 0]:.3f}")
+        ax.plot(t, pred[:, 0], color="C0", label=f"prediction, scored at the end: "
+                                                  f"{pred[-1, 0]:.3f}")
+    else:
+        ax.plot(t, xs[:, 0], ".", color="0.6", label="input")
+        ax.plot(t, ys[:, 0], "k-", lw=1, label="truth (next value)")
+        ax.plot(t, pred[:, 0], "C0--", label="prediction")
+        if task.mask is not None and task.mask[0] == 0:
+            ax.axvspan(-0.5, np.argmax(task.mask > 0) - 0.5, color="0.9", label="not scored")
+    ax.set(xlabel="t", title=f"validation sequence {index}: prediction vs truth")
+    ax.legend(fontsize="small")
+
+    for ax, values, name in ((axes[1, 0], hs, "hidden state h_t"),
+                             (axes[1, 1], cs, "cell state c_t")):
+        limit = float(np.max(np.abs(values))) or 1.0
+        image = ax.imshow(values.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          interpolation="nearest")
+        ax.set(xlabel="t", ylabel="unit", title=f"{name} over time")
+        fig.colorbar(image, ax=ax)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,100 @@
+"""Stochastic gradient descent with momentum, global-norm clipping and learning-rate decay.
+
+Pure functions over parameter dicts (``{"Wx": array, ...}``): nothing is updated in place,
+every function returns new dicts. One step, with g the gradient::
+
+    norm = sqrt(sum over every parameter of sum(g**2))           global gradient norm
+    g    = g * min(1, clip / norm)                               clipping (clip > 0)
+    lr_t = lr / (1 + decay * step)                               inverse-time decay (decay >= 0)
+    v    = momentum * v + g                                      velocity (PyTorch's convention)
+    p    = p - lr_t * v
+
+The schedule depends on the step number only, never on the total number of steps, so a run
+that is stopped and resumed follows the same schedule as one that was not.
+"""
+import math
+
+import numpy as np
+
+__all__ = ["global_norm", "clip_by_global_norm", "learning_rate", "init_velocity",
+           "momentum_update", "sgd_step"]
+
+
+def global_norm(grads):
+    """The Euclidean norm of all gradients together, ``sqrt(sum_k sum(grads[k]**2))``.
+
+    - grads: dict of arrays of any shapes.
+    Returns a float (inf or nan when a gradient is not finite).
+    """
+    total = 0.0
+    for g in grads.values():
+        g = np.asarray(g, dtype=np.float64)
+        total += float(np.vdot(g, g))
+    return math.sqrt(total)
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scale all gradients by one factor so that their global norm is at most ``max_norm``.
+
+    - grads: dict of arrays; max_norm: a float > 0, or None / 0 / inf for no clipping.
+    Returns ``(clipped, norm)``: a new dict (the same arrays when no scaling is needed) and the
+    global norm before clipping.
+    """
+    if max_norm is not None and not (max_norm >= 0):
+        raise ValueError(f"max_norm must be >= 0 (0 or None: no clipping), got {max_norm!r}")
+    norm = global_norm(grads)
+    if not max_norm or math.isinf(max_norm) or not norm > max_norm:
+        return dict(grads), norm
+    scale = max_norm / norm
+    return {k: g * scale for k, g in grads.items()}, norm
+
+
+def learning_rate(lr, step, decay=0.0):
+    """The learning rate at ``step`` (0-based): ``lr / (1 + decay * step)``.
+
+    - lr: base rate > 0; step: int >= 0; decay: >= 0 (0: constant).
+    Returns a float.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not decay >= 0:
+        raise ValueError(f"decay must be >= 0, got {decay!r}")
+    return lr / (1.0 + decay * step)
+
+
+def init_velocity(params):
+    """Zero momentum buffers: a dict with the keys, shapes and dtypes of ``params``."""
+    return {k: np.zeros_like(v) for k, v in params.items()}
+
+
+def momentum_update(params, grads, velocity, *, lr, momentum):
+    """One momentum step: ``v = momentum * v + g``, ``p = p - lr * v``.
+
+    - params, grads, velocity: dicts with the same keys and shapes.
+    - lr: the step size (> 0); momentum: in [0, 1) (0: plain SGD).
+    Returns ``(params, velocity)``, two new dicts.
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if set(grads) != set(params) or set(velocity) != set(params):
+        raise ValueError(f"grads and velocity must have the keys of params {sorted(params)}, "
+                         f"got {sorted(grads)} and {sorted(velocity)}")
+    new_v = {k: momentum * velocity[k] + grads[k] for k in params}
+    new_p = {k: params[k] - lr * new_v[k] for k in params}
+    return new_p, new_v
+
+
+def sgd_step(params, grads, velocity, *, step, lr, momentum=0.9, clip=1.0, decay=0.0):
+    """Clip, decay, and take one momentum step.
+
+    - params, grads, velocity: dicts with the same keys and shapes (velocity from
+      :func:`init_velocity` at the start).
+    - step: the 0-based number of this step (for the decay); lr: base learning rate;
+      momentum: in [0, 1); clip: max global gradient norm (None or 0: off); decay: >= 0.
+    Returns ``(params, velocity, info)`` where info is
+    ``{"grad_norm": norm before clipping, "clipped": bool, "lr": the rate used}``.
+    """
+    clipped, norm = clip_by_global_norm(grads, clip)
+    rate = learning_rate(lr, step, decay)
+    new_p, new_v = momentum_update(params, clipped, velocity, lr=rate, momentum=momentum)
+    return new_p, new_v, {"grad_norm": norm, "clipped": bool(clip) and norm > clip, "lr": rate}
