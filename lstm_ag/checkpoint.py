@@ -24,8 +24,6 @@ Guarantees:
 import json
 import os
 import secrets
-import zipfile
-import zlib
 
 import numpy as onp
 
@@ -143,28 +141,37 @@ def save(path, params, **meta):
     return path
 
 
+def _entries(npz, path):
+    """Every array of an open NpzFile (closed afterwards); object arrays are refused."""
+    with npz:
+        names = list(npz.files)
+        if HEADER not in names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise CheckpointError(f"{path}: not an lstm_ag checkpoint (no {HEADER!r} "
+                                  f"entry; it holds: {shown or 'nothing'})")
+        arrays = {}
+        for name in names:
+            try:
+                arrays[name] = npz[name]
+            except ValueError as err:
+                if "allow_pickle" in str(err) or "Object arrays" in str(err):
+                    raise CheckpointError(f"{path}: entry {name!r} is a pickled object "
+                                          "array; refused (checkpoints are never "
+                                          "unpickled)") from None
+                raise
+    return arrays
+
+
 def _read(path):
     """The header and every array of the file, or CheckpointError naming ``path``."""
     try:
-        with onp.load(path, allow_pickle=False) as npz:
+        # Our own file handle: np.load leaks its handle when a truncated zip fails to open.
+        with open(path, "rb") as handle:
+            npz = onp.load(handle, allow_pickle=False)
             if not isinstance(npz, onp.lib.npyio.NpzFile):
                 raise CheckpointError(f"{path}: not an lstm_ag checkpoint (a single .npy "
                                       "array, not an .npz archive)")
-            names = list(npz.files)
-            if HEADER not in names:
-                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-                raise CheckpointError(f"{path}: not an lstm_ag checkpoint (no {HEADER!r} "
-                                      f"entry; it holds: {shown or 'nothing'})")
-            arrays = {}
-            for name in names:
-                try:
-                    arrays[name] = npz[name]
-                except ValueError as err:
-                    if "allow_pickle" in str(err) or "Object arrays" in str(err):
-                        raise CheckpointError(f"{path}: entry {name!r} is a pickled object "
-                                              "array; refused (checkpoints are never "
-                                              "unpickled)") from None
-                    raise
+            arrays = _entries(npz, path)
     except CheckpointError:
         raise
     except FileNotFoundError:
@@ -174,7 +181,9 @@ def _read(path):
             raise CheckpointError(f"{path}: holds pickled data; refused (checkpoints are "
                                   "never unpickled)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
+    except Exception as err:            # noqa: BLE001  whatever a corrupt zip raises (OSError,
+        # EOFError, BadZipFile, zlib.error, struct.error, NotImplementedError, ...): only
+        # np.load and the reading of entries run in this try
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
                               f"({type(err).__name__}: {err})") from err
     raw = arrays.pop(HEADER)
