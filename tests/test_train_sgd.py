@@ -1,0 +1,93 @@
+"""SGD with momentum, global-norm clipping and decay, on cases computed by hand."""
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from train.sgd import (clip_by_global_norm, global_norm, init_velocity, learning_rate,
+                       momentum_update, sgd_step)
+
+
+def _grads():
+    # global norm = sqrt(3^2 + 4^2 + 0 + 12^2) = 13
+    return {"W": np.array([[3.0, 4.0]]), "b": np.array([0.0, 12.0])}
+
+
+def test_global_norm_by_hand():
+    assert global_norm(_grads()) == pytest.approx(13.0)
+    assert global_norm({"a": np.zeros(3)}) == 0.0
+    assert math.isnan(global_norm({"a": np.array([1.0, np.nan])}))
+    assert math.isinf(global_norm({"a": np.array([np.inf])}))
+
+
+def test_clipping_scales_every_gradient_by_one_factor():
+    grads = _grads()
+    clipped, norm = clip_by_global_norm(grads, 6.5)                 # half of 13
+    assert norm == pytest.approx(13.0)
+    assert_allclose(clipped["W"], [[1.5, 2.0]])
+    assert_allclose(clipped["b"], [0.0, 6.0])
+    assert global_norm(clipped) == pytest.approx(6.5)
+    assert_allclose(grads["W"], [[3.0, 4.0]])                       # inputs untouched
+
+
+@pytest.mark.parametrize("max_norm", [13.0, 100.0, None, 0, math.inf])
+def test_no_clipping_below_the_threshold_or_when_off(max_norm):
+    clipped, norm = clip_by_global_norm(_grads(), max_norm)
+    assert norm == pytest.approx(13.0)
+    for key, g in _grads().items():
+        assert np.array_equal(clipped[key], g)
+
+
+def test_momentum_two_steps_by_hand():
+    params = {"w": np.array([1.0, -2.0])}
+    v = init_velocity(params)
+    assert np.array_equal(v["w"], [0.0, 0.0])
+    g = {"w": np.array([0.5, 1.0])}
+    p1, v1 = momentum_update(params, g, v, lr=0.1, momentum=0.9)
+    assert_allclose(v1["w"], [0.5, 1.0])                            # v = 0.9*0 + g
+    assert_allclose(p1["w"], [0.95, -2.1])                          # p = p - 0.1*v
+    p2, v2 = momentum_update(p1, g, v1, lr=0.1, momentum=0.9)
+    assert_allclose(v2["w"], [0.95, 1.9])                           # 0.9*[.5, 1] + [.5, 1]
+    assert_allclose(p2["w"], [0.855, -2.29])
+    assert_allclose(params["w"], [1.0, -2.0]) and np.array_equal(v["w"], [0, 0])   # pure
+
+
+def test_sgd_step_clips_then_decays_then_steps():
+    params = {"W": np.ones((1, 2)), "b": np.zeros(2)}
+    vel = {"W": np.array([[1.0, 0.0]]), "b": np.array([0.0, 2.0])}
+    new_p, new_v, info = sgd_step(params, _grads(), vel, step=3, lr=0.2, momentum=0.5,
+                                  clip=1.3, decay=1 / 3)
+    # clip: g * 1.3/13 = g / 10; lr = 0.2 / (1 + 3/3) = 0.1
+    assert info == {"grad_norm": pytest.approx(13.0), "clipped": True, "lr": pytest.approx(0.1)}
+    assert_allclose(new_v["W"], [[0.5 + 0.3, 0.0 + 0.4]])
+    assert_allclose(new_v["b"], [0.0, 1.0 + 1.2])
+    assert_allclose(new_p["W"], [[1 - 0.08, 1 - 0.04]])
+    assert_allclose(new_p["b"], [0.0, -0.22])
+
+
+def test_float32_stays_float32():
+    params = {"w": np.ones(3, np.float32)}
+    p, v, _ = sgd_step(params, {"w": np.full(3, 10, np.float32)}, init_velocity(params),
+                       step=0, lr=0.1, clip=1.0)
+    assert p["w"].dtype == np.float32 and v["w"].dtype == np.float32
+
+
+def test_learning_rate_schedule_depends_on_the_step_only():
+    assert learning_rate(0.5, 0) == 0.5
+    assert learning_rate(0.5, 100, 0.0) == 0.5
+    assert learning_rate(0.5, 9, 1 / 9) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: learning_rate(0.0, 1), "lr must be > 0, got 0.0"),
+    (lambda: learning_rate(0.1, 1, -1), "decay must be >= 0, got -1"),
+    (lambda: clip_by_global_norm(_grads(), -1.0), "max_norm must be >= 0"),
+    (lambda: momentum_update({"w": np.ones(1)}, {"w": np.ones(1)}, {"w": np.ones(1)},
+                             lr=0.1, momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+    (lambda: momentum_update({"w": np.ones(1)}, {"x": np.ones(1)}, {"w": np.ones(1)},
+                             lr=0.1, momentum=0.5), "keys of params"),
+])
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
