@@ -35,11 +35,10 @@ Notebook 001's backward, which this replaces, has two bugs:
 """
 import numpy as np
 
-from .inputs import as_mask, as_sequence, as_state, as_targets
-from .lstm import scan_with_cache
-from .params import check_params
+from .lstm import loss_inputs, scan_with_cache
 
-__all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "bptt"]
+__all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "readout_mse_backward",
+           "bptt"]
 
 
 def local_derivatives(cache):
@@ -121,6 +120,23 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None):
     }
 
 
+def readout_mse_backward(hs, Wy, by, targets, weights=None):
+    """The loss of :func:`lstm_ag.lstm.readout_mse` and its gradients, by hand.
+
+    - hs ``(T, B, H)``, Wy ``(H, O)``, by ``(O,)``, targets ``(T, B, O)``, weights
+      ``(T, B, 1)`` or None: the MSE of ``y = hs @ Wy + by`` against targets.
+    Returns ``(loss, dhs (T, B, H), dWy (H, O), dby (O,))``.
+    """
+    T, B, H = hs.shape
+    O = Wy.shape[1]
+    err = hs @ Wy + by - targets                                # (T, B, O)
+    count = err.size if weights is None else np.sum(weights) * O
+    werr = err if weights is None else err * weights
+    loss = np.sum(werr * err) / count
+    dys = (werr * (2 / count)).reshape(T * B, O)
+    return loss, (dys @ Wy.T).reshape(T, B, H), hs.reshape(T * B, H).T @ dys, dys.sum(axis=0)
+
+
 def bptt(params, xs, targets, state=None, *, mask=None):
     """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
 
@@ -129,30 +145,9 @@ def bptt(params, xs, targets, state=None, *, mask=None):
       for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
     Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
     """
-    D, H, O = check_params(params, readout=True)
-    dtype = params["Wx"].dtype
-    xs, single = as_sequence(xs, D, dtype)
-    T, B, _ = xs.shape
-    h0, c0 = as_state(state, B, H, dtype, single)
-    targets = as_targets(targets, (T, B, O), dtype, single)
-    weights = as_mask(mask, T, B, dtype, single)
-
+    xs, h0, c0, targets, weights = loss_inputs(params, xs, targets, state, mask)
     cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    hs = cache.h[1:]
-    Wy = params["Wy"]
-    err = hs @ Wy + params["by"] - targets                    # (T, B, O)
-    if weights is None:
-        count = err.size
-        loss = np.sum(err * err) / count
-        dys = err * (2 / count)
-    else:
-        count = np.sum(weights) * O
-        loss = np.sum(weights * err * err) / count
-        dys = err * weights * (2 / count)
-    dys2 = dys.reshape(T * B, O)
-    grads = lstm_backward(dys @ Wy.T, cache)
-    return loss, {
-        "Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"],
-        "Wy": hs.reshape(T * B, H).T @ dys2,
-        "by": dys2.sum(axis=0),
-    }
+    loss, dhs, dWy, dby = readout_mse_backward(cache.h[1:], params["Wy"], params["by"],
+                                               targets, weights)
+    grads = lstm_backward(dhs, cache)
+    return loss, {"Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"], "Wy": dWy, "by": dby}

@@ -3,7 +3,7 @@ from autograd import value_and_grad as _autograd_value_and_grad
 
 from . import fast  # noqa: F401  (registers the gradient of the whole-sequence primitive)
 from .bptt import bptt
-from .lstm import mse
+from .lstm import loss_inputs, mse_of
 
 __all__ = ["METHODS", "value_and_grad"]
 
@@ -27,4 +27,6 @@ def value_and_grad(params, xs, targets, state=None, *, method="fast", mask=None)
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if method == "bptt":
         return bptt(params, xs, targets, state, mask=mask)
-    return _autograd_value_and_grad(mse)(params, xs, targets, state, mask=mask, method=method)
+    # Validate once, outside the trace; autograd then records only the loss itself.
+    arrays = loss_inputs(params, xs, targets, state, mask)
+    return _autograd_value_and_grad(mse_of)(params, *arrays, method=method)

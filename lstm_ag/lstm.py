@@ -20,14 +20,15 @@ hand-written backward (:mod:`lstm_ag.bptt`) and the fast path (:mod:`lstm_ag.fas
 """
 import autograd.numpy as np
 import numpy as onp
+from autograd.builtins import dict as traced_dict
 from autograd.extend import primitive
 
 from .inputs import as_mask, as_sequence, as_state, as_targets
-from .ops import sigmoid
-from .params import check_params, is_traced
+from .ops import PLAIN, TRACEABLE
+from .params import check_params, is_traced, param_dtype, untraced
 
 __all__ = ["GATES", "gate_slice", "split_gates", "lstm_step", "scan", "SequenceCache",
-           "scan_with_cache", "lstm_sequence", "lstm_forward", "predict", "mse"]
+           "scan_with_cache", "lstm_sequence", "readout_mse", "lstm_forward", "predict", "mse"]
 
 #: The gates along the 4H axis, in order (the order of PyTorch, Keras and Flax).
 GATES = ("i", "f", "g", "o")
@@ -45,40 +46,43 @@ def split_gates(z):
     return z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
 
 
-def lstm_step(Wh, zx_t, h, c):
+def lstm_step(Wh, zx_t, h, c, ops=TRACEABLE):
     """One LSTM step from a precomputed input projection.
 
     - Wh: recurrent weights ``(H, 4H)``.
     - zx_t: the input part of the pre-activation, ``x_t @ Wx + b``, ``(B, 4H)``.
     - h, c: the previous hidden and cell state, each ``(B, H)``.
+    - ops: the sigmoid and tanh to use: :data:`lstm_ag.ops.TRACEABLE` (default) works on
+      autograd boxes and plain arrays alike; :data:`lstm_ag.ops.PLAIN` only on plain arrays,
+      and faster.
     Returns ``((h, c), (i, f, g, o, tanh_c))``: the new state, each ``(B, H)``, and the gate
     activations with tanh(c_t), each ``(B, H)``, which the hand-written backward caches.
-    Works on plain arrays and on autograd boxes alike.
     """
     H = Wh.shape[0]
     z = zx_t + h @ Wh
-    i_f = sigmoid(z[:, :2 * H])          # i and f are contiguous: one sigmoid for both
-    g = np.tanh(z[:, 2 * H:3 * H])
-    o = sigmoid(z[:, 3 * H:])
+    i_f = ops.sigmoid(z[:, :2 * H])      # i and f are contiguous: one sigmoid for both
+    g = ops.tanh(z[:, 2 * H:3 * H])
+    o = ops.sigmoid(z[:, 3 * H:])
     i, f = i_f[:, :H], i_f[:, H:]
     c = f * c + i * g
-    tanh_c = np.tanh(c)
+    tanh_c = ops.tanh(c)
     h = o * tanh_c
     return (h, c), (i, f, g, o, tanh_c)
 
 
-def scan(Wx, Wh, b, xs, h0, c0):
+def scan(Wx, Wh, b, xs, h0, c0, ops=TRACEABLE):
     """Run :func:`lstm_step` over a whole sequence (traceable by autograd).
 
     - Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``: the LSTM weights.
     - xs: inputs ``(T, B, D)``; h0, c0: initial state, each ``(B, H)``.
+    - ops: as for :func:`lstm_step`.
     Returns ``(hs, c)``: every hidden state ``(T, B, H)`` and the last cell state ``(B, H)``.
     """
     zx = xs @ Wx + b                      # (T, B, 4H): the input projection, once
     h, c = h0, c0
     hs = []
     for t in range(xs.shape[0]):
-        (h, c), _ = lstm_step(Wh, zx[t], h, c)
+        (h, c), _ = lstm_step(Wh, zx[t], h, c, ops)
         hs.append(h)
     return np.stack(hs), c
 
@@ -124,44 +128,76 @@ def scan_with_cache(Wx, Wh, b, xs, h0, c0):
     h, c = h0, c0
     steps = []
     for t in range(T):
-        (h, c), acts = lstm_step(Wh, zx[t], h, c)
+        (h, c), acts = lstm_step(Wh, zx[t], h, c, PLAIN)
         steps.append((h, c) + acts)
     store = onp.empty((7, T + 1, B, H), dtype=zx.dtype)
     store[0, 0], store[1, 0] = h0, c0
     for k, field in enumerate(zip(*steps)):
-        onp.stack(field, out=store[k, 1:])
+        store[k, 1:] = field                 # (faster than np.stack for many small arrays)
     return SequenceCache(xs, Wx, Wh, store)
 
 
 @primitive
-def lstm_sequence(Wx, Wh, b, xs, h0, c0):
+def lstm_sequence(params, xs, h0, c0):
     """The whole sequence as one autograd primitive: ``(hs (T, B, H), c_T (B, H))``.
 
-    Same arguments as :func:`scan`. Its forward is :func:`scan_with_cache`; its gradient
-    rules, registered by :mod:`lstm_ag.fast`, run the hand-written BPTT on that cache, so
-    autograd records one operation for the whole sequence instead of a dozen per step.
-    ``hs`` is a view into the cache's buffer, which is how the backward finds the cache.
+    - params: a dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (other entries get a
+      zero gradient); xs ``(T, B, D)``; h0, c0 ``(B, H)``.
+    Its forward is :func:`scan_with_cache`; its gradient rules, registered by
+    :mod:`lstm_ag.fast`, run the hand-written BPTT on that cache, so autograd records one
+    operation for the whole sequence instead of a dozen per step. It takes the dict whole
+    (autograd differentiates dicts natively) so that differentiating a params dict costs no
+    per-entry bookkeeping. ``hs`` is a view into the cache's buffer, which is how the
+    backward finds the cache.
     """
-    store = scan_with_cache(Wx, Wh, b, xs, h0, c0).store
+    store = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, h0, c0).store
     return store[0, 1:], store[1, -1]
+
+
+def readout_mse(params, hs, targets, weights):
+    """The MSE of the readout ``y = hs @ Wy + by`` against targets (traceable).
+
+    - params: a dict with ``Wy (H, O)``, ``by (O,)``; hs ``(T, B, H)``; targets
+      ``(T, B, O)``; weights ``(T, B, 1)`` or None: with weights, the loss is
+      ``sum(weights * err**2) / (sum(weights) * O)``.
+    """
+    err = hs @ params["Wy"] + params["by"] - targets
+    if weights is None:
+        return np.mean(err * err)
+    return np.sum(weights * err * err) / (np.sum(weights) * err.shape[-1])
+
+
+#: :func:`readout_mse` as one autograd primitive; its gradient (registered by
+#: :mod:`lstm_ag.fast`) is the hand-written :func:`lstm_ag.bptt.readout_mse_backward`.
+readout_mse_primitive = primitive(readout_mse)
 
 
 def _prepare(params, xs, state, readout):
     D, H, O = check_params(params, readout=readout)
-    xs, single = as_sequence(xs, D, params["Wx"].dtype)
-    h0, c0 = as_state(state, xs.shape[1], H, params["Wx"].dtype, single)
+    dtype = param_dtype(params)
+    xs, single = as_sequence(xs, D, dtype)
+    h0, c0 = as_state(state, xs.shape[1], H, dtype, single)
     return xs, h0, c0, single
 
 
+def _traced_dict(params):
+    """params as something autograd's primitives see as traced when anything in it is."""
+    if is_traced(params) or not any(is_traced(v) for v in params.values()):
+        return params
+    return traced_dict(params)         # a dict built of boxes: record it as one traced dict
+
+
 def _hidden(params, xs, h0, c0, method):
-    """hs ``(T, B, H)`` and c_T: traced step by step (``"autograd"``), else through the
-    whole-sequence primitive when anything is being differentiated, else plain."""
+    """hs ``(T, B, H)`` and c_T: traced step by step (``"autograd"``), through the
+    whole-sequence primitive when anything is being differentiated (``"fast"``), else plain."""
     if method not in ("fast", "autograd"):
         raise ValueError(f"method must be 'fast' or 'autograd', got {method!r}")
-    args = (params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    if method == "autograd" or not any(is_traced(a) for a in args):
-        return scan(*args)
-    return lstm_sequence(*args)
+    params = _traced_dict(params)
+    if not any(is_traced(a) for a in (params, xs, h0, c0)):
+        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0, ops=PLAIN)
+    if method == "autograd":
+        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+    return lstm_sequence(params, xs, h0, c0)
 
 
 def lstm_forward(params, xs, state=None, *, method="fast"):
@@ -178,12 +214,13 @@ def lstm_forward(params, xs, state=None, *, method="fast"):
     Example::
 
         >>> params = init_params(1, 4)
-        >>> hs, (h, c) = lstm_forward(params, np.zeros((5, 1)))
+        >>> hs, (h, c) = lstm_forward(params, numpy.zeros((5, 1)))
         >>> hs.shape, h.shape
         ((5, 4), (4,))
     """
     xs, h0, c0, single = _prepare(params, xs, state, readout=False)
-    hs, c = _hidden(params, xs, h0, c0, method)
+    out = _hidden(params, xs, h0, c0, method)
+    hs, c = out[0], out[1]               # (indexing records less than unpacking a traced tuple)
     h = hs[-1]
     if single:
         return hs[:, 0], (h[0], c[0])
@@ -198,9 +235,30 @@ def predict(params, xs, state=None, *, method="fast"):
     Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence.
     """
     xs, h0, c0, single = _prepare(params, xs, state, readout=True)
-    hs, _ = _hidden(params, xs, h0, c0, method)
+    hs = _hidden(params, xs, h0, c0, method)[0]
     ys = hs @ params["Wy"] + params["by"]
     return ys[:, 0] if single else ys
+
+
+def loss_inputs(params, xs, targets, state=None, mask=None):
+    """Validate the arguments of :func:`mse` once; return them as :func:`mse_of` takes them
+    after ``params``: ``(xs, h0, c0, targets, weights)``, all time-major ``(T, B, .)``
+    (weights ``(T, B, 1)`` or None)."""
+    xs, h0, c0, single = _prepare(params, xs, state, readout=True)
+    T, B, _ = xs.shape
+    dtype = param_dtype(params)
+    O = untraced(untraced(params)["Wy"]).shape[1]
+    targets = as_targets(targets, (T, B, O), dtype, single)
+    return xs, h0, c0, targets, as_mask(mask, T, B, dtype, single)
+
+
+def mse_of(params, xs, h0, c0, targets, weights, method="fast"):
+    """The loss of :func:`mse` on arguments validated by :func:`loss_inputs`."""
+    hs = _hidden(params, xs, h0, c0, method)[0]
+    params = _traced_dict(params)
+    traced = any(is_traced(a) for a in (params, hs, targets, weights))
+    loss = readout_mse_primitive if method == "fast" and traced else readout_mse
+    return loss(params, hs, targets, weights)
 
 
 def mse(params, xs, targets, state=None, *, mask=None, method="fast"):
@@ -212,12 +270,4 @@ def mse(params, xs, targets, state=None, *, mask=None, method="fast"):
     - method: as for :func:`lstm_forward`.
     Returns a scalar.
     """
-    xs, h0, c0, single = _prepare(params, xs, state, readout=True)
-    T, B, _ = xs.shape
-    targets = as_targets(targets, (T, B, params["Wy"].shape[1]), params["Wx"].dtype, single)
-    weights = as_mask(mask, T, B, params["Wx"].dtype, single)
-    hs, _ = _hidden(params, xs, h0, c0, method)
-    err = hs @ params["Wy"] + params["by"] - targets
-    if weights is None:
-        return np.mean(err * err)
-    return np.sum(weights * err * err) / (np.sum(weights) * err.shape[-1])
+    return mse_of(params, *loss_inputs(params, xs, targets, state, mask), method=method)

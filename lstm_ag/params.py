@@ -13,7 +13,8 @@ The 4H axis holds the gates in the order i, f, g, o (see :data:`lstm_ag.lstm.GAT
 import numpy as onp
 from autograd.tracer import Box
 
-__all__ = ["init_params", "param_shapes", "check_params", "is_traced"]
+__all__ = ["init_params", "param_shapes", "check_params", "param_dtype", "is_traced",
+           "untraced"]
 
 CORE_KEYS = ("Wx", "Wh", "b")
 READOUT_KEYS = ("Wy", "by")
@@ -23,6 +24,18 @@ FLOAT_DTYPES = (onp.dtype(onp.float32), onp.dtype(onp.float64))
 def is_traced(x):
     """True when ``x`` is an autograd box (a value being differentiated)."""
     return isinstance(x, Box)
+
+
+def untraced(value):
+    """The value inside autograd boxes (a box of a box, when differentiating twice)."""
+    while is_traced(value):
+        value = value._value
+    return value
+
+
+def param_dtype(params):
+    """The dtype of a (validated) parameter dict, traced or not."""
+    return onp.dtype(untraced(untraced(params)["Wx"]).dtype)
 
 
 def param_shapes(input_size, hidden_size, output_size=None):
@@ -94,13 +107,11 @@ def check_params(params, *, readout=False):
     Raises ``TypeError`` when ``params`` is not a dict or an entry is not a float array, and
     ``ValueError`` naming the entry, the expected shape and the given one otherwise.
     """
-    inner = params
-    while is_traced(inner):                       # a traced dict (perhaps traced twice)
-        inner = inner._value
+    inner = untraced(params)
     if not isinstance(inner, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
     needed = CORE_KEYS + (READOUT_KEYS if readout else ())
-    params = {k: params[k] for k in params.keys()}
+    params = inner            # shapes and dtypes, read without recording anything
     missing = [k for k in needed if k not in params]
     if missing:
         what = " (predict and mse need the readout Wy, by)" if set(missing) <= set(READOUT_KEYS) else ""
