@@ -246,8 +246,8 @@ def main(argv=None, *, callback=None):
     except NotImplementedError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:             # before training started (data, setup)
-        print("interrupted before training started; nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:             # outside the training loop (setup, plot, a save)
+        print("interrupted; any checkpoint on disk is the last complete one", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

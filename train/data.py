@@ -205,7 +205,7 @@ TASKS = {"sine": sine, "counting": counting, "adding": adding}
 DEFAULTS = {
     "sine": dict(seq_len=50, hidden=32, batch=32, steps=1500, lr=0.1, momentum=0.9,
                  clip=1.0, eval_every=100),
-    "counting": dict(seq_len=20, hidden=32, batch=32, steps=1500, lr=0.1, momentum=0.9,
+    "counting": dict(seq_len=20, hidden=32, batch=32, steps=2000, lr=0.5, momentum=0.9,
                      clip=1.0, eval_every=100),
     "adding": dict(seq_len=50, hidden=32, batch=64, steps=3000, lr=0.1, momentum=0.9,
                    clip=1.0, eval_every=100),

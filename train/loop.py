@@ -287,6 +287,7 @@ class _Run:
         if self.metrics is not None and progress.history:
             write_json(self.metrics, _metrics(self.task, progress.history[-1], self.config,
                                               progress, status))
+        self.window_start = time.perf_counter()         # steps/s counts training time only
 
     def interrupted(self, params, progress):
         self.save(params, progress, status="interrupted")

@@ -49,8 +49,9 @@ def plot_run(params, task, history, path, *, index=0):
 
     ax = axes[0, 0]
     steps = [row["step"] for row in history]
-    ax.semilogy(steps, [row["train_loss"] for row in history], label="train loss")
-    ax.semilogy(steps, [row["val_mse"] for row in history], label="validation MSE")
+    column = lambda key: [np.nan if row[key] is None else row[key] for row in history]  # noqa: E731
+    ax.semilogy(steps, column("train_loss"), ".-", label="train loss (mean since last point)")
+    ax.semilogy(steps, column("val_mse"), ".-", label="validation MSE")
     ax.axhline(task.baseline_mse, color="k", ls="--", label=f"baseline: {task.baseline}")
     ax.set(xlabel="step", ylabel="MSE", title=f"{task.name}: loss")
     ax.legend()
