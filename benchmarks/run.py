@@ -32,8 +32,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 SWEEP_T = [(32, T, 8, 64) for T in (25, 50, 100, 200, 400)]
 SWEEP_H = [(32, 100, 8, H) for H in (16, 32, 64, 128, 256, 512)]
 
-FULL = {"budget": 40.0, "min_repeats": 5, "max_repeats": 200, "warmup": 0.3,
-        "peak_n": 2048, "peak_repeats": 5, "sweep_budget": 4.0}
+FULL = {"budget": 30.0, "min_repeats": 5, "max_repeats": 100, "warmup": 0.3,
+        "peak_n": 2048, "peak_repeats": 5, "sweep_budget": 1.5}
 QUICK = {"budget": 1.0, "min_repeats": 3, "max_repeats": 10, "warmup": 0.02,
          "peak_n": 512, "peak_repeats": 3, "sweep_budget": 0.3}
 
@@ -44,23 +44,26 @@ def _log(*args):
 
 # --- timing -----------------------------------------------------------------------------------
 
-def _warm_up(step, seconds, min_calls=3, max_calls=20):
-    """Call ``step`` at least ``min_calls`` times and until ``seconds`` have passed (at most
-    ``max_calls``); return the fastest call's duration, the estimate of its time per call.
+def _warm_up(step, seconds, min_calls=3, max_calls=20, enough=1.0):
+    """Call ``step`` until ``seconds`` have passed and it has run ``min_calls`` times (or
+    for ``enough`` seconds, for slow calls), at most ``max_calls``; return the fastest call's
+    duration, the estimate of its time per call.
 
     Some contenders are slow for several calls after the first (PyTorch float32 runs its RNN
     through oneDNN, which builds its kernels over the first few calls), hence more than one.
     """
     spent, times = 0.0, []
-    while len(times) < min_calls or (spent < seconds and len(times) < max_calls):
+    while True:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
         spent += times[-1]
-    return min(times)
+        if len(times) >= max_calls or (spent >= seconds
+                                        and (len(times) >= min_calls or spent >= enough)):
+            return min(times)
 
 
-def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3):
+def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3, overrun=1.5):
     """Time several calls round by round.
 
     - steps: dict name -> zero-argument call.
@@ -68,6 +71,9 @@ def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3):
       count is ``share / (its time per call)`` clipped to ``[min_repeats, max_repeats]``
       (a slow contender gets fewer repeats, and sits out the last rounds).
     - warmup: seconds of untimed calls per contender first (at least three calls).
+    - overrun: a contender whose calls have taken ``overrun * share`` seconds in all stops once
+      it has ``min_repeats`` samples (calls much slower than its warm-up, e.g. on a busy
+      machine, cannot stretch the run without bound).
     Returns dict name -> list of seconds. The garbage collector is off during each call
     (as in timeit) and runs between rounds.
     """
@@ -77,6 +83,7 @@ def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3):
     repeats = {name: int(min(max_repeats, max(min_repeats, round(share / per_call[name]))))
                for name in names}
     samples = {name: [] for name in names}
+    spent = dict.fromkeys(names, 0.0)
     gc_was_enabled = gc.isenabled()
     try:
         for r in range(max(repeats.values(), default=0)):
@@ -87,6 +94,9 @@ def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3):
                     t0 = time.perf_counter()
                     steps[name]()
                     samples[name].append(time.perf_counter() - t0)
+                    spent[name] += samples[name][-1]
+                    if spent[name] > overrun * share and len(samples[name]) >= min_repeats:
+                        repeats[name] = len(samples[name])
             gc.enable()
             gc.collect()
     finally:
@@ -123,11 +133,13 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
     Returns a list of row dicts, one per contender in ``names`` (unavailable ones included).
     """
     size = tuple(SIZES[size_name] if shape is None else shape)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t_setup = time.perf_counter()
     rows, benches = {}, {}
     for name in names:
         row = {"size": size_name, "dtype": dtype, "B": size[0], "T": size[1], "D": size[2],
                "H": size[3], "contender": name, "available": False, "status": None,
-               "flops": step_flops(*size)}
+               "flops": step_flops(*size), "load_1min": load}
         rows[name] = row
         bench = TimeStep()
         try:
@@ -142,6 +154,7 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
                    first_call_s=case.first_call, **case.extra)
         benches[name] = bench
     budget = settings["budget"] if budget is None else budget
+    t_timing = time.perf_counter()
     samples = time_interleaved({n: b.time_step for n, b in benches.items()}, budget,
                                settings["min_repeats"], settings["max_repeats"],
                                settings["warmup"])
@@ -150,6 +163,7 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
         q25, q75 = np.percentile(t, [25, 75])
         rows[name].update(median_s=float(np.median(t)), iqr_s=float(q75 - q25),
                           min_s=float(t.min()), n=len(times), samples_s=[float(x) for x in t])
+    t_memory = time.perf_counter()
     if memory:
         rss_ok = machine.RssPeak.available()
         for name, bench in benches.items():
@@ -159,6 +173,10 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
             rows[name]["mem_rss_bytes"] = _rss_peak(case.step) if rss_ok else None
     benches.clear()
     gc.collect()
+    t_end = time.perf_counter()
+    _log(f"{size_name} {dtype}: setup {t_timing - t_setup:.1f} s, timing {t_memory - t_timing:.1f} s"
+         + (f", memory {t_end - t_memory:.1f} s" if memory else "")
+         + (f" (load {load:.1f})" if load is not None else ""))
     return [rows[name] for name in names]
 
 
@@ -415,10 +433,9 @@ def run_sweep(names, dtype, settings):
         for shape in shapes:
             key = "T" if label == "sweep_T" else "H"
             size_name = f"{label} {key}={shape[1] if key == 'T' else shape[3]}"
-            t0 = time.perf_counter()
-            results += run_group(size_name, dtype, names, settings, shape=shape, memory=False,
+            results += run_group(size_name, dtype, names, dict(settings, min_repeats=3),
+                                 shape=shape, memory=False,
                                  budget=settings["sweep_budget"] * len(names))
-            _log(f"  {size_name}: {time.perf_counter() - t0:.1f} s")
     return {"dtype": dtype, "contenders": list(names), "results": results,
             "fixed_T": "B=32, D=8, H=64", "fixed_H": "B=32, T=100, D=8"}
 
@@ -484,9 +501,7 @@ def run(args):
     rows = []
     for size in sizes:
         for dtype in dtypes:
-            t0 = time.perf_counter()
             rows += run_group(size, dtype, names, settings)
-            _log(f"{size} {dtype}: {time.perf_counter() - t0:.1f} s")
 
     sweep = None
     if args.plot:
