@@ -87,14 +87,17 @@ def lstm_step_backward(dh_next, dc_next, cache, dz=None):
     return dz, dz @ Wh.T, dc
 
 
-def lstm_backward(dhs, cache, dh_last=None, dc_last=None):
+def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
     """Backpropagation through time over a whole sequence.
 
     - dhs: dL/dh_t for every step from outside the recurrence (e.g. a readout), ``(T, B, H)``.
     - cache: the :class:`lstm_ag.lstm.SequenceCache` of the forward.
     - dh_last, dc_last: optional dL/dh_T and dL/dc_T for the final state, ``(B, H)`` each.
-    Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)``,
-    ``h0 (B, H)``, ``c0 (B, H)``, the gradients of the LSTM's weights, inputs and initial state.
+    - inputs: also compute the gradient of the inputs ``xs`` (one more matrix product as
+      large as the input projection); the others are always computed.
+    Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)`` (when
+    ``inputs``), ``h0 (B, H)``, ``c0 (B, H)``: the gradients of the LSTM's weights, inputs
+    and initial state.
     """
     xs, Wx, Wh = cache.xs, cache.Wx, cache.Wh
     T, B, D = xs.shape
@@ -110,14 +113,16 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None):
         if t:
             dh += dhs[t - 1]
     dZ2 = dZ.reshape(T * B, 4 * H)
-    return {
+    grads = {
         "Wx": xs.reshape(T * B, D).T @ dZ2,
         "Wh": cache.h[:-1].reshape(T * B, H).T @ dZ2,
         "b": dZ2.sum(axis=0),
-        "xs": (dZ2 @ Wx.T).reshape(T, B, D),
         "h0": dh,
         "c0": dc,
     }
+    if inputs:
+        grads["xs"] = (dZ2 @ Wx.T).reshape(T, B, D)
+    return grads
 
 
 def readout_mse_backward(hs, Wy, by, targets, weights=None):
@@ -149,5 +154,5 @@ def bptt(params, xs, targets, state=None, *, mask=None):
     cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
     loss, dhs, dWy, dby = readout_mse_backward(cache.h[1:], params["Wy"], params["by"],
                                                targets, weights)
-    grads = lstm_backward(dhs, cache)
+    grads = lstm_backward(dhs, cache, inputs=False)
     return loss, {"Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"], "Wy": dWy, "by": dby}

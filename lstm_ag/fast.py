@@ -44,8 +44,9 @@ def _partial(fun, argnums, args):
 
 
 def _fast_rules(prim, traced_fun, hand_vjp, hand_argnums):
-    """Register on ``prim`` a VJP that runs ``hand_vjp(ans, args)`` -> ``vjp(g)`` returning
-    gradients for every argument in ``hand_argnums``; and traced fallbacks for the rest."""
+    """Register on ``prim`` a VJP from ``hand_vjp(argnums, ans, args)`` -> ``vjp(g)``, which
+    returns the gradients of the arguments at ``argnums`` (a subset of ``hand_argnums``);
+    other requests, forward mode and higher orders trace ``traced_fun`` instead."""
     def vjp_maker(argnums, ans, args, kwargs):
         if (is_traced(ans) or any(is_traced(a) for a in args)
                 or not set(argnums) <= set(hand_argnums)):
@@ -53,13 +54,7 @@ def _fast_rules(prim, traced_fun, hand_vjp, hand_argnums):
             # cannot be traced), or an argument it does not cover: trace the Python forward.
             f, chosen = _partial(traced_fun, argnums, args)
             return make_vjp(f)(chosen)[0]
-        vjp_all = hand_vjp(ans, args)
-        positions = [hand_argnums.index(k) for k in argnums]
-
-        def vjp(g):
-            grads = vjp_all(g)                     # the hand backward, once for all arguments
-            return tuple(grads[n] for n in positions)
-        return vjp
+        return hand_vjp(argnums, ans, args)       # the hand backward, once for all of them
 
     def jvp_maker(argnums, tangents, ans, args, kwargs):
         f, chosen = _partial(traced_fun, argnums, args)
@@ -78,26 +73,29 @@ def _sequence_traced(params, xs, h0, c0):
     return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
 
 
-def _sequence_vjp(ans, args):
+def _sequence_vjp(argnums, ans, args):
     hs, _ = ans
     params, xs, _, _ = args
     cache = SequenceCache(xs, params["Wx"], params["Wh"], hs.base)   # hs views the cache
 
     def vjp(g):
         dhs, dc_last = g
-        grads = lstm_backward(dhs, cache, dc_last=dc_last)
-        return _dict_grad(params, grads), grads["xs"], grads["h0"], grads["c0"]
+        grads = lstm_backward(dhs, cache, dc_last=dc_last, inputs=1 in argnums)
+        grads["params"] = _dict_grad(params, grads)
+        return tuple(grads[_SEQUENCE_ARGS[k]] for k in argnums)
     return vjp
 
 
-def _readout_vjp(ans, args):
+def _readout_vjp(argnums, ans, args):
     def vjp(g):
         params, hs, targets, weights = args
         _, dhs, dWy, dby = readout_mse_backward(hs, params["Wy"], params["by"], targets,
                                                 weights)
-        return _dict_grad(params, {"Wy": g * dWy, "by": g * dby}), g * dhs
+        grads = (_dict_grad(params, {"Wy": g * dWy, "by": g * dby}), g * dhs)
+        return tuple(grads[k] for k in argnums)
     return vjp
 
 
+_SEQUENCE_ARGS = ("params", "xs", "h0", "c0")
 _fast_rules(lstm_sequence, _sequence_traced, _sequence_vjp, (0, 1, 2, 3))
 _fast_rules(readout_mse_primitive, readout_mse, _readout_vjp, (0, 1))
