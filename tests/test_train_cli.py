@@ -123,6 +123,17 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert "plot.png" in stdout
 
 
+def test_lbfgs_full_batch_from_the_command_line(tmp_path, capsys):
+    code, stdout, err = _run(capsys, "sine", "--optimizer", "lbfgs", "--train-size", 16,
+                             "--steps", 6, *SMALL, "--out", tmp_path)
+    assert code == 0, err
+    assert "optimizer lbfgs" in stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["optimizer"] == "lbfgs" and metrics["step"] == 6
+    assert metrics["config"]["task_spec"]["n_train"] == 16
+    assert metrics["history"][-1]["val_mse"] < metrics["history"][0]["val_mse"]
+
+
 @pytest.mark.parametrize("argv, match", [
     (["music"], "invalid choice: 'music'"),
     (["--steps", "0"], "expected a positive integer, got 0"),

@@ -8,6 +8,7 @@ Exit status: 0 done; 1 the loss became non-finite (the last good checkpoint is k
 2 bad arguments or checkpoint; 130 interrupted by Ctrl-C (a checkpoint was saved).
 """
 import argparse
+import inspect
 import os
 import sys
 
@@ -61,6 +62,12 @@ def _nonneg_float(text):
     return value
 
 
+def _train_sizes():
+    sizes = {name: inspect.signature(make).parameters["n_train"].default
+             for name, make in TASKS.items()}
+    return ", ".join(f"{name} {size}" for name, size in sizes.items())
+
+
 def _defaults_table():
     keys = ("steps", "hidden", "batch", "seq_len", "lr")
     return "\n".join(f"  {task:9s}" + "  ".join(f"{k.replace('_', '-')} {DEFAULTS[task][k]}"
@@ -75,9 +82,9 @@ def build_parser():
                     "with a naive baseline.",
         epilog="Defaults per task (an option given on the command line wins):\n"
                + _defaults_table() + "\n\nWrites DIR/model.npz and DIR/metrics.json "
-               "(DIR: --out, default runs/TASK); --resume continues DIR/model.npz to --steps "
-               "in total, exactly.\nExit status: 0 done, 1 non-finite loss, 2 usage error, "
-               "130 interrupted (Ctrl-C saves a checkpoint).")
+               "(DIR: --out, default runs/TASK).\n--resume continues DIR/model.npz to --steps "
+               "in total, exactly as an uninterrupted run.\nExit status: 0 done, 1 non-finite "
+               "loss, 2 usage error, 130 interrupted (Ctrl-C saves a checkpoint).")
     parser.add_argument("task", nargs="?", default="sine", choices=list(TASKS),
                         help="the task (default: sine)")
     parser.add_argument("--steps", type=_positive_int, metavar="N",
@@ -87,6 +94,9 @@ def build_parser():
                         help="sequences per minibatch")
     parser.add_argument("--seq-len", type=_positive_int, metavar="T",
                         help="sequence length (steps per sequence)")
+    parser.add_argument("--train-size", type=_positive_int, metavar="N",
+                        help=f"sequences in the training set ({_train_sizes()}); with "
+                             "--optimizer lbfgs every step uses all of them")
     parser.add_argument("--lr", type=_nonneg_float, metavar="LR", help="learning rate")
     parser.add_argument("--lr-decay", type=_nonneg_float, metavar="D",
                         help="learning-rate decay: lr / (1 + D * step) (default 0: constant)")
@@ -156,7 +166,7 @@ def _check_plot_available():
         raise UsageError(PLOT_HINT) from None
 
 
-def _summary(task, result, settings, out):
+def _summary(task, result, settings):
     last = result.last
     lines = [f"{task.name}: {result.step} steps in {result.progress.seconds:.1f} s, "
              f"method {settings['method']}, optimizer {settings['optimizer']}"]
@@ -183,12 +193,15 @@ def run(args, *, callback=None):
         params, config, start = load_checkpoint(checkpoint)
         settings = _resume_settings(args, settings, config, checkpoint)
         spec = dict(config.get("task_spec") or {})
-        spec.pop("name", None)
-        spec.pop("seq_len", None)
-        spec.pop("seed", None)
+        for key in ("name", "seq_len", "seed"):
+            spec.pop(key, None)
+        if args.train_size is not None and args.train_size != spec.get("n_train"):
+            raise UsageError(f"--train-size {args.train_size} differs from the checkpoint's "
+                             f"n_train={spec.get('n_train')} in {checkpoint}")
         task = make_task(args.task, settings["seq_len"], seed=settings["seed"], **spec)
     else:
-        task = make_task(args.task, settings["seq_len"], seed=settings["seed"])
+        sizes = {} if args.train_size is None else {"n_train": args.train_size}
+        task = make_task(args.task, settings["seq_len"], seed=settings["seed"], **sizes)
         params = lstm_ag.init_params(task.input_size, settings["hidden"], task.output_size,
                                      seed=settings["seed"])
     if settings["optimizer"] == "sgd" and settings["batch"] > task.train_x.shape[1]:
@@ -216,7 +229,7 @@ def run(args, *, callback=None):
         return EXIT_DIVERGED
     if start is not None and result.message.startswith("already"):
         print(f"{checkpoint}: {result.message}", file=sys.stderr)
-    print(_summary(task, result, settings, out))
+    print(_summary(task, result, settings))
     written = [checkpoint, metrics]
     if args.plot:
         from .plot import plot_run
