@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["blas_threads", "blas_info", "cpu_model", "machine_info", "versions", "matmul_peak",
-           "RssPeak"]
+__all__ = ["blas_threads", "set_blas_threads", "blas_info", "cpu_model", "machine_info", "versions", "matmul_peak",
+           "cpu_snapshot", "others_cpu", "RssPeak"]
 
 
 def _openblas_handles():
@@ -37,7 +37,7 @@ def _openblas_handles():
     return handles
 
 
-def _openblas_call(suffix, restype=ctypes.c_int):
+def _openblas_call(suffix, restype=ctypes.c_int, *args):
     """Call ``openblas_<suffix>`` under any of the names numpy's OpenBLAS builds use."""
     for lib in _openblas_handles():
         for name in (f"scipy_openblas_{suffix}64_", f"scipy_openblas_{suffix}",
@@ -45,8 +45,19 @@ def _openblas_call(suffix, restype=ctypes.c_int):
             fn = getattr(lib, name, None)
             if fn is not None:
                 fn.restype = restype
-                return fn()
+                return fn(*args)
     return None
+
+
+def set_blas_threads(n):
+    """Make numpy's BLAS use ``n`` threads (threadpoolctl if installed, else OpenBLAS's own
+    ``openblas_set_num_threads``). Returns the thread count in effect afterwards."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=n, user_api="blas")
+    except ImportError:
+        _openblas_call("set_num_threads", None, ctypes.c_int(n))
+    return blas_threads()
 
 
 def blas_threads():
@@ -196,6 +207,29 @@ def matmul_peak(dtype, n=2048, repeats=5, make_matmul=None):
         times.append(time.perf_counter() - t0)
     flops = 2.0 * n ** 3
     return flops / min(times) / 1e9, flops / float(np.median(times)) / 1e9
+
+
+def cpu_snapshot():
+    """``(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process)``,
+    or None where /proc/stat is missing; see :func:`others_cpu`."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    mine = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), mine.user + mine.system
+
+
+def others_cpu(before, after):
+    """CPUs kept busy by other processes between two :func:`cpu_snapshot` s (0 = an idle
+    machine apart from us, 1 = one core's worth of someone else's work), or None."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    other = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, other / (after[0] - before[0]))
 
 
 class RssPeak:

@@ -27,6 +27,8 @@ from .contenders import (DTYPES, PEERS, SIZES, contender_names, step_flops, torc
 
 __all__ = ["main", "run", "time_interleaved"]
 
+#: Other processes' CPU use (in CPUs) above which the report warns that the machine was busy.
+BUSY = 0.25
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 #: The plot's sweeps: T at fixed (B, D, H) and H at fixed (B, T, D) (small's other sizes).
 SWEEP_T = [(32, T, 8, 64) for T in (25, 50, 100, 200, 400)]
@@ -135,6 +137,7 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
     size = tuple(SIZES[size_name] if shape is None else shape)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t_setup = time.perf_counter()
+    cpu_before = machine.cpu_snapshot()
     rows, benches = {}, {}
     for name in names:
         row = {"size": size_name, "dtype": dtype, "B": size[0], "T": size[1], "D": size[2],
@@ -174,9 +177,12 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
     benches.clear()
     gc.collect()
     t_end = time.perf_counter()
+    others = machine.others_cpu(cpu_before, machine.cpu_snapshot())
+    for row in rows.values():
+        row["others_cpu"] = others
     _log(f"{size_name} {dtype}: setup {t_timing - t_setup:.1f} s, timing {t_memory - t_timing:.1f} s"
          + (f", memory {t_end - t_memory:.1f} s" if memory else "")
-         + (f" (load {load:.1f})" if load is not None else ""))
+         + (f"; other processes used {others:.2f} CPUs" if others is not None else ""))
     return [rows[name] for name in names]
 
 
@@ -279,8 +285,8 @@ def _mib(b):
 
 def summary_table(rows, names):
     """Median ms per step: one row per size and dtype, one column per contender."""
-    lines = ["| size (B, T, D, H) | dtype | " + " | ".join(names) + " |",
-             "|---|---|" + "---:|" * len(names)]
+    lines = ["| size (B, T, D, H) | dtype | " + " | ".join(names) + " | others' CPU |",
+             "|---|---|" + "---:|" * (len(names) + 1)]
     groups = {}
     for r in rows:
         groups.setdefault((r["size"], r["dtype"]), {})[r["contender"]] = r
@@ -294,7 +300,7 @@ def summary_table(rows, names):
                 cell += " (!)"
             cells.append(cell)
         lines.append(f"| {size} ({r0['B']}, {r0['T']}, {r0['D']}, {r0['H']}) | {dtype} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {_num(r0.get('others_cpu'))} |")
     return "\n".join(lines)
 
 
@@ -342,9 +348,16 @@ def render(result):
         if pk.get(lib):
             out.append(f"- {lib}.matmul peak (same sizes, for reference): "
                        + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in pk[lib].items()))
-    la = result["load_average"]
+    la, busy = result["load_average"], result["others_cpu_max"]
     out.append(f"- load average (1 min) at start {la['start']:.2f}, at end {la['end']:.2f}; "
-               f"run took {result['elapsed_s']:.0f} s" + (" (--quick)" if result["quick"] else ""))
+               + (f"other processes used up to {busy:.2f} CPUs during a size/dtype group; "
+                  if busy is not None else "")
+               + f"run took {result['elapsed_s']:.0f} s" + (" (--quick)" if result["quick"] else ""))
+    if busy is not None and busy > BUSY:
+        out.append(f"- **WARNING: the machine was busy** (other processes used up to {busy:.2f} "
+                   "CPUs). Multi-threaded BLAS and OpenMP wait for threads that another "
+                   "process keeps off the CPU: small matmuls can slow down by 100x. Rerun on "
+                   "an idle machine, or with --threads 1.")
     avail = result["availability"]
     out.append("- contenders: " + ", ".join(
         f"{n}" + ("" if avail[n] == "ok" else f" ({avail[n]})") for n in avail))
@@ -478,7 +491,9 @@ def parse_args(argv=None):
                    help="seconds of timed calls per size and dtype, shared by the contenders "
                         f"(default {FULL['budget']:g}; --quick {QUICK['budget']:g})")
     p.add_argument("--threads", type=int,
-                   help="torch threads (default: numpy's BLAS thread count)")
+                   help="threads for numpy's BLAS and for torch (default: leave numpy's BLAS "
+                        "as it is and give torch as many); JAX cannot be limited from inside "
+                        "(run the suite under taskset for that)")
     return p.parse_args(argv)
 
 
@@ -492,8 +507,10 @@ def run(args):
     dtypes = args.dtypes or list(DTYPES)
     names = [n for n in contender_names(peers=not args.no_peers)
              if not args.contenders or n in args.contenders]
+    if args.threads:
+        machine.set_blas_threads(args.threads)
     threads = {"numpy_blas": machine.blas_threads()}
-    torch_threads(args.threads or threads["numpy_blas"])
+    torch_threads(threads["numpy_blas"])
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     _log(f"matmul peak ({settings['peak_n']}^2) ...")
@@ -545,6 +562,8 @@ def run(args):
         "matmul_peak": matmul, "settings": settings,
         "load_average": {"start": load_start,
                          "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")},
+        "others_cpu_max": max((r["others_cpu"] for r in rows if r.get("others_cpu") is not None),
+                              default=None),
         "checks_ok": checks_ok, "results": rows,
         "targets": evaluate_targets(rows, sizes),
         "sweep": sweep, "plot": str(args.plot) if args.plot and sweep else None,
