@@ -109,11 +109,6 @@ class SequenceCache:
             raise AttributeError(name) from None
         return self.store[k] if k < 2 else self.store[k, 1:]
 
-    @property
-    def gates(self):
-        """The activations i, f, g, o of every step, ``(4, T, B, H)``."""
-        return self.store[2:6, 1:]
-
 
 def scan_with_cache(Wx, Wh, b, xs, h0, c0):
     """:func:`scan` on plain arrays, keeping what the backward needs.
