@@ -65,42 +65,59 @@ def _warm_up(step, seconds, min_calls=3, max_calls=20, enough=1.0):
             return min(times)
 
 
-def time_interleaved(steps, budget, min_repeats=5, max_repeats=200, warmup=0.3, overrun=1.5):
+def time_interleaved(steps, budget, min_repeats=5, max_repeats=100, warmup=0.3, overrun=1.5,
+                     lead_in=1, per_round=2):
     """Time several calls round by round.
 
     - steps: dict name -> zero-argument call.
-    - budget: seconds of timed calls in all; each contender gets an equal share, so its repeat
-      count is ``share / (its time per call)`` clipped to ``[min_repeats, max_repeats]``
-      (a slow contender gets fewer repeats, and sits out the last rounds).
+    - budget: seconds of calls in all; each contender gets an equal share, so its number of
+      timed calls is about ``share / (its time per call)`` (less its lead-in calls), clipped
+      to ``[min_repeats, max_repeats]``: a slow contender gets fewer, and sits out the last
+      rounds.
     - warmup: seconds of untimed calls per contender first (at least three calls).
+    - lead_in, per_round: in each round a contender makes ``lead_in`` untimed calls, then
+      ``per_round`` timed ones. The first call after another contender ran is slow (up to
+      2.5x on the 2-core VM this was written on: memory the other library touched, its
+      threads), while a training loop calls the same step back to back.
     - overrun: a contender whose calls have taken ``overrun * share`` seconds in all stops once
       it has ``min_repeats`` samples (calls much slower than its warm-up, e.g. on a busy
       machine, cannot stretch the run without bound).
-    Returns dict name -> list of seconds. The garbage collector is off during each call
-    (as in timeit) and runs between rounds.
+    Returns dict name -> list of seconds of the timed calls. The garbage collector is off
+    during the calls (as in timeit) and collects the young generations between rounds.
     """
     names = list(steps)
     per_call = {name: max(_warm_up(steps[name], warmup), 1e-7) for name in names}
     share = budget / max(len(names), 1)
-    repeats = {name: int(min(max_repeats, max(min_repeats, round(share / per_call[name]))))
+    timed_fraction = per_round / (per_round + lead_in)
+    repeats = {name: int(min(max_repeats, max(min_repeats,
+                                              round(timed_fraction * share / per_call[name]))))
                for name in names}
     samples = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
     gc_was_enabled = gc.isenabled()
     try:
-        for r in range(max(repeats.values(), default=0)):
+        r = 0
+        while any(len(samples[name]) < repeats[name] for name in names):
             order = names[r % len(names):] + names[:r % len(names)]
+            r += 1
             gc.disable()
             for name in order:
-                if len(samples[name]) < repeats[name]:
+                if len(samples[name]) >= repeats[name]:
+                    continue
+                step = steps[name]
+                t0 = time.perf_counter()
+                for _ in range(lead_in):
+                    step()
+                spent[name] += time.perf_counter() - t0
+                for _ in range(min(per_round, repeats[name] - len(samples[name]))):
                     t0 = time.perf_counter()
-                    steps[name]()
+                    step()
                     samples[name].append(time.perf_counter() - t0)
                     spent[name] += samples[name][-1]
-                    if spent[name] > overrun * share and len(samples[name]) >= min_repeats:
-                        repeats[name] = len(samples[name])
+                if spent[name] > overrun * share and len(samples[name]) >= min_repeats:
+                    repeats[name] = len(samples[name])
             gc.enable()
-            gc.collect()
+            gc.collect(1)        # young objects only: a full collection can take 0.2 s
     finally:
         if gc_was_enabled:
             gc.enable()
