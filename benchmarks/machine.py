@@ -142,10 +142,18 @@ def _memory_gib():
 
 
 def _git_commit():
+    """The short commit of the work tree, with ``+dirty`` when lstm_ag/ has local changes."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                             cwd=here)
+        return out.stdout.strip() if out.returncode == 0 else None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        commit = git("rev-parse", "--short", "HEAD")
+        if commit and git("status", "--porcelain", "--", "../lstm_ag"):
+            commit += "+dirty"
+        return commit
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -182,6 +182,7 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
         t = np.asarray(times)
         q25, q75 = np.percentile(t, [25, 75])
         rows[name].update(median_s=float(np.median(t)), iqr_s=float(q75 - q25),
+                          q25_s=float(q25), q75_s=float(q75),
                           min_s=float(t.min()), n=len(times), samples_s=[float(x) for x in t])
     t_memory = time.perf_counter()
     if memory:
@@ -437,18 +438,28 @@ def plot_sweep(sweep, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], "T", "sweep_T"), (axes[1], "H", "sweep_H")):
         rows = [r for r in sweep["results"] if r["size"].startswith(label)]
         for name in sweep["contenders"]:
-            pts = sorted((r[key], r["median_s"] * 1e3, r["iqr_s"] * 1e3) for r in rows
+            pts = sorted((r[key], r["median_s"], r.get("q25_s", r["median_s"]),
+                          r.get("q75_s", r["median_s"])) for r in rows
                          if r["contender"] == name and r.get("median_s"))
             if pts:
-                x, y, e = zip(*pts)
-                ax.errorbar(x, y, yerr=np.asarray(e) / 2, marker="o", capsize=2, label=name)
+                x, med, lo, hi = (np.asarray(v) * (1 if i == 0 else 1e3)
+                                  for i, v in enumerate(zip(*pts)))
+                ax.errorbar(x, med, yerr=[med - lo, hi - med], marker="o", capsize=2,
+                            label=name)
         fixed = sweep["fixed_T"] if key == "T" else sweep["fixed_H"]
-        ax.set(xscale="log", yscale="log", xlabel=key, ylabel="ms per training step",
+        ax.set(xscale="log", yscale="log", xlabel=key,
+               ylabel="ms per training step (median, bars: IQR)",
                title=f"time vs {key} ({fixed}, {sweep['dtype']})")
+        ticks = sorted({r[key] for r in rows})
+        ax.set_xticks(ticks)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
