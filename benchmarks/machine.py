@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["blas_threads", "set_blas_threads", "blas_info", "cpu_model", "machine_info", "versions", "matmul_peak",
+__all__ = ["blas_threads", "set_blas_threads", "blas_info", "cpu_model", "machine_info",
+           "versions", "matmul_peak",
            "cpu_snapshot", "others_cpu", "RssPeak"]
 
 
@@ -173,19 +174,17 @@ def _version(dist):
         return None
 
 
-def versions():
-    """Versions of lstm_ag (and its git commit), numpy, scipy, autograd, and of torch and jax
-    when they have been imported."""
+def versions(extra=("torch", "jax", "matplotlib")):
+    """Versions of lstm_ag (and its git commit), numpy, scipy, autograd, and of the libraries
+    in ``extra`` that have been imported."""
     import lstm_ag
     out = {"lstm_ag": lstm_ag.__version__, "git_commit": _git_commit(), "numpy": np.__version__,
            "scipy": _version("scipy"), "autograd": _version("autograd")}
-    if "torch" in sys.modules:
-        out["torch"] = sys.modules["torch"].__version__
-    if "jax" in sys.modules:
-        out["jax"] = sys.modules["jax"].__version__
-        out["jaxlib"] = _version("jaxlib")
-    if "matplotlib" in sys.modules:
-        out["matplotlib"] = sys.modules["matplotlib"].__version__
+    for name in extra:
+        if name in sys.modules:
+            out[name] = getattr(sys.modules[name], "__version__", None)
+            if name == "jax":
+                out["jaxlib"] = _version("jaxlib")
     return out
 
 

@@ -2,8 +2,9 @@
 
 For each size and dtype it sets up every contender (:class:`~benchmarks.bench_step.TimeStep`),
 checks its loss and gradients against lstm_ag's autograd method, warms it up, then times
-:meth:`~benchmarks.bench_step.TimeStep.time_step` round by round (round r runs every contender
-once, in an order rotated by r) so that a slow spell of a shared machine hits all of them.
+:meth:`~benchmarks.bench_step.TimeStep.time_step` round by round (in round r every contender,
+in an order rotated by r, makes one untimed lead-in call and two timed ones) so that a slow
+spell of a shared machine hits all of them.
 It reports medians and IQRs, ratios, GFLOP/s against the measured matmul peak and the peak
 memory of one step; prints markdown on stdout (progress on stderr) and writes JSON.
 Exit status 1 when a contender disagrees with the reference or fails, else 0.
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import machine
 from .bench_step import TimeStep
-from .contenders import (DTYPES, PEERS, SIZES, contender_names, step_flops, torch_threads)
+from .contenders import DTYPES, PEERS, SIZES, contender_names, step_flops, torch_threads
 
 __all__ = ["main", "run", "time_interleaved"]
 
@@ -198,7 +199,8 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
     others = machine.others_cpu(cpu_before, machine.cpu_snapshot())
     for row in rows.values():
         row["others_cpu"] = others
-    _log(f"{size_name} {dtype}: setup {t_timing - t_setup:.1f} s, timing {t_memory - t_timing:.1f} s"
+    _log(f"{size_name} {dtype}: setup {t_timing - t_setup:.1f} s, "
+         f"timing {t_memory - t_timing:.1f} s"
          + (f", memory {t_end - t_memory:.1f} s" if memory else "")
          + (f"; other processes used {others:.2f} CPUs" if others is not None else ""))
     return [rows[name] for name in names]
@@ -359,8 +361,8 @@ def render(result):
                + (f", torch {th['torch']}" if th.get("torch") else "")
                + (", jax: XLA's default (all usable CPUs)" if "jax" in v else ""))
     pk = result["matmul_peak"]
-    out.append(f"- matmul peak (np.matmul {pk['n']}x{pk['n']}, best of {pk['repeats']}, "
-               f"best of start and end of run): "
+    when = "at the start of the run" if pk.get("end") is None else "best of start and end of run"
+    out.append(f"- matmul peak (np.matmul {pk['n']}x{pk['n']}, best of {pk['repeats']}, {when}): "
                + ", ".join(f"{d} {pk['gflops'][d]:.1f} GFLOP/s" for d in pk["gflops"]))
     for lib in ("torch", "jax"):
         if pk.get(lib):
@@ -370,7 +372,8 @@ def render(result):
     out.append(f"- load average (1 min) at start {la['start']:.2f}, at end {la['end']:.2f}; "
                + (f"other processes used up to {busy:.2f} CPUs during a size/dtype group; "
                   if busy is not None else "")
-               + f"run took {result['elapsed_s']:.0f} s" + (" (--quick)" if result["quick"] else ""))
+               + f"run took {result['elapsed_s']:.0f} s"
+               + (" (--quick)" if result["quick"] else ""))
     if busy is not None and busy > BUSY:
         out.append(f"- **WARNING: the machine was busy** (other processes used up to {busy:.2f} "
                    "CPUs). Multi-threaded BLAS and OpenMP wait for threads that another "
@@ -379,8 +382,8 @@ def render(result):
     avail = result["availability"]
     out.append("- contenders: " + ", ".join(
         f"{n}" + ("" if avail[n] == "ok" else f" ({avail[n]})") for n in avail))
-    out.append(f"- loss and gradients checked against lstm_ag autograd at setup: "
-               f"{'all agree' if result['checks_ok'] else 'SOME DISAGREE (marked (!) / DISAGREES)'}")
+    agree = "all agree" if result["checks_ok"] else "SOME DISAGREE (marked (!) / DISAGREES)"
+    out.append(f"- loss and gradients checked against lstm_ag autograd at setup: {agree}")
     out += ["", "### Median time per step (ms)", "", summary_table(result["results"],
                                                                     result["contenders"])]
     out += ["", "### Details", "", detail_table(result["results"])]
@@ -406,10 +409,10 @@ def _json_safe(obj):
 
 # --- peaks and plot -------------------------------------------------------------------------
 
-def _peer_matmuls():
-    """``lib -> make_matmul`` for the peers already imported (for :func:`machine.matmul_peak`)."""
+def _peer_matmuls(peers):
+    """``lib -> make_matmul`` for the ``peers`` that ran (for :func:`machine.matmul_peak`)."""
     out = {}
-    if "torch" in sys.modules:
+    if "torch" in peers:
         torch = sys.modules["torch"]
 
         def torch_mm(a, b):
@@ -417,7 +420,7 @@ def _peer_matmuls():
             tc = torch.empty_like(ta)
             return lambda: torch.matmul(ta, tb, out=tc)
         out["torch"] = torch_mm
-    if "jax" in sys.modules:
+    if "jax" in peers:
         jax = sys.modules["jax"]
 
         def jax_mm(a, b):
@@ -567,11 +570,13 @@ def run(args):
     if sweep:
         _add_ratios(sweep["results"], peaks)
     matmul = {"n": settings["peak_n"], "repeats": settings["peak_repeats"], "gflops": peaks,
-              "start": peaks_start, "end": peaks_end}
-    for lib, make in _peer_matmuls().items():
+              "start": peaks_start, "end": None if args.quick else peaks_end}
+    ran = {r["contender"] for r in rows if r["available"]}
+    peers = [p for p in PEERS if p in ran]
+    for lib, make in _peer_matmuls(peers).items():
         matmul[lib] = {d: machine.matmul_peak(np.dtype(d), settings["peak_n"],
                                               settings["peak_repeats"], make)[0] for d in dtypes}
-    if "torch" in sys.modules:
+    if "torch" in peers:
         threads["torch"] = sys.modules["torch"].get_num_threads()
 
     availability = {}
@@ -586,7 +591,9 @@ def run(args):
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": bool(args.quick), "sizes": {s: list(SIZES[s]) for s in sizes},
         "dtypes": dtypes, "contenders": names, "availability": availability,
-        "machine": machine.machine_info(), "versions": machine.versions(), "threads": threads,
+        "machine": machine.machine_info(),
+        "versions": machine.versions(tuple(peers) + (("matplotlib",) if sweep else ())),
+        "threads": threads,
         "matmul_peak": matmul, "settings": settings,
         "load_average": {"start": load_start,
                          "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")},
