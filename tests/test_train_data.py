@@ -29,6 +29,14 @@ def test_seeded_and_regenerated_from_its_spec(name):
     assert set(DEFAULTS[name]) >= {"seq_len", "hidden", "batch", "steps", "lr"}
 
 
+@pytest.mark.parametrize("name", list(TASKS))
+def test_validation_set_does_not_depend_on_the_training_set_size(name):
+    small = make_task(name, 10, seed=4, n_train=5, n_val=20)
+    large = make_task(name, 10, seed=4, n_train=50, n_val=20)
+    assert np.array_equal(small.val_x, large.val_x) and np.array_equal(small.val_y, large.val_y)
+    assert small.baseline_mse == large.baseline_mse
+
+
 def test_sine_targets_are_the_next_values_and_baseline_repeats_the_last():
     task = sine(30, n_train=50, n_val=200, seed=0, burn_in=5)
     assert np.array_equal(task.train_x[1:], task.train_y[:-1])     # y_t = x_{t+1}

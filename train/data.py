@@ -4,6 +4,9 @@ Every task is a :class:`Task`: time-major training and validation arrays, per-st
 weights, and a naive baseline scored on the validation set with the same weights, so that a
 model's validation MSE and the baseline's are directly comparable.
 
+Training and validation sequences come from two independent streams of the seed, so the
+validation set does not change with the size of the training set.
+
 * ``sine``: sine waves of random amplitude, frequency and phase plus a little noise; predict
   the next value. Baseline: repeat the last value.
 * ``counting``: arithmetic sequences such as 1, 2, 3 -> 4 (notebook 002's example), random
@@ -80,6 +83,9 @@ def masked_mse(pred, target, mask=None):
     return float(np.sum(w * err * err) / (np.sum(w) * err.shape[1] * err.shape[2]))
 
 
+_DATA = 0xDA7A       # tags the data streams apart from the minibatch draws (seed, step)
+
+
 def _check(name, value, low, kind=int):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer) if kind is int
                                                  else (int, float, np.number)) or value < low:
@@ -88,9 +94,16 @@ def _check(name, value, low, kind=int):
     return value
 
 
-def _split(arrays, n_train):
-    """Split time-major arrays along the sequence axis into (train, val)."""
-    return ([a[:, :n_train] for a in arrays], [a[:, n_train:] for a in arrays])
+def _train_val(draw, seed, n_train, n_val):
+    """Training and validation sets from two independent streams of one seed.
+
+    - draw: ``draw(rng, n) -> (xs (T, n, D), ys (T, n, O))``.
+    Returns ``((train_x, train_y), (val_x, val_y))``. The validation set does not depend on
+    ``n_train`` (a smaller training set is scored on the same held-out sequences).
+    """
+    train = draw(np.random.default_rng([seed, _DATA, 0]), n_train)
+    val = draw(np.random.default_rng([seed, _DATA, 1]), n_val)
+    return train, val
 
 
 def _burn_in_mask(seq_len, burn_in):
@@ -119,15 +132,15 @@ def sine(seq_len=50, *, n_train=2000, n_val=256, seed=0, noise=0.01, burn_in=5):
     _check("noise", noise, 0, float)
     if not isinstance(burn_in, (int, np.integer)) or not 0 <= burn_in < T:
         raise ValueError(f"burn_in must be an integer in [0, seq_len) = [0, {T}), got {burn_in!r}")
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    amp = rng.uniform(0.5, 1.0, n)
-    freq = rng.uniform(0.1, 0.5, n)
-    phase = rng.uniform(0.0, 2 * np.pi, n)
-    t = np.arange(T + 1)[:, None]
-    waves = amp * np.sin(freq * t + phase) + noise * rng.standard_normal((T + 1, n))
-    xs, ys = waves[:-1, :, None], waves[1:, :, None]
-    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
+
+    def draw(rng, n):
+        amp = rng.uniform(0.5, 1.0, n)
+        freq = rng.uniform(0.1, 0.5, n)
+        phase = rng.uniform(0.0, 2 * np.pi, n)
+        t = np.arange(T + 1)[:, None]
+        waves = amp * np.sin(freq * t + phase) + noise * rng.standard_normal((T + 1, n))
+        return waves[:-1, :, None], waves[1:, :, None]
+    (tx, ty), (vx, vy) = _train_val(draw, seed, n_train, n_val)
     return Task("sine", tx, ty, vx, vy, _burn_in_mask(T, burn_in), val_baseline=vx.copy(),
                 baseline="repeat the last value",
                 spec=dict(name="sine", seq_len=T, seed=seed, n_train=n_train, n_val=n_val,
@@ -150,14 +163,14 @@ def counting(seq_len=20, *, n_train=2000, n_val=256, seed=0, max_start=10, max_s
     T = _check("seq_len", seq_len, 2)
     _check("n_train", n_train, 1), _check("n_val", n_val, 1)
     _check("max_start", max_start, 1), _check("max_step", max_step, 1)
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    start = rng.integers(0, max_start, n)
-    step = rng.integers(1, max_step + 1, n)
     scale = max_start + max_step * T
-    values = (start + step * np.arange(T + 1)[:, None]) / scale
-    xs, ys = values[:-1, :, None], values[1:, :, None]
-    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
+
+    def draw(rng, n):
+        start = rng.integers(0, max_start, n)
+        step = rng.integers(1, max_step + 1, n)
+        values = (start + step * np.arange(T + 1)[:, None]) / scale
+        return values[:-1, :, None], values[1:, :, None]
+    (tx, ty), (vx, vy) = _train_val(draw, seed, n_train, n_val)
     return Task("counting", tx, ty, vx, vy, None, val_baseline=vx.copy(),
                 baseline="repeat the last value",
                 spec=dict(name="counting", seq_len=T, seed=seed, n_train=n_train, n_val=n_val,
@@ -178,21 +191,21 @@ def adding(seq_len=50, *, n_train=10000, n_val=1000, seed=0):
     """
     T = _check("seq_len", seq_len, 2)
     _check("n_train", n_train, 1), _check("n_val", n_val, 1)
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    values = rng.uniform(0.0, 1.0, (T, n))
-    first = rng.integers(0, T // 2, n)
-    second = rng.integers(T // 2, T, n)
-    cols = np.arange(n)
-    markers = np.zeros((T, n))
-    markers[first, cols] = 1.0
-    markers[second, cols] = 1.0
-    xs = np.stack([values, markers], axis=-1)
-    sums = values[first, cols] + values[second, cols]
-    ys = np.broadcast_to(sums[None, :, None], (T, n, 1)).copy()
+
+    def draw(rng, n):
+        values = rng.uniform(0.0, 1.0, (T, n))
+        first = rng.integers(0, T // 2, n)
+        second = rng.integers(T // 2, T, n)
+        cols = np.arange(n)
+        markers = np.zeros((T, n))
+        markers[first, cols] = 1.0
+        markers[second, cols] = 1.0
+        sums = values[first, cols] + values[second, cols]
+        return (np.stack([values, markers], axis=-1),
+                np.broadcast_to(sums[None, :, None], (T, n, 1)).copy())
+    (tx, ty), (vx, vy) = _train_val(draw, seed, n_train, n_val)
     mask = np.zeros(T)
     mask[-1] = 1.0
-    (tx, ty), (vx, vy) = _split((xs, ys), n_train)
     return Task("adding", tx, ty, vx, vy, mask, val_baseline=np.ones_like(vy),
                 baseline="always predict the mean sum, 1",
                 spec=dict(name="adding", seq_len=T, seed=seed, n_train=n_train, n_val=n_val))
