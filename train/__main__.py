@@ -168,12 +168,14 @@ def _check_plot_available():
 
 def _summary(task, result, settings):
     last = result.last
-    lines = [f"{task.name}: {result.step} steps in {result.progress.seconds:.1f} s, "
+    lines = [f"{task.name}: {result.step} steps in {result.progress.seconds:.2f} s, "
              f"method {settings['method']}, optimizer {settings['optimizer']}"]
     if last is not None:
         ratio = last["baseline_mse"] / last["val_mse"] if last["val_mse"] > 0 else float("inf")
+        verdict = (f"{ratio:.1f}x lower" if ratio >= 1 else
+                   f"{1 / ratio:.1f}x higher: worse than the baseline so far")
         lines.append(f"validation MSE {last['val_mse']:.3e} vs baseline ({task.baseline}) "
-                     f"{last['baseline_mse']:.3e}: {ratio:.1f}x lower")
+                     f"{last['baseline_mse']:.3e}: {verdict}")
     return "\n".join(lines)
 
 
