@@ -105,7 +105,7 @@ def test_non_finite_loss_exits_non_zero_keeping_the_checkpoint(tmp_path, capsys)
     assert "Traceback" not in stderr
     params, _, progress = load_checkpoint(out / "model.npz")
     assert all(np.isfinite(p).all() for p in params.values())
-    assert f"(step {progress.step}) is kept" in stderr
+    assert f"last good checkpoint (step {progress.step}, validation MSE" in stderr
 
 
 def test_plot_without_matplotlib_says_how_to_install(tmp_path, capsys, monkeypatch):

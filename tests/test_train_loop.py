@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert result.status == "diverged"
     assert "is not finite" in result.message and "Try a smaller --lr" in result.message
     params, _, progress = load_checkpoint(path)
-    assert f"last good checkpoint (step {progress.step})" in result.message
+    assert f"last good checkpoint (step {progress.step}, validation MSE" in result.message
     assert progress.step < result.step < 50
     assert all(np.isfinite(v).all() for v in params.values())
     assert math.isfinite(evaluate(params, task))

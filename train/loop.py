@@ -298,7 +298,9 @@ class _Run:
     def diverged(self, params, progress, what):
         progress.seconds = self.seconds()
         if self.saved_step is not None:
-            kept = (f"the last good checkpoint (step {self.saved_step}) is kept in "
+            rows = [r for r in progress.history if r["step"] == self.saved_step]
+            val = f", validation MSE {rows[-1]['val_mse']:.3g}" if rows else ""
+            kept = (f"the last good checkpoint (step {self.saved_step}{val}) is kept in "
                     f"{self.checkpoint}")
         else:
             kept = "no checkpoint was written"
