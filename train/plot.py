@@ -7,25 +7,21 @@ validation sequence; the hidden states h_t and the cell states c_t of that seque
 import numpy as np
 
 import lstm_ag
+from lstm_ag.lstm import scan_with_cache
 
 __all__ = ["states", "plot_run"]
 
 
 def states(params, xs):
-    """Every hidden and cell state of one sequence, by the library's :func:`lstm_ag.lstm_step`.
+    """Every hidden and cell state of one sequence, from the library's forward with its cache.
 
     - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; xs: one sequence ``(T, D)``.
     Returns ``(hs, cs)``, each ``(T, H)``.
     """
-    zx = np.asarray(xs)[:, None, :] @ params["Wx"] + params["b"]      # (T, 1, 4H)
-    H = params["Wh"].shape[0]
-    h = c = np.zeros((1, H), params["Wh"].dtype)
-    hs, cs = [], []
-    for z in zx:
-        (h, c), _ = lstm_ag.lstm_step(params["Wh"], z, h, c)
-        hs.append(h[0])
-        cs.append(c[0])
-    return np.array(hs), np.array(cs)
+    xs = np.asarray(xs, dtype=params["Wx"].dtype)[:, None, :]            # (T, 1, D)
+    zeros = np.zeros((1, params["Wh"].shape[0]), params["Wx"].dtype)
+    cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, zeros, zeros)
+    return cache.h[1:, 0], cache.c[1:, 0]
 
 
 def plot_run(params, task, history, path, *, index=0):
