@@ -159,3 +159,14 @@ def test_default_method_is_the_contracts():
     settings = _settings(args)
     assert args.task == "sine" and settings["method"] == "fast" == lstm_ag.METHODS[0]
     assert settings["optimizer"] == "sgd" and settings["clip"] > 0
+
+
+def test_plotted_states_are_the_forward_states():
+    from train.plot import states
+    params = lstm_ag.init_params(2, 5, 1, seed=3)
+    xs = np.random.default_rng(0).standard_normal((7, 2))
+    hs, cs = states(params, xs)
+    ref_hs, (h, c) = lstm_ag.lstm_forward(params, xs)
+    assert hs.shape == cs.shape == (7, 5)
+    np.testing.assert_array_equal(hs, ref_hs)
+    np.testing.assert_array_equal(cs[-1], c)
