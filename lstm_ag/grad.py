@@ -1,13 +1,13 @@
 """One entry point to the loss and its gradients, by any of the library's methods."""
 from autograd import value_and_grad as _autograd_value_and_grad
 
-from . import fast  # noqa: F401  (registers the gradient of the whole-sequence primitive)
+from . import fast  # noqa: F401  (registers the hand-written gradients of the fast path)
 from .bptt import bptt
 from .lstm import loss_inputs, mse_of
 
 __all__ = ["METHODS", "value_and_grad"]
 
-#: The gradient methods, fastest first.
+#: The gradient methods, the default first.
 METHODS = ("fast", "bptt", "autograd")
 
 
@@ -20,8 +20,8 @@ def value_and_grad(params, xs, targets, state=None, *, method="fast", mask=None)
     - method: ``"fast"`` (autograd through a whole-sequence primitive whose VJP is the hand
       BPTT), ``"bptt"`` (the hand-written backward alone) or ``"autograd"`` (autograd traces
       the Python forward step by step).
-    Returns ``(loss, grads)``: a float and a dict with the keys and shapes of ``params``, in
-    the parameters' dtype.
+    Returns ``(loss, grads)``: a numpy scalar and a dict with the keys and shapes of
+    ``params``, both in the parameters' dtype.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
