@@ -143,3 +143,12 @@ def test_command_line_runs_as_a_module():
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr
     assert "float32" in done.stdout and "OK: worst" in done.stdout
+
+
+def test_wrongly_shaped_gradient_is_named_once(problem):
+    def transposed_wh(params, xs, targets):
+        _, grads = bptt(params, xs, targets)
+        return {**grads, "Wh": grads["Wh"].T}
+    report = check_gradients(*problem, backward=transposed_wh)
+    assert not report.ok and report.worst[0] == "Wh"
+    assert str(report).count("Wh: the backward's gradient is shape (20, 5)") == 1
