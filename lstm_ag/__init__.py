@@ -10,15 +10,15 @@ The public names::
     layouts                              notebook, PyTorch and Keras weight layouts
 """
 from . import layouts
-from .checkpoint import CheckpointError, load, save
+from .checkpoint import CheckpointError, atomic_write, load, save
 from .grad import METHODS, value_and_grad
-from .lstm import GATES, lstm_forward, lstm_step, mse, predict
+from .lstm import GATES, forward_cache, lstm_forward, lstm_step, mse, predict
 from .ops import sigmoid
-from .params import init_params, param_shapes
+from .params import check_params, init_params, param_shapes
 
 __all__ = ["GATES", "init_params", "param_shapes", "lstm_step", "lstm_forward", "predict",
            "mse", "value_and_grad", "METHODS", "check_gradients", "sigmoid", "layouts",
-           "save", "load", "CheckpointError"]
+           "save", "load", "CheckpointError", "atomic_write", "check_params", "forward_cache"]
 __version__ = "0.1.0"
 
 

@@ -29,7 +29,7 @@ import numpy as onp
 
 from .params import check_params
 
-__all__ = ["save", "load", "CheckpointError", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "atomic_write", "CheckpointError", "FORMAT", "VERSION"]
 
 #: The ``format`` field of the header, and the name of the entry that holds it.
 FORMAT = "lstm_ag.checkpoint"
@@ -99,6 +99,41 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def atomic_write(path, write, *, mode="wb"):
+    """Write a file atomically: all of it or, after a crash, none of it.
+
+    - path: the file to (re)write (str or path-like); its directory must exist.
+    - write: ``write(file)`` writes the content into an open file object.
+    - mode: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8).
+
+    The content goes to a new temporary file beside ``path`` (``O_EXCL``), is flushed and
+    fsynced, then moved over ``path`` with :func:`os.replace`, and the directory is fsynced.
+    On any exception (KeyboardInterrupt included) the temporary file is removed and the old
+    file, if any, is left as it was. Returns ``path``.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        kwargs = {"encoding": "utf-8"} if mode == "w" else {}
+        with os.fdopen(fd, mode, **kwargs) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:                # KeyboardInterrupt included: never leave the temp
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+    return path
+
+
 def save(path, params, **meta):
     """Write ``params`` and JSON metadata to ``path`` as an ``.npz``, atomically.
 
@@ -122,22 +157,11 @@ def save(path, params, **meta):
     encoded = _encode(meta, arrays, "meta")
     header = {"format": FORMAT, "version": VERSION, "params": list(params), "meta": encoded}
     arrays[HEADER] = onp.array(json.dumps(header))
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            onp.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:                # KeyboardInterrupt included: never leave the temp
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+
+    def write(file):
+        onp.savez(file, **arrays)
+
+    atomic_write(path, write)
     return path
 
 

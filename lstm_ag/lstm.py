@@ -175,6 +175,20 @@ def _prepare(params, xs, state, readout):
     return xs, h0, c0, single
 
 
+def forward_cache(params, xs, state=None):
+    """Run the forward on plain arrays and keep every step's activations.
+
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored).
+    - xs: ``(T, B, D)``, or ``(T, D)`` for one sequence; state: optional ``(h0, c0)``.
+    Returns a :class:`SequenceCache` (always batched: one sequence has B = 1), whose named
+    views are ``h``, ``c`` ``(T + 1, B, H)`` (row 0 the initial state) and ``i, f, g, o``,
+    ``tanh_c`` ``(T, B, H)``.
+    """
+    xs, h0, c0, _ = _prepare(params, xs, state, readout=False)
+    p = untraced(params)
+    return scan_with_cache(p["Wx"], p["Wh"], p["b"], xs, h0, c0)
+
+
 def _traced_dict(params):
     """params as something autograd's primitives see as traced when anything in it is."""
     if is_traced(params) or not any(is_traced(v) for v in params.values()):
