@@ -2,30 +2,35 @@
 
 The public names::
 
-    init_params, param_shapes            parameters (a dict of arrays)
-    lstm_step, lstm_forward, predict, mse    the one forward
-    value_and_grad                       gradients: method "fast", "bptt" or "autograd"
-    check_gradients                      a backward vs autograd and finite differences
-    save, load                           checkpoints (.npz, no pickle, atomic)
-    layouts                              notebook, PyTorch and Keras weight layouts
+    init_params, param_shapes, check_params, GATES, split_gates    parameters (a dict of arrays)
+    lstm_step, lstm_forward, predict, mse, forward_cache            the one forward
+    value_and_grad, METHODS               gradients: method "fast", "bptt" or "autograd"
+    check_gradients, GradientReport       a backward vs autograd and finite differences
+    save, load, CheckpointError, atomic_write    checkpoints (.npz, no pickle, atomic)
+    layouts                               notebook, PyTorch and Keras weight layouts
+    sigmoid, tanh                         the nonlinearities, as autograd primitives
+
+The modules, each one job, importing one way (a module imports only those above it)::
+
+    ops, params   the nonlinearities; parameter creation, shapes, gate order, validation
+    inputs        validation of sequences, states, targets and masks
+    cell          THE equations: lstm_step, the traced scan, the cached scan (SequenceCache)
+    bptt          the hand-written backward: pure mathematics on arrays
+    vjps          the fast path: two autograd primitives, each beside its gradient rule
+    model         lstm_forward, predict, mse, value_and_grad: validate once, then dispatch
+    gradcheck     the checker (a package; its command line is gradcheck/__main__.py)
+    layouts, checkpoint   other weight layouts; save and load
 """
 from . import layouts
+from .cell import lstm_step
 from .checkpoint import CheckpointError, atomic_write, load, save
-from .grad import METHODS, value_and_grad
-from .lstm import GATES, forward_cache, lstm_forward, lstm_step, mse, predict
-from .ops import sigmoid
-from .params import check_params, init_params, param_shapes
+from .gradcheck import GradientReport, check_gradients
+from .model import METHODS, forward_cache, lstm_forward, mse, predict, value_and_grad
+from .ops import sigmoid, tanh
+from .params import GATES, check_params, init_params, param_shapes, split_gates
 
-__all__ = ["GATES", "init_params", "param_shapes", "lstm_step", "lstm_forward", "predict",
-           "mse", "value_and_grad", "METHODS", "check_gradients", "sigmoid", "layouts",
-           "save", "load", "CheckpointError", "atomic_write", "check_params", "forward_cache"]
+__all__ = ["GATES", "init_params", "param_shapes", "check_params", "split_gates", "lstm_step",
+           "lstm_forward", "predict", "mse", "forward_cache", "value_and_grad", "METHODS",
+           "check_gradients", "GradientReport", "sigmoid", "tanh", "layouts", "save", "load",
+           "CheckpointError", "atomic_write"]
 __version__ = "0.1.0"
-
-
-def __getattr__(name):
-    # check_gradients is imported on first use, so that `python -m lstm_ag.gradcheck` runs
-    # its module once (importing it here too would make runpy warn about a double import).
-    if name == "check_gradients":
-        from .gradcheck import check_gradients
-        return check_gradients
-    raise AttributeError(f"module 'lstm_ag' has no attribute {name!r}")

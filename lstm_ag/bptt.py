@@ -1,7 +1,7 @@
 r"""Backpropagation through time, written by hand (in the form of CS231n's ``rnn_layers.py``).
 
-The forward is not repeated here: :func:`lstm_ag.lstm.scan_with_cache` runs the one
-:func:`lstm_ag.lstm.lstm_step` on plain arrays and keeps its activations. This module is the
+The forward is not repeated here: :meth:`lstm_ag.cell.SequenceCache.run` runs the one
+:func:`lstm_ag.cell.lstm_step` on plain arrays and keeps its activations. This module is the
 only other copy of the mathematics: the derivative of one step, in two halves.
 
 **Local derivatives** of step t (they do not depend on the loss, so they are computed for all
@@ -33,24 +33,29 @@ Notebook 001's backward, which this replaces, has two bugs:
    every step, the usual next-value objective, cannot be expressed; ours takes ``dhs``, a
    gradient for every hidden state, and :func:`bptt` puts an MSE readout at every step.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
-from .lstm import loss_inputs, scan_with_cache
+from .cell import SequenceCache
+from .inputs import loss_arguments
 
 __all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "readout_mse_backward",
-           "bptt"]
+           "loss_and_grads", "bptt"]
 
 
 def local_derivatives(cache):
     """The local derivatives of every step, from a forward's stored activations.
 
-    - cache: a :class:`lstm_ag.lstm.SequenceCache` of T steps, batch B, H units.
+    - cache: a :class:`lstm_ag.cell.SequenceCache` of T steps, batch B, H units.
     Returns ``(h_c, c_z, h_zo, f)``: ``h_c (T, B, H)`` = dh_t/dc_t, ``c_z (T, B, 3, H)`` =
     dc_t/dz for the gates i, f, g, ``h_zo (T, B, H)`` = dh_t/dz_o, ``f (T, B, H)`` =
     dc_t/dc_{t-1}.
     """
     i, f, g, o, tanh_c = cache.i, cache.f, cache.g, cache.o, cache.tanh_c
-    c_prev = cache.c[:-1]
+    c_prev = cache.c_prev
     T, B, H = i.shape
     c_z = np.empty((T, B, 3, H), dtype=i.dtype)
     np.multiply(g, i * (1 - i), out=c_z[:, :, 0])
@@ -62,7 +67,7 @@ def local_derivatives(cache):
 
 
 def lstm_step_backward(dh_next, dc_next, cache, dz=None):
-    """Backward through one :func:`lstm_ag.lstm.lstm_step`.
+    """Backward through one :func:`lstm_ag.cell.lstm_step`.
 
     - dh_next: dL/dh_t, the whole gradient reaching the step's output h_t, ``(B, H)``.
     - dc_next: dL/dc_t from the steps after t, ``(B, H)``.
@@ -78,7 +83,7 @@ def lstm_step_backward(dh_next, dc_next, cache, dz=None):
     B, H = dh_next.shape
     if dz is None:
         dz = np.empty((B, 4 * H), dtype=dh_next.dtype)
-    dz_gates = dz.reshape(B, 4, H)
+    dz_gates = dz.reshape(B, 4, H)        # the gates i, f, g, o of split_gates, as one axis
     dc = dh_next * h_c                                      # through h_t = o_t tanh(c_t)
     dc += dc_next                                           # and from c_{t+1}
     np.multiply(dc[:, None, :], c_z, out=dz_gates[:, :3])  # dz_i, dz_f, dz_g
@@ -91,7 +96,7 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
     """Backpropagation through time over a whole sequence.
 
     - dhs: dL/dh_t for every step from outside the recurrence (e.g. a readout), ``(T, B, H)``.
-    - cache: the :class:`lstm_ag.lstm.SequenceCache` of the forward.
+    - cache: the :class:`lstm_ag.cell.SequenceCache` of the forward.
     - dh_last, dc_last: optional dL/dh_T and dL/dc_T for the final state, ``(B, H)`` each.
     - inputs: also compute the gradient of the inputs ``xs`` (one more matrix product as
       large as the input projection); the others are always computed.
@@ -115,7 +120,7 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
     dZ2 = dZ.reshape(T * B, 4 * H)
     grads = {
         "Wx": xs.reshape(T * B, D).T @ dZ2,
-        "Wh": cache.h[:-1].reshape(T * B, H).T @ dZ2,
+        "Wh": cache.h_prev.reshape(T * B, H).T @ dZ2,
         "b": dZ2.sum(axis=0),
         "h0": dh,
         "c0": dc,
@@ -126,7 +131,7 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
 
 
 def readout_mse_backward(hs, Wy, by, targets, weights=None):
-    """The loss of :func:`lstm_ag.lstm.readout_mse` and its gradients, by hand.
+    """The loss of :func:`lstm_ag.cell.readout_mse` and its gradients, by hand.
 
     - hs ``(T, B, H)``, Wy ``(H, O)``, by ``(O,)``, targets ``(T, B, O)``, weights
       ``(T, B, 1)`` or None: the MSE of ``y = hs @ Wy + by`` against targets.
@@ -142,7 +147,19 @@ def readout_mse_backward(hs, Wy, by, targets, weights=None):
     return loss, (dys @ Wy.T).reshape(T, B, H), hs.reshape(T * B, H).T @ dys, dys.sum(axis=0)
 
 
-def bptt(params, xs, targets, state=None, *, mask=None):
+def loss_and_grads(params: dict, xs, h0, c0, targets, weights) -> tuple[Any, dict]:
+    """:func:`bptt` on arguments already validated by :func:`lstm_ag.inputs.loss_arguments`
+    (time-major ``xs (T, B, D)``, ``h0, c0 (B, H)``, ``targets (T, B, O)``, ``weights
+    (T, B, 1)`` or None). Returns ``(loss, grads)``."""
+    cache = SequenceCache.run(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+    loss, dhs, dWy, dby = readout_mse_backward(cache.hs, params["Wy"], params["by"], targets,
+                                               weights)
+    grads = lstm_backward(dhs, cache, inputs=False)
+    return loss, {"Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"], "Wy": dWy, "by": dby}
+
+
+def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,
+         mask: Any = None) -> tuple[Any, dict]:
     """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
 
     - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``.
@@ -150,9 +167,4 @@ def bptt(params, xs, targets, state=None, *, mask=None):
       for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
     Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
     """
-    xs, h0, c0, targets, weights = loss_inputs(params, xs, targets, state, mask)
-    cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    loss, dhs, dWy, dby = readout_mse_backward(cache.h[1:], params["Wy"], params["by"],
-                                               targets, weights)
-    grads = lstm_backward(dhs, cache, inputs=False)
-    return loss, {"Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"], "Wy": dWy, "by": dby}
+    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask))

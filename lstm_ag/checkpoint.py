@@ -21,6 +21,7 @@ Guarantees:
   validated; a truncated, foreign or inconsistent file raises :class:`CheckpointError`
   naming the file.
 """
+import contextlib
 import json
 import os
 import secrets
@@ -125,10 +126,8 @@ def atomic_write(path, write, *, mode="wb"):
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:                # KeyboardInterrupt included: never leave the temp
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_directory(directory)
     return path
@@ -146,10 +145,12 @@ def save(path, params, **meta):
       Tuples come back as lists.
     Returns ``path``. Raises ``TypeError``/``ValueError`` naming the offending argument.
 
-    Example::
-
-        >>> save("model.npz", params, step=20, config={"hidden": 32})
-        >>> params, meta = load("model.npz")
+    >>> import os, tempfile, lstm_ag
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> _ = save(path, lstm_ag.init_params(1, 2), step=20, config={"hidden": 2})
+    >>> params, meta = load(path)
+    >>> sorted(params), meta
+    (['Wh', 'Wx', 'b'], {'step': 20, 'config': {'hidden': 2}})
     """
     path = os.fspath(path)
     check_params(params)
@@ -205,7 +206,7 @@ def _read(path):
             raise CheckpointError(f"{path}: holds pickled data; refused (checkpoints are "
                                   "never unpickled)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
-    except Exception as err:            # noqa: BLE001  whatever a corrupt zip raises (OSError,
+    except Exception as err:            # whatever a corrupt zip raises (OSError,
         # EOFError, BadZipFile, zlib.error, struct.error, NotImplementedError, ...): only
         # np.load and the reading of entries run in this try
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "

@@ -1,13 +1,21 @@
-"""Validation and normalisation of sequences, states and targets.
+"""Validation and normalisation of sequences, states, targets and masks.
+
+The public functions of :mod:`lstm_ag.model` validate their arguments once, here, through
+:func:`forward_arguments` and :func:`loss_arguments`, and then work on time-major arrays.
 
 Everything here inspects shapes and dtypes, which autograd boxes carry; values (NaN, inf) are
 only checked on plain arrays, never on traced ones, so validation does not disturb tracing.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as onp
 
-from .params import _shape_text, is_traced
+from .params import check_params, is_traced, param_dtype, shape_text, untraced
 
-__all__ = ["as_sequence", "as_state", "as_targets", "as_mask"]
+__all__ = ["as_sequence", "as_state", "as_targets", "as_mask", "forward_arguments",
+           "loss_arguments"]
 
 
 def _as_array(value, name, dtype):
@@ -50,12 +58,12 @@ def as_sequence(xs, input_size, dtype, name="xs"):
         xs = xs[:, None]
     if xs.ndim not in (2, 3) or xs.shape[-1] != D:
         raise ValueError(f"{name} must have shape (T, B, D) or (T, D) with D = {D} "
-                         f"(time-major), got {_shape_text(xs.shape)}")
+                         f"(time-major), got {shape_text(xs.shape)}")
     if xs.shape[0] == 0:
-        raise ValueError(f"{name} is an empty sequence (T = 0, shape {_shape_text(xs.shape)}); "
+        raise ValueError(f"{name} is an empty sequence (T = 0, shape {shape_text(xs.shape)}); "
                          "at least one time step is needed")
     if xs.ndim == 3 and xs.shape[1] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0, shape {_shape_text(xs.shape)})")
+        raise ValueError(f"{name} has an empty batch (B = 0, shape {shape_text(xs.shape)})")
     _check_finite(xs, name)
     single = xs.ndim == 2
     return (xs[:, None, :] if single else xs), single
@@ -74,12 +82,12 @@ def as_state(state, batch, hidden_size, dtype, single):
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(f"state must be a pair (h0, c0), got {type(state).__name__}")
     out = []
-    for name, value in zip(("state[0] (h0)", "state[1] (c0)"), state):
+    for name, value in zip(("state[0] (h0)", "state[1] (c0)"), state, strict=True):
         value = _as_array(value, name, dtype)
         shape = (H,) if single else (B, H)
         if tuple(value.shape) != shape:
             expected = f"(H,) = ({H},)" if single else f"(B, H) = ({B}, {H})"
-            raise ValueError(f"{name} must have shape {expected}, got {_shape_text(value.shape)}")
+            raise ValueError(f"{name} must have shape {expected}, got {shape_text(value.shape)}")
         _check_finite(value, name)
         out.append(value[None, :] if single else value)
     return tuple(out)
@@ -99,7 +107,7 @@ def as_targets(targets, shape, dtype, single):
     if tuple(targets.shape) != want:
         names = "(T, O)" if single else "(T, B, O)"
         raise ValueError(f"targets must have the predictions' shape {names} = "
-                         f"{_shape_text(want)}, got {_shape_text(targets.shape)}")
+                         f"{shape_text(want)}, got {shape_text(targets.shape)}")
     _check_finite(targets, "targets")
     return targets[:, None, :] if single else targets
 
@@ -119,7 +127,37 @@ def as_mask(mask, T, B, dtype, single):
         mask = onp.broadcast_to(mask[:, None], (T, B))
     if mask.shape != (T, B) or (single and B != 1):
         want = f"(T,) = ({T},)" if single else f"(T,) = ({T},) or (T, B) = ({T}, {B})"
-        raise ValueError(f"mask must have shape {want}, got {_shape_text(mask.shape)}")
+        raise ValueError(f"mask must have shape {want}, got {shape_text(mask.shape)}")
     if not onp.isfinite(mask).all() or (mask < 0).any() or not mask.any():
         raise ValueError("mask must hold finite weights >= 0, not all zero")
     return mask[:, :, None]
+
+
+def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool) -> tuple:
+    """Validate the arguments of a forward once.
+
+    - params: the parameter dict (validated; with ``readout`` it must hold ``Wy``, ``by``).
+    - xs, state: as :func:`lstm_ag.lstm_forward` takes them.
+    Returns ``(xs, h0, c0, single)``: xs ``(T, B, D)``, h0 and c0 ``(B, H)`` in the parameters'
+    dtype, and whether xs was one sequence ``(T, D)`` (the outputs then drop the batch axis).
+    """
+    D, H, _ = check_params(params, readout=readout)
+    dtype = param_dtype(params)
+    xs, single = as_sequence(xs, D, dtype)
+    h0, c0 = as_state(state, xs.shape[1], H, dtype, single)
+    return xs, h0, c0, single
+
+
+def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
+                   mask: Any = None) -> tuple:
+    """Validate the arguments of :func:`lstm_ag.mse` once.
+
+    Returns ``(xs, h0, c0, targets, weights)``, all time-major: xs ``(T, B, D)``, h0 and c0
+    ``(B, H)``, targets ``(T, B, O)``, weights ``(T, B, 1)`` or None.
+    """
+    xs, h0, c0, single = forward_arguments(params, xs, state, readout=True)
+    T, B, _ = xs.shape
+    dtype = param_dtype(params)
+    O = untraced(untraced(params)["Wy"]).shape[1]
+    targets = as_targets(targets, (T, B, O), dtype, single)
+    return xs, h0, c0, targets, as_mask(mask, T, B, dtype, single)

@@ -21,8 +21,7 @@ C~ or W_c). Scalars count as 1x1 matrices, column vectors ``(H, 1)`` as ``(H,)``
 """
 import numpy as np
 
-from .lstm import GATES
-from .params import _shape_text, check_params
+from .params import GATES, check_params, shape_text, split_gates
 
 __all__ = ["from_concat", "to_concat", "from_split", "to_split", "from_torch", "to_torch",
            "from_keras", "to_keras"]
@@ -61,8 +60,8 @@ def _gate_dict(d, name):
 def _matrix(a, name, shape, what):
     a = np.atleast_2d(a) if a.ndim < 2 else a
     if a.shape != shape:
-        raise ValueError(f"{name} must have shape {what} = {_shape_text(shape)}, "
-                         f"got {_shape_text(a.shape)}")
+        raise ValueError(f"{name} must have shape {what} = {shape_text(shape)}, "
+                         f"got {shape_text(a.shape)}")
     return a
 
 
@@ -72,7 +71,7 @@ def _vector(a, name, size, what):
     a = np.atleast_1d(a)
     if a.shape != (size,):
         raise ValueError(f"{name} must have shape {what} = ({size},) or ({size}, 1), "
-                         f"got {_shape_text(a.shape)}")
+                         f"got {shape_text(a.shape)}")
     return a
 
 
@@ -92,7 +91,7 @@ def _finish(Wx, Wh, b, Wy, by, H, dtype_sources):
         Wy = _numpy(Wy, "Wy")
         Wy = np.atleast_2d(Wy)
         if Wy.ndim != 2 or Wy.shape[1] != H:
-            raise ValueError(f"Wy must have shape (O, H) = (O, {H}), got {_shape_text(Wy.shape)}")
+            raise ValueError(f"Wy must have shape (O, H) = (O, {H}), got {shape_text(Wy.shape)}")
         O = Wy.shape[0]
         by = np.zeros(O) if by is None else _vector(_numpy(by, "by"), "by", O, "(O,)")
         arrays += [Wy]
@@ -120,7 +119,7 @@ def from_concat(W, b=None, *, order="hx", Wy=None, by=None):
     D = first.shape[1] - H
     if first.ndim != 2 or D < 1:
         raise ValueError(f"W['i'] must have shape (H, H + D) with D >= 1, "
-                         f"got {_shape_text(first.shape)}")
+                         f"got {shape_text(first.shape)}")
     mats = [_matrix(W[k], f"W[{k!r}]", (H, H + D), "(H, H + D)") for k in GATES]
     h_cols = slice(0, H) if order == "hx" else slice(D, D + H)
     x_cols = slice(H, H + D) if order == "hx" else slice(0, D)
@@ -140,8 +139,8 @@ def _readout_out(params, out):
 
 def _per_gate(M):
     """Split the last (4H) axis of a row-convention matrix into column-convention blocks."""
-    H = M.shape[-1] // 4
-    return {k: np.ascontiguousarray(M[..., n * H:(n + 1) * H].T) for n, k in enumerate(GATES)}
+    return {k: np.ascontiguousarray(block.T) for k, block in zip(GATES, split_gates(M),
+                                                                   strict=True)}
 
 
 def _bias_per_gate(b):
@@ -204,7 +203,7 @@ def from_torch(state_dict, linear=None):
     """
     if not hasattr(state_dict, "keys"):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-    unknown = [k for k in state_dict.keys() if k not in _TORCH_KEYS]
+    unknown = [k for k in state_dict if k not in _TORCH_KEYS]
     if unknown:
         raise ValueError(f"state_dict has keys {unknown} that this single-layer, "
                          "unidirectional LSTM without projection cannot hold")
@@ -215,11 +214,11 @@ def from_torch(state_dict, linear=None):
     Whh = _numpy(state_dict["weight_hh_l0"], "state_dict['weight_hh_l0']")
     if Whh.ndim != 2 or Whh.shape[0] != 4 * Whh.shape[1]:
         raise ValueError(f"state_dict['weight_hh_l0'] must have shape (4H, H), "
-                         f"got {_shape_text(Whh.shape)}")
+                         f"got {shape_text(Whh.shape)}")
     H = Whh.shape[1]
     if Wih.ndim != 2 or Wih.shape[0] != 4 * H:
         raise ValueError(f"state_dict['weight_ih_l0'] must have shape (4H, D) = ({4 * H}, D), "
-                         f"got {_shape_text(Wih.shape)}")
+                         f"got {shape_text(Wih.shape)}")
     bias = np.zeros(4 * H, dtype=Wih.dtype)
     for k in _TORCH_KEYS[2:]:
         if k in state_dict:
@@ -251,7 +250,7 @@ def to_torch(params, *, linear=False):
     - linear: also return the readout as an ``nn.Linear`` state dict: the result is then the
       pair ``(lstm_state_dict, linear_state_dict)``.
     """
-    _, _, O = check_params(params, readout=linear)
+    check_params(params, readout=linear)
     lstm = {"weight_ih_l0": params["Wx"].T, "weight_hh_l0": params["Wh"].T,
             "bias_ih_l0": params["b"], "bias_hh_l0": np.zeros_like(params["b"])}
     lstm = _tensors({k: np.ascontiguousarray(v) for k, v in lstm.items()})
@@ -271,17 +270,17 @@ def from_keras(kernel, recurrent_kernel, bias=None, *, Wy=None, by=None):
     kernel = _numpy(kernel, "kernel")
     rk = _numpy(recurrent_kernel, "recurrent_kernel")
     if rk.ndim != 2 or rk.shape[1] != 4 * rk.shape[0]:
-        raise ValueError(f"recurrent_kernel must have shape (H, 4H), got {_shape_text(rk.shape)}")
+        raise ValueError(f"recurrent_kernel must have shape (H, 4H), got {shape_text(rk.shape)}")
     H = rk.shape[0]
     if kernel.ndim != 2 or kernel.shape[1] != 4 * H:
         raise ValueError(f"kernel must have shape (D, 4H) = (D, {4 * H}), "
-                         f"got {_shape_text(kernel.shape)}")
+                         f"got {shape_text(kernel.shape)}")
     bias = np.zeros(4 * H) if bias is None else _vector(_numpy(bias, "bias"), "bias", 4 * H,
                                                          "(4H,)")
     if Wy is not None:
         Wy = _numpy(Wy, "Wy")
         if Wy.ndim != 2 or Wy.shape[0] != H:
-            raise ValueError(f"Wy must have shape (H, O) = ({H}, O), got {_shape_text(Wy.shape)}")
+            raise ValueError(f"Wy must have shape (H, O) = ({H}, O), got {shape_text(Wy.shape)}")
         Wy = Wy.T
     return _finish(kernel, rk, bias, Wy, by, H, [kernel, rk])
 

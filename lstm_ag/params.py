@@ -8,37 +8,64 @@ Parameters are a plain dict of float arrays (autograd differentiates dicts nativ
     Wy (H, O)    readout (optional)   y_t = h_t @ Wy + by
     by (O,)      readout bias
 
-The 4H axis holds the gates in the order i, f, g, o (see :data:`lstm_ag.lstm.GATES`).
+The 4H axis holds the gates in the order i, f, g, o (:data:`GATES`); :func:`split_gates` is
+the one place that slices it.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as onp
 from autograd.tracer import Box
 
-__all__ = ["init_params", "param_shapes", "check_params", "param_dtype", "is_traced",
-           "untraced"]
+__all__ = ["GATES", "split_gates", "init_params", "param_shapes", "check_params",
+           "param_dtype", "is_traced", "untraced"]
+
+#: The gates along the 4H axis, in order (the order of PyTorch, Keras and Flax; CS231n's is
+#: i, f, o, g). ``g`` is the candidate cell value, the notebooks' C~.
+GATES = ("i", "f", "g", "o")
 
 CORE_KEYS = ("Wx", "Wh", "b")
 READOUT_KEYS = ("Wy", "by")
 FLOAT_DTYPES = (onp.dtype(onp.float32), onp.dtype(onp.float64))
 
 
-def is_traced(x):
+def split_gates(z):
+    """Split the last axis, ``(..., 4H)``, into the four ``(..., H)`` blocks ``i, f, g, o``.
+
+    - z: an array (or autograd box) whose last axis holds the four gates side by side.
+    Returns a tuple of four views (for numpy arrays: writing into them writes into ``z``).
+
+    >>> import numpy as np
+    >>> i, f, g, o = split_gates(np.arange(8))
+    >>> f, o
+    (array([2, 3]), array([6, 7]))
+    """
+    H = z.shape[-1] // 4
+    if z.shape[-1] != 4 * H:
+        raise ValueError(f"the last axis must hold 4 gates (4H entries), got {z.shape[-1]}")
+    return z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
+
+
+def is_traced(x: Any) -> bool:
     """True when ``x`` is an autograd box (a value being differentiated)."""
     return isinstance(x, Box)
 
 
-def untraced(value):
+def untraced(value: Any) -> Any:
     """The value inside autograd boxes (a box of a box, when differentiating twice)."""
     while is_traced(value):
         value = value._value
     return value
 
 
-def param_dtype(params):
+def param_dtype(params: dict) -> onp.dtype:
     """The dtype of a (validated) parameter dict, traced or not."""
     return onp.dtype(untraced(untraced(params)["Wx"]).dtype)
 
 
-def param_shapes(input_size, hidden_size, output_size=None):
+def param_shapes(input_size: int, hidden_size: int,
+                 output_size: int | None = None) -> dict[str, tuple[int, ...]]:
     """The exact shape of every parameter, as a dict of tuples.
 
     - input_size: D; hidden_size: H; output_size: O or None for no readout.
@@ -57,8 +84,9 @@ def _check_size(name, value):
     return int(value)
 
 
-def init_params(input_size, hidden_size, output_size=None, *, seed=0, forget_bias=1.0,
-                dtype=onp.float64):
+def init_params(input_size: int, hidden_size: int, output_size: int | None = None, *,
+                seed: int = 0, forget_bias: float = 1.0,
+                dtype: Any = onp.float64) -> dict[str, onp.ndarray]:
     """Fresh LSTM parameters, seeded and reproducible.
 
     Weights are drawn from U(-1/sqrt(H), 1/sqrt(H)) like PyTorch's ``nn.LSTM`` (the readout
@@ -88,16 +116,17 @@ def init_params(input_size, hidden_size, output_size=None, *, seed=0, forget_bia
         if name in shapes:
             params[name] = rng.uniform(-k, k, shapes[name]).astype(dtype)
     b = onp.zeros(4 * H, dtype)
-    b[H:2 * H] = forget_bias
+    _, b_f, _, _ = split_gates(b)
+    b_f[:] = forget_bias
     params["b"] = b
     return {name: params[name] for name in shapes}
 
 
-def _shape_text(shape):
+def shape_text(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_params(params, *, readout=False):
+def check_params(params: dict, *, readout: bool = False) -> tuple[int, int, int | None]:
     """Validate a parameter dict and return its sizes ``(D, H, O)`` (O is None without readout).
 
     - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, optionally
@@ -114,7 +143,8 @@ def check_params(params, *, readout=False):
     params = inner            # shapes and dtypes, read without recording anything
     missing = [k for k in needed if k not in params]
     if missing:
-        what = " (predict and mse need the readout Wy, by)" if set(missing) <= set(READOUT_KEYS) else ""
+        readout_only = set(missing) <= set(READOUT_KEYS)
+        what = " (predict and mse need the readout Wy, by)" if readout_only else ""
         raise ValueError(f"params is missing {', '.join(repr(k) for k in missing)}{what}; "
                          f"it has {sorted(params)}")
     for key in needed + tuple(k for k in READOUT_KEYS if k in params and k not in needed):
@@ -125,24 +155,24 @@ def check_params(params, *, readout=False):
             raise TypeError(f"params[{key!r}] must be float32 or float64, got dtype {value.dtype}")
     Wx, Wh = params["Wx"], params["Wh"]
     if Wh.ndim != 2 or Wh.shape[0] < 1:
-        raise ValueError(f"params['Wh'] must have shape (H, 4H), got {_shape_text(Wh.shape)}")
+        raise ValueError(f"params['Wh'] must have shape (H, 4H), got {shape_text(Wh.shape)}")
     H = Wh.shape[0]
     if Wx.ndim != 2 or Wx.shape[0] < 1:
         raise ValueError(f"params['Wx'] must have shape (D, 4H) = (D, {4 * H}), "
-                         f"got {_shape_text(Wx.shape)}")
+                         f"got {shape_text(Wx.shape)}")
     D = Wx.shape[0]
     O = None
     if "Wy" in params:
         if params["Wy"].ndim != 2:
             raise ValueError(f"params['Wy'] must have shape (H, O) = ({H}, O), "
-                             f"got {_shape_text(params['Wy'].shape)}")
+                             f"got {shape_text(params['Wy'].shape)}")
         O = params["Wy"].shape[1]
     expected = param_shapes(D, H, O)
     for key, shape in expected.items():
         if key in params and tuple(params[key].shape) != shape:
-            raise ValueError(f"params[{key!r}] must have shape {_shape_text(shape)} "
+            raise ValueError(f"params[{key!r}] must have shape {shape_text(shape)} "
                              f"(D={D}, H={H}{'' if O is None else f', O={O}'}), "
-                             f"got {_shape_text(params[key].shape)}")
+                             f"got {shape_text(params[key].shape)}")
     if ("Wy" in params) != ("by" in params):
         have, lack = ("Wy", "by") if "Wy" in params else ("by", "Wy")
         raise ValueError(f"params has {have!r} but not {lack!r}: the readout needs both")

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 import lstm_ag
 from lstm_ag.bptt import bptt, lstm_backward, lstm_step_backward, local_derivatives
-from lstm_ag.lstm import lstm_step, scan_with_cache
+from lstm_ag.cell import SequenceCache, lstm_step, scan
 
 
 def max_rel(a, b):
@@ -63,10 +63,10 @@ def test_lstm_backward_takes_gradients_of_the_final_state():
     W = (params["Wx"], params["Wh"], params["b"])
 
     def objective(Wx, Wh, b, x, h, c):
-        hs, cT = lstm_ag.lstm.scan(Wx, Wh, b, x, h, c)
+        hs, cT = scan(Wx, Wh, b, x, h, c)
         return np.sum(hs * dhs) + np.sum(hs[-1] * dh_last) + np.sum(cT * dc_last)
     ref = autograd.grad(objective, argnum=(0, 1, 2, 3, 4, 5))(*W, xs, h0, c0)
-    grads = lstm_backward(dhs, scan_with_cache(*W, xs, h0, c0), dh_last, dc_last)
+    grads = lstm_backward(dhs, SequenceCache.run(*W, xs, h0, c0), dh_last, dc_last)
     for name, r in zip(("Wx", "Wh", "b", "xs", "h0", "c0"), ref):
         assert_allclose(grads[name], r, rtol=1e-12, atol=1e-14, err_msg=name)
 
@@ -83,7 +83,7 @@ def test_step_backward_is_the_derivative_of_lstm_step():
     ref = autograd.grad(objective, argnum=(0, 1, 2))(zx, h, c)
     # the cache of one step: run the same step, take its local derivatives
     # one step whose input projection is zx itself: x_0 = zx, Wx = I, b = 0
-    cache = scan_with_cache(np.eye(4 * H), Wh, np.zeros(4 * H), zx[None], h, c)
+    cache = SequenceCache.run(np.eye(4 * H), Wh, np.zeros(4 * H), zx[None], h, c)
     h_c, c_z, h_zo, f = (a[0] for a in local_derivatives(cache))
     dz, dh_prev, dc_prev = lstm_step_backward(dh_next, dc_next, (Wh, h_c, c_z, h_zo, f))
     for name, got, want in zip(("dz", "dh_prev", "dc_prev"), (dz, dh_prev, dc_prev), ref):

@@ -9,7 +9,9 @@ from autograd.test_util import check_grads
 from numpy.testing import assert_allclose
 
 import lstm_ag
-from lstm_ag.ops import sigmoid
+from lstm_ag.cell import SequenceCache
+from lstm_ag.ops import sigmoid, tanh
+from lstm_ag.vjps import as_traced_dict
 
 
 def test_exact_parameter_shapes():
@@ -68,13 +70,74 @@ def test_state_continues_a_sequence():
     assert_allclose(np.concatenate([first, rest]), hs, rtol=1e-14)
 
 
-def test_methods_give_the_same_forward_and_mse():
+def test_the_three_loops_give_the_same_loss():
+    # Three different loops run the one step: the plain scan (nothing traced), the traced
+    # scan (autograd records every step) and the cached scan of the fast path and the BPTT.
     params = lstm_ag.init_params(2, 3, 1, seed=2)
     rng = np.random.default_rng(1)
     xs, ys = rng.standard_normal((6, 2, 2)), rng.standard_normal((6, 2, 1))
-    for fn in (lambda p, m: lstm_ag.predict(p, xs, method=m),
-               lambda p, m: lstm_ag.mse(p, xs, ys, method=m)):
-        assert np.array_equal(fn(params, "fast"), fn(params, "autograd"))
+    plain = lstm_ag.mse(params, xs, ys)
+    for method in lstm_ag.METHODS:
+        loss, _ = lstm_ag.value_and_grad(params, xs, ys, method=method)
+        assert_allclose(loss, plain, rtol=1e-15, err_msg=method)
+    traced = autograd.value_and_grad(lambda p: anp.sum(lstm_ag.predict(p, xs)))(params)[0]
+    assert_allclose(traced, np.sum(lstm_ag.predict(params, xs)), rtol=1e-14)
+    cache = lstm_ag.forward_cache(params, xs)
+    assert_allclose(cache.hs, lstm_ag.lstm_forward(params, xs)[0], rtol=1e-15)
+
+
+def test_sequence_cache_views_and_the_link_from_its_output():
+    params = lstm_ag.init_params(2, 3, seed=1)
+    xs = np.random.default_rng(0).standard_normal((4, 2, 2))
+    cache = lstm_ag.forward_cache(params, xs)
+    assert cache.h.shape == cache.c.shape == (5, 2, 3)
+    for name in ("hs", "h_prev", "c_prev", "i", "f", "g", "o", "tanh_c"):
+        view = getattr(cache, name)
+        assert view.shape == (4, 2, 3) and view.base is cache.store, name
+    assert np.array_equal(cache.h_prev[1:], cache.hs[:-1])
+    assert np.array_equal(cache.tanh_c, np.tanh(cache.c[1:]))
+    again = SequenceCache.of_hidden_states(cache.hs, xs, params["Wx"], params["Wh"])
+    assert again.store is cache.store
+    for not_a_view in (cache.hs.copy(), cache.h, cache.store[1, 1:], np.zeros((4, 2, 3))):
+        with pytest.raises(ValueError, match="not the hidden states of a SequenceCache"):
+            SequenceCache.of_hidden_states(not_a_view, xs, params["Wx"], params["Wh"])
+    with pytest.raises(ValueError, match=r"store must have shape \(7, T \+ 1, B, H\)"):
+        SequenceCache(xs, params["Wx"], params["Wh"], cache.store[:, 1:])
+
+
+def test_a_dict_of_traced_arrays_takes_the_fast_path(monkeypatch):
+    # A user's loss that builds the params dict from traced pieces: autograd sees a plain
+    # dict of boxes, which as_traced_dict records as one traced dict for the primitive.
+    params = lstm_ag.init_params(2, 3, 1, seed=3)
+    rng = np.random.default_rng(5)
+    xs, ys = rng.standard_normal((5, 2, 2)), rng.standard_normal((5, 2, 1))
+    assert as_traced_dict(params) is params                      # nothing traced: untouched
+
+    def loss(Wh, method):
+        return lstm_ag.mse({**params, "Wh": 2 * Wh}, xs, ys, method=method)
+    import lstm_ag.vjps as vjps
+    calls, right = [], vjps.lstm_backward
+    monkeypatch.setattr(vjps, "lstm_backward", lambda *a, **k: calls.append(1) or right(*a, **k))
+    g_fast = autograd.grad(loss)(params["Wh"], "fast")
+    assert calls == [1]
+    g_traced = autograd.grad(loss)(params["Wh"], "autograd")
+    assert calls == [1]
+    assert_allclose(g_fast, g_traced, rtol=1e-10, atol=1e-15)
+    _, grads = lstm_ag.value_and_grad({**params, "Wh": 2 * params["Wh"]}, xs, ys, method="bptt")
+    assert_allclose(g_fast, 2 * grads["Wh"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", lstm_ag.METHODS)
+def test_saturated_weights_give_no_warning(method):
+    # autograd's own tanh VJP, g / cosh(x)**2, overflows in cosh for |x| > 710: ours uses the
+    # output, 1 - tanh**2. pytest turns any warning into an error (filterwarnings = error).
+    params = {k: v * 1e4 for k, v in lstm_ag.init_params(3, 5, 2, seed=0).items()}
+    rng = np.random.default_rng(0)
+    xs, ys = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 2))
+    loss, grads = lstm_ag.value_and_grad(params, xs, ys, method=method)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
+    report = lstm_ag.check_gradients(params, xs, ys)
+    assert all(np.isfinite(r.rel_autograd) for r in report.rows)
 
 
 def test_mse_is_the_mean_over_every_element():
@@ -82,6 +145,18 @@ def test_mse_is_the_mean_over_every_element():
     rng = np.random.default_rng(2)
     xs, ys = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 2))
     assert_allclose(lstm_ag.mse(params, xs, ys), np.mean((lstm_ag.predict(params, xs) - ys) ** 2))
+
+
+def test_tanh_derivative_comes_from_its_output_without_overflow():
+    x = np.array([-1000.0, -30.0, -0.5, 0.0, 2.0, 1000.0])
+    y = tanh(x)
+    g = autograd.elementwise_grad(tanh)(x)
+    _, jvp = autograd.make_jvp(tanh)(x)(np.ones_like(x))
+    assert np.array_equal(y, np.tanh(x))
+    assert np.array_equal(g, 1 - y * y) and np.array_equal(g, jvp)
+    assert g[0] == 0.0 and g[-1] == 0.0
+    assert tanh(np.float32(2.0)).dtype == np.float32
+    check_grads(tanh, modes=["fwd", "rev"], order=3)(np.linspace(-3, 3, 7))
 
 
 def test_sigmoid_is_stable_with_finite_gradients_in_both_modes():
@@ -118,7 +193,7 @@ def test_grad_of_a_user_loss_on_lstm_forward_uses_the_fast_path(monkeypatch):
         hs, (h, c) = lstm_ag.lstm_forward(p, xs, method=method)
         return anp.sum(anp.sin(hs)) + anp.sum(c ** 2)
     calls = []
-    import lstm_ag.fast as fast
+    import lstm_ag.vjps as fast
     right = fast.lstm_backward
     monkeypatch.setattr(fast, "lstm_backward", lambda *a, **k: calls.append(1) or right(*a, **k))
     g_fast = autograd.grad(loss)(params, "fast")

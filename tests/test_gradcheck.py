@@ -8,7 +8,8 @@ import pytest
 import lstm_ag
 import lstm_ag.bptt as bptt_module
 from lstm_ag.bptt import bptt
-from lstm_ag.gradcheck import check_gradients, main
+from lstm_ag.gradcheck import check_gradients
+from lstm_ag.gradcheck.__main__ import main
 
 
 @pytest.fixture

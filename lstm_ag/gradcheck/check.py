@@ -11,10 +11,11 @@ The gradient under test is compared with two references, both computed in float6
 * **autograd** tracing the Python forward step by step (exact up to rounding);
 * **central finite differences**, (L(p + eps e_k) - L(p - eps e_k)) / (2 eps) per entry, with
   eps = 1e-5: there the truncation error (eps^2 L'''/6) and the rounding error (about
-  1e-16 / eps) balance near 1e-11, ten times below what eps = 1e-6 gives. We write our own rather than use ``scipy.optimize.check_grad``: that returns one
-  norm for the whole vector (it cannot say which gate is wrong) and uses one-sided
-  differences, whose O(eps) error is too coarse for a 1e-6 bound. On a large parameter only a
-  seeded random subset of each gate's entries is differenced, and the report says so.
+  1e-16 / eps) balance near 1e-11, ten times below what eps = 1e-6 gives. We write our own
+  rather than use ``scipy.optimize.check_grad``: that returns one norm for the whole vector
+  (it cannot say which gate is wrong) and uses one-sided differences, whose O(eps) error is
+  too coarse for a 1e-6 bound. On a large parameter only a seeded random subset of each
+  gate's entries is differenced, and the report says so.
 
 Errors are measured per block (a parameter, and for the 4H-wide ``Wx``, ``Wh``, ``b`` each
 gate's columns): ``abs = max |a - r|`` and ``rel = abs / max(max |a|, max |r|)``, a normwise
@@ -33,20 +34,21 @@ path (a missing ``dh_next`` or ``dc_next``, an early ``return`` in the time loop
 
 Command line: ``python -m lstm_ag.gradcheck`` (or ``lstm-ag-gradcheck``); ``--help``.
 """
-import argparse
-import sys
+from __future__ import annotations
+
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .bptt import bptt
-from .grad import value_and_grad
-from .inputs import as_sequence, as_targets
-from .lstm import GATES, mse
-from .params import check_params, init_params
+from ..bptt import bptt
+from ..inputs import as_sequence, as_targets
+from ..model import mse, value_and_grad
+from ..params import GATES, check_params, split_gates
+from .report import GradientReport, Row
 
-__all__ = ["TOLERANCES", "GradientReport", "check_gradients", "main"]
+__all__ = ["TOLERANCES", "FD_EPS", "check_gradients"]
 
 #: Default bounds on the relative error, by the dtype of the backward under test:
 #: ``{dtype: (against autograd, against finite differences)}``.
@@ -54,90 +56,16 @@ TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-6), np.dtype(np.float32): (1e-4, 
 FD_EPS = 1e-5
 
 
-@dataclass
-class Row:
-    """Errors of one block: a parameter, and a gate for the 4H-wide ones."""
-    param: str
-    gate: str | None
-    abs_autograd: float
-    rel_autograd: float
-    abs_fd: float = float("nan")
-    rel_fd: float = float("nan")
-    fd_entries: int = 0
-    size: int = 0
-    ok: bool = True
-    problem: str = ""          # why the backward's gradient could not be compared, if it could not
-
-    @property
-    def name(self):
-        return self.param if self.gate is None else f"{self.param}[{self.gate}]"
-
-    @property
-    def rel(self):
-        return max(self.rel_autograd, 0.0 if np.isnan(self.rel_fd) else self.rel_fd)
-
-
-@dataclass
-class GradientReport:
-    """The outcome of :func:`check_gradients`.
-
-    - ok: every block within tolerance against both references.
-    - worst: ``(parameter, gate or None, max relative error)``, at ``first_bad_length`` when
-      the backward disagrees, else over the whole sequence.
-    - first_bad_length: shortest prefix length at which the backward disagrees, or None.
-    - rows: the per-block errors over the whole sequence; bad_rows: at ``first_bad_length``.
-    """
-    ok: bool
-    worst: tuple
-    first_bad_length: int | None
-    rows: list
-    tolerances: tuple
-    length: int
-    dtype: str
-    seconds: float = 0.0
-    bad_rows: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-
-    def __str__(self):
-        lines = [f"gradient check: T={self.length}, backward in {self.dtype}; "
-                 f"rel tol {self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} vs "
-                 f"finite differences"]
-        lines += _table(self.rows)
-        if self.first_bad_length is not None:
-            lines += ["", f"first disagreement at sequence length {self.first_bad_length}:"]
-            lines += _table(self.bad_rows)
-        lines += self.notes
-        name, gate, rel = self.worst
-        where = name if gate is None else f"{name} gate {gate}"
-        verdict = "OK" if self.ok else "MISMATCH"
-        first = "" if self.first_bad_length is None else \
-            f", first wrong at length {self.first_bad_length}"
-        lines.append(f"{verdict}: worst {where}, rel error {rel:.1e}{first} "
-                     f"({self.seconds:.2f} s)")
-        return "\n".join(lines)
-
-
-def _table(rows):
-    head = (f"{'param':<8} {'size':>6}  {'abs vs autograd':>15} {'rel vs autograd':>15}  "
-            f"{'abs vs FD':>10} {'rel vs FD':>10} {'FD n':>5}  ok")
-    out = [head, "-" * len(head)]
-    for r in rows:
-        fd = (f"{r.abs_fd:>10.1e} {r.rel_fd:>10.1e} {r.fd_entries:>5d}" if r.fd_entries
-              else f"{'-':>10} {'-':>10} {0:>5d}")
-        out.append(f"{r.name:<8} {r.size:>6d}  {r.abs_autograd:>15.1e} {r.rel_autograd:>15.1e}  "
-                   f"{fd}  {'yes' if r.ok else 'NO'}")
-    return out
-
-
 def _blocks(params):
-    """(name, gate, index) for every block: 4H-wide parameters split by gate columns."""
-    H = params["Wh"].shape[0]
+    """(name, gate, view) for every block: the 4H-wide parameters split by gate
+    (:func:`lstm_ag.params.split_gates`), ``view(array)`` the block of an array of the
+    parameter's shape."""
     for name in params:
         if name in ("Wx", "Wh", "b"):
             for k, gate in enumerate(GATES):
-                yield name, gate, (..., slice(k * H, (k + 1) * H))
+                yield name, gate, (lambda a, k=k: split_gates(a)[k])
         else:
-            yield name, None, (...,)
+            yield name, None, (lambda a: a)
 
 
 def _errors(a, r):
@@ -164,13 +92,13 @@ def _as_f64(params):
 def _compare(grads, reference, params, tol):
     """Rows comparing ``grads`` with the autograd ``reference`` (no finite differences)."""
     rows = []
-    for name, gate, idx in _blocks(params):
-        r = reference[name][idx]
+    for name, gate, view in _blocks(params):
+        r = view(reference[name])
         if name not in grads or np.shape(grads[name]) != params[name].shape:
             got = "missing" if name not in grads else f"shape {np.shape(grads[name])}"
             rows.append(Row(name, gate, np.inf, np.inf, size=r.size, ok=False, problem=got))
             continue
-        a = np.asarray(grads[name], dtype=np.float64)[idx]
+        a = view(np.asarray(grads[name], dtype=np.float64))
         abs_ag, rel_ag = _errors(a, r)
         rows.append(Row(name, gate, abs_ag, rel_ag, size=r.size, ok=rel_ag <= tol))
     return rows
@@ -178,13 +106,14 @@ def _compare(grads, reference, params, tol):
 
 def _finite_differences(params64, xs, targets, state, rows, grads, tol, samples, rng):
     """Fill the FD columns of ``rows``; at most ``samples`` entries per block."""
-    loss = lambda p: float(mse(p, xs, targets, state))
+    def loss(p):
+        return float(mse(p, xs, targets, state))
     notes = set()
-    for row, (name, gate, idx) in zip(rows, _blocks(params64)):
+    for row, (name, _, view) in zip(rows, _blocks(params64), strict=True):
         if name not in grads or np.shape(grads[name]) != params64[name].shape:
             continue
         block = np.zeros(params64[name].shape, bool)
-        block[idx] = True
+        view(block)[...] = True
         flat = np.flatnonzero(block)
         if flat.size > samples:
             flat = np.sort(rng.choice(flat, samples, replace=False))
@@ -209,8 +138,9 @@ def _worst(rows):
     return (r.param, r.gate, r.rel)
 
 
-def check_gradients(params, xs, targets, backward=None, *, state=None, tolerances=None,
-                    fd_samples=64, seed=0):
+def check_gradients(params: dict, xs: Any, targets: Any, backward: Callable | None = None, *,
+                    state: Any = None, tolerances: tuple[float, float] | None = None,
+                    fd_samples: int = 64, seed: int = 0) -> GradientReport:
     """Compare a backward pass with autograd and finite differences; say which gate is wrong.
 
     - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``, float64
@@ -226,7 +156,7 @@ def check_gradients(params, xs, targets, backward=None, *, state=None, tolerance
     Returns a :class:`GradientReport`.
     """
     start = time.perf_counter()
-    D, H, O = check_params(params, readout=True)
+    D, _, O = check_params(params, readout=True)
     dtype = np.dtype(params["Wx"].dtype)
     tol_ag, tol_fd = tolerances or TOLERANCES[dtype]
     xs3, single = as_sequence(xs, D, dtype)
@@ -262,40 +192,3 @@ def check_gradients(params, xs, targets, backward=None, *, state=None, tolerance
     return GradientReport(ok=ok, worst=worst, first_bad_length=first_bad, rows=rows,
                           tolerances=(tol_ag, tol_fd), length=T, dtype=str(dtype),
                           seconds=time.perf_counter() - start, bad_rows=bad_rows, notes=notes)
-
-
-def main(argv=None):
-    """``python -m lstm_ag.gradcheck``: check a method's gradients on a random model."""
-    parser = argparse.ArgumentParser(
-        prog="lstm-ag-gradcheck",
-        description="Check the library's gradients (hand BPTT by default) against autograd "
-                    "and central finite differences, per parameter and gate.")
-    parser.add_argument("--input-size", type=int, default=3, help="D (default 3)")
-    parser.add_argument("--hidden-size", type=int, default=8, help="H (default 8)")
-    parser.add_argument("--output-size", type=int, default=2, help="O (default 2)")
-    parser.add_argument("--steps", type=int, default=6, help="sequence length T (default 6)")
-    parser.add_argument("--batch", type=int, default=2, help="batch size B (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and data")
-    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    parser.add_argument("--method", choices=["bptt", "fast", "autograd"], default="bptt",
-                        help="the gradient to check (default: the hand-written BPTT)")
-    args = parser.parse_args(argv)
-    for name in ("input_size", "hidden_size", "output_size", "steps", "batch"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    params = init_params(args.input_size, args.hidden_size, args.output_size, seed=args.seed,
-                         dtype=args.dtype)
-    rng = np.random.default_rng(args.seed + 1)
-    xs = rng.standard_normal((args.steps, args.batch, args.input_size)).astype(args.dtype)
-    targets = rng.standard_normal((args.steps, args.batch, args.output_size)).astype(args.dtype)
-    report = check_gradients(
-        params, xs, targets,
-        backward=lambda p, x, y: value_and_grad(p, x, y, method=args.method))
-    print(f"checking method={args.method!r}: D={args.input_size} H={args.hidden_size} "
-          f"O={args.output_size} T={args.steps} B={args.batch} seed={args.seed}")
-    print(report)
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
