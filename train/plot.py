@@ -7,7 +7,7 @@ validation sequence; the hidden states h_t and the cell states c_t of that seque
 import numpy as np
 
 import lstm_ag
-
+from lstm_ag.lstm import scan_with_cache
 
 __all__ = ["states", "plot_run"]
 
@@ -18,7 +18,9 @@ def states(params, xs):
     - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; xs: one sequence ``(T, D)``.
     Returns ``(hs, cs)``, each ``(T, H)``.
     """
-    cache = lstm_ag.forward_cache(params, xs)
+    xs = np.asarray(xs, dtype=params["Wx"].dtype)[:, None, :]            # (T, 1, D)
+    zeros = np.zeros((1, params["Wh"].shape[0]), params["Wx"].dtype)
+    cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, zeros, zeros)
     return cache.h[1:, 0], cache.c[1:, 0]
 
 
