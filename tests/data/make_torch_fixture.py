@@ -31,7 +31,7 @@ import numpy as np
 CASES = {
     "state": ((5, 3, 4, 6, 2), 0, True, False),
     "scalar": ((1, 1, 1, 1, 1), 1, False, False),
-    "masked": ((12, 2, 3, 8, 1), 2, True, True),
+    "masked": ((12, 2, 3, 8, 2), 2, True, True),
 }
 #: parameters are drawn from U(-SCALE, SCALE): larger than nn.LSTM's default, so the gates
 #: leave their linear region and a wrong nonlinearity or gate order shows.
