@@ -6,7 +6,7 @@ if __package__ in (None, ""):                    # run as a script: make the pac
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks.run import main  # noqa: E402
+from benchmarks.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,12 +4,12 @@ step) by each of lstm_ag's methods, PyTorch eager and JAX jit, on the same data 
 A :class:`Case` is one contender set up at one size and dtype: ``case.step()`` is the timed
 call, ``case.check`` says whether its loss (and gradients) agree with lstm_ag's autograd
 method. torch and jax are imported only when their contender is set up; when one is not
-installed, or an lstm_ag method raises ``NotImplementedError``, :func:`prepare` raises
-:class:`Unavailable` (a ``NotImplementedError``, which asv takes as "skip").
+installed, :func:`prepare` raises :class:`Unavailable` (a ``NotImplementedError``, which asv
+takes as "skip").
 """
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def contender_names(peers=True):
 
 
 class Unavailable(NotImplementedError):
-    """A contender that cannot run here (method not written yet, library not installed)."""
+    """A peer that cannot run here: its library is not installed."""
 
 
 def make_problem(B, T, D, H, dtype="float64", seed=0):
@@ -73,7 +73,7 @@ def step_flops(B, T, D, H, O=OUTPUT_SIZE):
     return 2 * inp + 3 * rec + 3 * out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _problem(size, dtype):
     return make_problem(*size, dtype=dtype)
 
@@ -159,23 +159,13 @@ class Case:
     numpy_memory: bool
     extra: dict = field(default_factory=dict)
 
-    @property
-    def flops(self):
-        return step_flops(*self.size)
-
 
 # --- lstm_ag's own methods ------------------------------------------------------------------
 
 def _lstm_ag(method, params, xs, targets):
     def step():
         return lstm_ag.value_and_grad(params, xs, targets, method=method)
-
-    def first():
-        try:
-            return step()
-        except NotImplementedError as err:
-            raise Unavailable(f"not implemented ({err})") from None
-    return step, first, True, {}
+    return step, step, True, {}
 
 
 # --- PyTorch eager --------------------------------------------------------------------------

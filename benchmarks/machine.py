@@ -3,6 +3,7 @@ and a process-wide resident-memory high-water mark that can be reset.
 
 Nothing here imports torch or jax; :func:`versions` reports them only if already imported.
 """
+import contextlib
 import ctypes
 import os
 import platform
@@ -31,10 +32,8 @@ def _openblas_handles():
         return []
     handles = []
     for path in sorted(paths):
-        try:
+        with contextlib.suppress(OSError):
             handles.append(ctypes.CDLL(path))
-        except OSError:
-            pass
     return handles
 
 
@@ -266,10 +265,8 @@ class RssPeak:
             return False
 
     def __enter__(self):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         self.before = self._status()["VmRSS"]

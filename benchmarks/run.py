@@ -22,9 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+import lstm_ag
+
 from . import machine
 from .bench_step import TimeStep
-from .contenders import DTYPES, PEERS, SIZES, contender_names, step_flops, torch_threads
+from .contenders import (
+    DTYPES,
+    PEERS,
+    SIZES,
+    Unavailable,
+    contender_names,
+    step_flops,
+    torch_threads,
+)
 
 __all__ = ["main", "run", "time_interleaved"]
 
@@ -165,7 +175,7 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
         bench = TimeStep()
         try:
             case = bench.prepare(size_name, dtype, name, shape=shape)
-        except NotImplementedError as err:
+        except Unavailable as err:                # a peer that is not installed
             row["status"] = f"n/a: {err}"
             continue
         except Exception as err:                 # a contender that crashes is reported, once
@@ -214,69 +224,11 @@ def _add_ratios(rows, peaks):
         for key, other in (("ratio_torch", (r["dtype"], "torch")),
                            ("ratio_torch_float64", ("float64", "torch")),
                            ("ratio_bptt", (r["dtype"], "bptt"))):
-            ref = median.get((r["size"],) + other)
+            ref = median.get((r["size"], *other))
             r[key] = t / ref if t and ref else None
         r["gflops"] = r["flops"] / t / 1e9 if t else None
         peak = peaks.get(r["dtype"])
         r["peak_fraction"] = r["gflops"] / peak if t and peak else None
-
-
-# --- targets (from the issue; reported, never asserted) --------------------------------------
-
-def evaluate_targets(rows, sizes):
-    """The speed targets, each ``{"target", "status" ("met"/"missed"/"n/a"), "detail"}``."""
-    by = {(r["size"], r["dtype"], r["contender"]): r for r in rows}
-
-    def val(size, dtype, name, key="median_s"):
-        row = by.get((size, dtype, name))
-        return None if row is None else row.get(key)
-
-    def judge(target, pairs):
-        """pairs: list of (label, value, ok) with value None when not measured."""
-        measured = [(label, v, ok) for label, v, ok in pairs if v is not None]
-        if not measured:
-            return {"target": target, "status": "n/a", "detail": "not measured"}
-        missing = [label for label, v, _ in pairs if v is None]
-        status = "met" if all(ok for _, _, ok in measured) else "missed"
-        if missing and status == "met":
-            status = "n/a"
-        detail = ", ".join(f"{label} {v:.2f}" for label, v, _ in measured)
-        if missing:
-            detail += f" (not measured: {', '.join(missing)})"
-        return {"target": target, "status": status, "detail": detail}
-
-    def ratio(size, dtype, a, b):
-        ta, tb = val(size, dtype, a), val(size, dtype, b)
-        return ta / tb if ta and tb else None
-
-    def pairs(dtypes, a, b, bound, only=None, strict=False):
-        out = []
-        for dtype in dtypes:
-            for size in sizes:
-                if only and size not in only:
-                    continue
-                v = ratio(size, dtype, a, b)
-                label = f"{size}" + ("" if len(dtypes) == 1 else f" {dtype}")
-                out.append((label, v, v is not None and (v < bound if strict else v <= bound)))
-        return out
-
-    dtypes = sorted({r["dtype"] for r in rows}, key=DTYPES.index)
-    targets = [
-        judge("fast <= 1.1 x bptt at every size (time ratio)", pairs(dtypes, "fast", "bptt", 1.1)),
-        judge("fast faster than PyTorch eager float64 at every size (time ratio < 1)",
-              pairs(["float64"], "fast", "torch", 1.0, strict=True)),
-        judge("fast <= 0.3 x PyTorch eager float64 at tiny",
-              pairs(["float64"], "fast", "torch", 0.3, only=["tiny"])),
-        judge("fast within 2 x JAX jit at tiny (float64)",
-              pairs(["float64"], "fast", "jax", 2.0, only=["tiny"])),
-    ]
-    frac = val("large", "float64", "fast", "peak_fraction")
-    targets.append(judge("fast at large float64 >= 80% of the float64 matmul peak (fraction)",
-                         [("large", frac, frac is not None and frac >= 0.8)]
-                         if "large" in sizes else []))
-    targets.append(judge("float32: fast <= PyTorch eager float32 at medium and large",
-                         pairs(["float32"], "fast", "torch", 1.0, only=["medium", "large"])))
-    return targets
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -347,8 +299,8 @@ def render(result):
     """The whole markdown report."""
     m, v = result["machine"], result["versions"]
     blas = m["blas"]
-    out = ["## lstm_ag: one training step (forward + all gradients, linear readout, "
-           "MSE at every step)", ""]
+    out = [("## lstm_ag: one training step (forward + all gradients, linear readout, "
+            "MSE at every step)"), ""]
     out.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cpus']} usable), "
                f"{m['memory_gib']} GiB, {m['os']}, Python {m['python']}")
     out.append(f"- numpy BLAS: {blas.get('name')} {blas.get('version')}"
@@ -387,8 +339,6 @@ def render(result):
     out += ["", "### Median time per step (ms)", "", summary_table(result["results"],
                                                                     result["contenders"])]
     out += ["", "### Details", "", detail_table(result["results"])]
-    out += ["", "### Targets (from one run; not asserted)", ""]
-    out += [f"- [{t['status']}] {t['target']}: {t['detail']}" for t in result["targets"]]
     if result.get("sweep"):
         out += ["", f"Sweep for the plot ({result['sweep']['dtype']}, median ms):", ""]
         out.append(summary_table(result["sweep"]["results"], result["contenders"]))
@@ -440,7 +390,6 @@ def plot_sweep(sweep, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -452,7 +401,7 @@ def plot_sweep(sweep, path):
                          if r["contender"] == name and r.get("median_s"))
             if pts:
                 x, med, lo, hi = (np.asarray(v) * (1 if i == 0 else 1e3)
-                                  for i, v in enumerate(zip(*pts)))
+                                  for i, v in enumerate(zip(*pts, strict=True)))
                 ax.errorbar(x, med, yerr=[med - lo, hi - med], marker="o", capsize=2,
                             label=name)
         fixed = sweep["fixed_T"] if key == "T" else sweep["fixed_H"]
@@ -584,7 +533,7 @@ def run(args):
         status = [r["status"] for r in rows if r["contender"] == name]
         ok = [r for r in rows if r["contender"] == name and r["available"]]
         availability[name] = "ok" if ok else (status[0] if status else "not run")
-    checks_ok = all(r["available"] and r["check"]["ok"] or r["status"].startswith("n/a")
+    checks_ok = all((r["available"] and r["check"]["ok"]) or r["status"].startswith("n/a")
                     for r in rows + (sweep["results"] if sweep else []))
     result = {
         "schema": 1,
@@ -600,7 +549,6 @@ def run(args):
         "others_cpu_max": max((r["others_cpu"] for r in rows if r.get("others_cpu") is not None),
                               default=None),
         "checks_ok": checks_ok, "results": rows,
-        "targets": evaluate_targets(rows, sizes),
         "sweep": sweep, "plot": str(args.plot) if args.plot and sweep else None,
     }
     result["elapsed_s"] = time.perf_counter() - t_start
@@ -612,12 +560,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     result = run(args)
-    result["command"] = " ".join(["python -m benchmarks"] + argv)
+    result["command"] = " ".join(["python -m benchmarks", *argv])
     text = render(result)
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, args.out)
+    payload = json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n"
+    lstm_ag.atomic_write(args.out, lambda file: file.write(payload), mode="w")
     _log(f"JSON written to {args.out}")
     return 0 if result["checks_ok"] else 1
