@@ -102,7 +102,7 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
       large as the input projection); the others are always computed.
     Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)`` (when
     ``inputs``), ``h0 (B, H)``, ``c0 (B, H)``: the gradients of the LSTM's weights, inputs
-    and initial state.
+    and initial state; and ``z (T, B, 4H)``, those of the pre-activations z_t.
     """
     xs, Wx, Wh = cache.xs, cache.Wx, cache.Wh
     T, B, D = xs.shape
@@ -124,6 +124,7 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
         "b": dZ2.sum(axis=0),
         "h0": dh,
         "c0": dc,
+        "z": dZ,
     }
     if inputs:
         grads["xs"] = (dZ2 @ Wx.T).reshape(T, B, D)

@@ -79,6 +79,10 @@ def as_state(state, batch, hidden_size, dtype, single):
     if state is None:
         zeros = onp.zeros((B, H), dtype)
         return zeros, zeros
+    if is_traced(state):                 # a traced pair, when autograd differentiates it
+        if not isinstance(untraced(state), (tuple, list)) or len(untraced(state)) != 2:
+            raise TypeError(f"state must be a pair (h0, c0), got {type(state).__name__}")
+        state = (state[0], state[1])
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(f"state must be a pair (h0, c0), got {type(state).__name__}")
     out = []

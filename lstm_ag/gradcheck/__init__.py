@@ -1,16 +1,24 @@
-"""The gradient checker: a backward pass against autograd and finite differences, gate by gate.
+"""The gradient checker: a backward against autograd and finite differences, and what is wrong.
 
 ::
 
     report = lstm_ag.check_gradients(params, xs, targets, backward=my_backward)
-    print(report)            # one row per parameter and gate
-    report.ok, report.worst, report.first_bad_length
+    report = lstm_ag.check_step(lstm_step_forward, lstm_step_backward, gate_order="ifog")
+    print(report)            # the diagnosis in plain sentences, then one row per block
+    report.ok, report.worst, report.first_bad_length, report.diagnosis
 
-* :mod:`lstm_ag.gradcheck.check`: the comparison (:func:`check_gradients`);
-* :mod:`lstm_ag.gradcheck.report`: what it returns (:class:`GradientReport`, one row per block);
-* :mod:`lstm_ag.gradcheck.__main__`: the command line ``lstm-ag-gradcheck``.
+* :mod:`~lstm_ag.gradcheck.compare`: blocks, errors, finite differences, tolerances;
+* :mod:`~lstm_ag.gradcheck.adapters`: users' layouts, gate orders and return values;
+* :mod:`~lstm_ag.gradcheck.check`: a sequence backward (:func:`check_gradients`);
+* :mod:`~lstm_ag.gradcheck.step`: a CS231n-style step pair (:func:`check_step`);
+* :mod:`~lstm_ag.gradcheck.diagnosis`: from the rows to sentences;
+* :mod:`~lstm_ag.gradcheck.report`: what both return (:class:`GradientReport`);
+* ``python -m lstm_ag.gradcheck`` (``lstm-ag-gradcheck``): the command line.
 """
-from .check import FD_EPS, TOLERANCES, check_gradients
-from .report import GradientReport, Row
+from .check import UPSTREAMS, check_gradients
+from .compare import FD_EPS, FD_TOL, TOLERANCES, Row
+from .report import GradientReport
+from .step import check_step
 
-__all__ = ["check_gradients", "GradientReport", "Row", "TOLERANCES", "FD_EPS"]
+__all__ = ["check_gradients", "check_step", "GradientReport", "Row", "TOLERANCES", "FD_EPS", "FD_TOL",
+           "UPSTREAMS"]

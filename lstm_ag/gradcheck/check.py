@@ -1,38 +1,30 @@
-"""Check a backward pass against autograd and central finite differences, gate by gate.
+"""Check a sequence backward against autograd and finite differences; say what is wrong.
 
 ::
 
-    report = check_gradients(params, xs, targets, backward=my_backward)
-    print(report)            # one row per parameter and gate
-    report.ok, report.worst, report.first_bad_length
+    report = lstm_ag.check_gradients(params, xs, targets, backward=my_backward)
+    print(report)            # the diagnosis, then one row per parameter and gate
+    report.ok, report.worst, report.first_bad_length, report.diagnosis
 
-The gradient under test is compared with two references, both computed in float64:
+The loss the backward differentiates is one of three (``upstream=``):
 
-* **autograd** tracing the Python forward step by step (exact up to rounding);
-* **central finite differences**, (L(p + eps e_k) - L(p - eps e_k)) / (2 eps) per entry, with
-  eps = 1e-5: there the truncation error (eps^2 L'''/6) and the rounding error (about
-  1e-16 / eps) balance near 1e-11, ten times below what eps = 1e-6 gives. We write our own
-  rather than use ``scipy.optimize.check_grad``: that returns one norm for the whole vector
-  (it cannot say which gate is wrong) and uses one-sided differences, whose O(eps) error is
-  too coarse for a 1e-6 bound. On a large parameter only a seeded random subset of each
-  gate's entries is differenced, and the report says so.
+* ``None`` (default): the readout's MSE at every step, :func:`lstm_ag.mse` (with ``mask``);
+  ``backward(params, xs, targets)``;
+* ``"last"``: ``sum(dh_last * h_T)``, what notebook 001's backward takes (``dL/dh_T``);
+  ``backward(params, xs, dh_last)``, dh_last ``(B, H)`` (``(H,)`` for one sequence);
+* ``"all"``: ``sum(dhs * hs)``, a gradient for every hidden state (CS231n's
+  ``lstm_backward(dh, cache)``); ``backward(params, xs, dhs)``, dhs ``(T, B, H)``.
 
-Errors are measured per block (a parameter, and for the 4H-wide ``Wx``, ``Wh``, ``b`` each
-gate's columns): ``abs = max |a - r|`` and ``rel = abs / max(max |a|, max |r|)``, a normwise
-relative error that near-zero entries cannot blow up.
+For the upstream modes the upstream gradient is ``targets`` when given, else drawn at random
+(seeded). With ``state=`` the backward is called with the state as a fourth argument.
 
-Default tolerances on ``rel`` (see :data:`TOLERANCES`): float64 backward, 1e-10 against
-autograd and 1e-6 against finite differences; float32 backward, 1e-4 against both float64
-references (float32 has a 6e-8 unit roundoff, and the errors of a T-step recurrence grow with
-T; 1e-5 is typical at T = 10).
-
-When the backward disagrees, the check is repeated on the prefixes ``xs[:L]`` for
-L = 1, 2, ...: ``first_bad_length`` is the shortest that disagrees, and ``worst`` names the
-parameter and gate worst at that length, where the error has not yet spread through the
-recurrence. A wrong local derivative shows at length 1 (in its own gate); a broken recurrent
-path (a missing ``dh_next`` or ``dc_next``, an early ``return`` in the time loop) from length 2.
-
-Command line: ``python -m lstm_ag.gradcheck`` (or ``lstm-ag-gradcheck``); ``--help``.
+The references (see :mod:`lstm_ag.gradcheck.compare`) are autograd tracing the forward and
+central finite differences, both in float64. When the backward is wrong, the check is repeated
+on the prefixes ``xs[:L]``: ``first_bad_length`` is the shortest that is wrong, and the
+diagnosis and ``worst`` are taken there, before the error spreads through the recurrence. A
+wrong local derivative shows at length 1, where its block is first tested (from a zero initial
+state, dWh and the forget gate are exactly 0 at length 1 and first tested at length 2; the
+report says so); a broken recurrent path from length 2.
 """
 from __future__ import annotations
 
@@ -40,155 +32,350 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import autograd
+import autograd.numpy as anp
 import numpy as np
 
-from ..bptt import bptt
-from ..inputs import as_sequence, as_targets
-from ..model import mse, value_and_grad
-from ..params import GATES, check_params, split_gates
-from .report import GradientReport, Row
+from ..bptt import (
+    bptt,
+    local_derivatives,
+    loss_and_grads,
+    lstm_backward,
+    lstm_step_backward,
+    readout_mse_backward,
+)
+from ..cell import SequenceCache
+from ..inputs import as_mask, as_sequence, as_state, as_targets
+from ..model import lstm_forward, mse
+from ..params import check_params
+from .adapters import LAYOUTS, from_user, split_output, to_user
+from .compare import (
+    FD_TOL,
+    TOLERANCES,
+    block_entries,
+    blocks,
+    check_gate_order,
+    compare_block,
+    finite_differences,
+)
+from .diagnosis import diagnose
+from .report import GradientReport
 
-__all__ = ["TOLERANCES", "FD_EPS", "check_gradients"]
+__all__ = ["check_gradients", "UPSTREAMS"]
 
-#: Default bounds on the relative error, by the dtype of the backward under test:
-#: ``{dtype: (against autograd, against finite differences)}``.
-TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-6), np.dtype(np.float32): (1e-4, 1e-4)}
-FD_EPS = 1e-5
-
-
-def _blocks(params):
-    """(name, gate, view) for every block: the 4H-wide parameters split by gate
-    (:func:`lstm_ag.params.split_gates`), ``view(array)`` the block of an array of the
-    parameter's shape."""
-    for name in params:
-        if name in ("Wx", "Wh", "b"):
-            for k, gate in enumerate(GATES):
-                yield name, gate, (lambda a, k=k: split_gates(a)[k])
-        else:
-            yield name, None, (lambda a: a)
-
-
-def _errors(a, r):
-    diff = np.max(np.abs(a - r)) if a.size else 0.0
-    scale = max(np.max(np.abs(a)), np.max(np.abs(r))) if a.size else 0.0
-    if not np.isfinite(diff):
-        return float("inf"), float("inf")
-    return float(diff), float(diff / scale) if scale > 0 else 0.0
-
-
-def _call(backward, params, xs, targets):
-    out = backward(params, xs, targets)
-    grads = out[1] if isinstance(out, tuple) and len(out) == 2 else out
-    if not isinstance(grads, dict):
-        raise TypeError("backward must return a dict of gradients or (loss, dict), "
-                        f"got {type(out).__name__}")
-    return grads
-
-
-def _as_f64(params):
-    return {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-
-
-def _compare(grads, reference, params, tol):
-    """Rows comparing ``grads`` with the autograd ``reference`` (no finite differences)."""
-    rows = []
-    for name, gate, view in _blocks(params):
-        r = view(reference[name])
-        if name not in grads or np.shape(grads[name]) != params[name].shape:
-            got = "missing" if name not in grads else f"shape {np.shape(grads[name])}"
-            rows.append(Row(name, gate, np.inf, np.inf, size=r.size, ok=False, problem=got))
-            continue
-        a = view(np.asarray(grads[name], dtype=np.float64))
-        abs_ag, rel_ag = _errors(a, r)
-        rows.append(Row(name, gate, abs_ag, rel_ag, size=r.size, ok=rel_ag <= tol))
-    return rows
+#: The losses a sequence backward may differentiate (None: the readout's MSE).
+UPSTREAMS = (None, "last", "all")
+#: Seconds of finite differences to aim for when ``fd_samples`` is not given.
+FD_BUDGET = 2.0
+#: The known mistakes the checker simulates, and the sentence each is reported with.
+MISTAKES = {
+    "dWh from h_t": (
+        "dWh is built from h_t, the step's output, where it needs h_{t-1}, the state the step "
+        "started from: dWh = h_prev^T dz (use the cached previous state)."),
+    "no dc_next": (
+        "Your gradients are the right ones with dc_next left out: the gradient of c_{t-1}, "
+        "dc_prev = dc * f, is not added into the previous step's dc "
+        "(dc = dc_next + dh * o * (1 - tanh(c)**2))."),
+    "no dh_next": (
+        "Your gradients are the right ones with dh_next left out: the gradient of h_{t-1}, "
+        "dh_prev = dz @ Wh.T, is not added to the previous step's dh."),
+    "first step only": (
+        "Your gradients are those of the first step alone: the forward's loop stops after one "
+        "step (a `return h` inside the loop, as in notebook 001) or the backward visits only "
+        "the first cached step."),
+    "db from one row": (
+        "db is taken from the first sequence of the batch only: sum dz over every row "
+        "(db = dz.sum(axis=0) over the batch and the time steps)."),
+}
 
 
-def _finite_differences(params64, xs, targets, state, rows, grads, tol, samples, rng):
-    """Fill the FD columns of ``rows``; at most ``samples`` entries per block."""
-    def loss(p):
-        return float(mse(p, xs, targets, state))
-    notes = set()
-    for row, (name, _, view) in zip(rows, _blocks(params64), strict=True):
-        if name not in grads or np.shape(grads[name]) != params64[name].shape:
-            continue
-        block = np.zeros(params64[name].shape, bool)
-        view(block)[...] = True
-        flat = np.flatnonzero(block)
-        if flat.size > samples:
-            flat = np.sort(rng.choice(flat, samples, replace=False))
-            notes.add(f"finite differences on a seeded random subset of {samples} entries "
-                      "per block where a block is larger")
-        fd = np.empty(flat.size)
-        a = np.asarray(grads[name], dtype=np.float64).ravel()[flat]
-        for n, k in enumerate(flat):
-            plus, minus = params64[name].copy(), params64[name].copy()
-            plus.flat[k] += FD_EPS
-            minus.flat[k] -= FD_EPS
-            fd[n] = (loss({**params64, name: plus})
-                     - loss({**params64, name: minus})) / (2 * FD_EPS)
-        row.abs_fd, row.rel_fd = _errors(a, fd)
-        row.fd_entries = flat.size
-        row.ok = row.ok and row.rel_fd <= tol
-    return sorted(notes)
+def _own_backward(upstream):
+    """The library's hand BPTT, called as a user's backward would be."""
+    if upstream is None:
+        return bptt
+
+    def backward(p, xs, upstream_grad, state=None):
+        single = np.ndim(xs) == 2
+        x3 = np.asarray(xs)[:, None] if single else np.asarray(xs)
+        T, B, _ = x3.shape
+        H = p["Wh"].shape[0]
+        g = np.asarray(upstream_grad)
+        g = g.reshape((B, H) if upstream == "last" else (T, B, H))
+        h0, c0 = ((np.zeros((B, H), x3.dtype),) * 2 if state is None else
+                  (np.reshape(state[0], (B, H)), np.reshape(state[1], (B, H))))
+        cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x3, h0, c0)
+        dhs = np.zeros_like(cache.hs) if upstream == "last" else g
+        grads = lstm_backward(dhs, cache, dh_last=g if upstream == "last" else None,
+                              inputs=False)
+        return {k: grads[k] for k in ("Wx", "Wh", "b")}
+    return backward
 
 
-def _worst(rows):
-    r = max(rows, key=lambda r: r.rel)
-    return (r.param, r.gate, r.rel)
+def _functional(upstream, params, xs, third, weights, h0, c0, method):
+    """The loss the backward differentiates, at ``params`` (float64, time-major arguments)."""
+    if upstream is None:
+        mask = None if weights is None else weights[..., 0]
+        return mse(params, xs, third, (h0, c0), mask=mask, method=method)
+    hs, (h, _) = lstm_forward(params, xs, (h0, c0), method=method)
+    return anp.sum(third * (h if upstream == "last" else hs))
 
 
-def check_gradients(params: dict, xs: Any, targets: Any, backward: Callable | None = None, *,
-                    state: Any = None, tolerances: tuple[float, float] | None = None,
-                    fd_samples: int = 64, seed: int = 0) -> GradientReport:
-    """Compare a backward pass with autograd and finite differences; say which gate is wrong.
+def _fd_samples(T, B, D, H, O, n_blocks):
+    """Entries per block to difference within about :data:`FD_BUDGET` seconds."""
+    per_eval = T * 3e-5 + 2 * T * B * 4 * H * (D + H + O) / 5e9     # numpy calls + flops
+    return int(np.clip(FD_BUDGET / (4 * n_blocks * per_eval), 1, 64))
 
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``, float64
-      or float32 (the backward is run in that dtype; the references always in float64).
-    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state optional.
-    - backward: ``backward(params, xs, targets)`` returning a dict of gradients with the
-      keys and shapes of params, or ``(loss, grads)``, for the loss :func:`lstm_ag.mse` (the
-      readout's MSE at every step). None checks the library's own :func:`lstm_ag.bptt.bptt`.
-    - tolerances: ``(rel vs autograd, rel vs finite differences)``; default by dtype,
-      :data:`TOLERANCES`.
-    - fd_samples: most entries per block to difference (a seeded random subset beyond).
-    - seed: seed of that subset.
-    Returns a :class:`GradientReport`.
+
+def check_gradients(params: dict, xs: Any, targets: Any = None,
+                    backward: Callable | None = None, *, upstream: str | None = None,
+                    state: Any = None, mask: Any = None, gate_order: str = "ifgo",
+                    layout: str = "dict", tolerances: tuple[float, float] | None = None,
+                    fd_samples: int | None = None, seed: int = 0) -> GradientReport:
+    """Compare a sequence backward with autograd and finite differences; say what is wrong.
+
+    - params: this library's dict ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (and ``Wy (H, O)``,
+      ``by (O,)`` for the default loss), float64 or float32: the backward runs in that dtype,
+      the references always in float64.
+    - xs: ``(T, B, D)``, or ``(T, D)`` for one sequence (the backward gets it as given).
+    - targets: with ``upstream=None``, the readout's targets ``(T, B, O)`` / ``(T, O)``; with
+      ``"last"`` or ``"all"``, optionally the upstream gradient (random when None).
+    - backward: the function under test (see the module docstring for its signature); it
+      returns a dict of gradients, or ``(loss, grads)`` (the loss is compared too). None checks
+      the library's own hand BPTT.
+    - upstream: ``None``, ``"last"`` or ``"all"``: which loss (module docstring).
+    - state: optional initial ``(h0, c0)``; mask: optional loss weights (``upstream=None``).
+    - gate_order: the order of the 4H axis in the backward's weights (``"ifog"``: CS231n).
+    - layout: ``"dict"``, ``"concat"`` or ``"split"`` (:mod:`lstm_ag.gradcheck.adapters`).
+    - tolerances: ``(rel vs autograd, rel vs finite differences)``; default by dtype.
+    - fd_samples: entries per block to difference (default: as many as fit in about two
+      seconds, at most 64); seed: seeds those entries and a random upstream.
+    Returns a :class:`~lstm_ag.gradcheck.report.GradientReport`.
     """
     start = time.perf_counter()
-    D, _, O = check_params(params, readout=True)
+    if upstream not in UPSTREAMS:
+        raise ValueError(f"upstream must be None, 'last' or 'all', got {upstream!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, "
+                         f"got {layout!r}")
+    check_gate_order(gate_order)
+    if layout != "dict" and gate_order != "ifgo":
+        raise ValueError("gate_order applies to layout='dict' (the other layouts name each "
+                         f"gate), got gate_order={gate_order!r} with layout={layout!r}")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"backward must be a function, got {type(backward).__name__}")
+    D, H, O = check_params(params, readout=upstream is None)
     dtype = np.dtype(params["Wx"].dtype)
-    tol_ag, tol_fd = tolerances or TOLERANCES[dtype]
+    tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)
     xs3, single = as_sequence(xs, D, dtype)
     T, B, _ = xs3.shape
-    targets3 = as_targets(targets, (T, B, O), dtype, single)
+    rng = np.random.default_rng(seed)
+    weights = None
+    if upstream is None:
+        if targets is None:
+            raise ValueError("targets is required for the readout's MSE (upstream=None); "
+                             "for a backward of dL/dh give upstream='last' or 'all'")
+        third = as_targets(targets, (T, B, O), dtype, single)
+        weights = as_mask(mask, T, B, dtype, single)
+        names = ["Wx", "Wh", "b", "Wy", "by"]
+    else:
+        if mask is not None:
+            raise ValueError("mask applies to the readout's MSE (upstream=None) only")
+        shape = (B, H) if upstream == "last" else (T, B, H)
+        given_shape = (H,) if upstream == "last" else (T, H)
+        if targets is None:
+            third = rng.standard_normal(shape).astype(dtype)
+        else:
+            third = np.asarray(targets, dtype=dtype)
+            want = given_shape if single else shape
+            if third.shape != want:
+                raise ValueError(f"targets (the upstream gradient dL/dh"
+                                 f"{'_T' if upstream == 'last' else 's'}) must have shape "
+                                 f"{want}, got {np.shape(targets)}")
+            third = third.reshape(shape)
+        names = ["Wx", "Wh", "b"]
+    h0, c0 = as_state(state, B, H, dtype, single)
     if backward is None:
-        backward = bptt if state is None else (lambda p, x, y: bptt(p, x, y, state))
-    params64 = _as_f64(params)
-    state64 = None if state is None else tuple(np.asarray(s, np.float64) for s in state)
-    x64, y64 = xs3.astype(np.float64), targets3.astype(np.float64)
+        backward = _own_backward(upstream)
+    shapes = {k: params[k].shape for k in names}
+    p64 = {k: np.array(params[k], dtype=np.float64) for k in names}
+    x64, third64 = xs3.astype(np.float64), third.astype(np.float64)
+    h64, c64 = h0.astype(np.float64), c0.astype(np.float64)
+    w64 = None if weights is None else weights.astype(np.float64)
 
-    def rows_at(length):
-        _, ref = value_and_grad(params64, x64[:length], y64[:length], state64, method="autograd")
-        got = _call(backward, params, xs3[:length], targets3[:length])
-        return _compare(got, ref, params64, tol_ag), got
+    def prefix(length):
+        """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
+        y = third64 if upstream == "last" else third64[:length]
+        w = None if w64 is None else w64[:length]
+        return x64[:length], y, w
 
-    rows, grads = rows_at(T)
-    notes = _finite_differences(params64, x64, y64, state64, rows, grads, tol_fd, fd_samples,
-                                np.random.default_rng(seed))
-    for r in rows:
-        note = f"{r.param}: the backward's gradient is {r.problem}"
-        if r.problem and note not in notes:          # once per parameter, not per gate
-            notes.append(note)
-    ok = all(r.ok for r in rows)
-    first_bad, bad_rows = None, []
+    def reference(length):
+        x, y, w = prefix(length)
+        return autograd.value_and_grad(
+            lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(p64)
+
+    def call(length):
+        x = xs3[:length]
+        y = third if upstream == "last" else third[:length]
+        if single:
+            x, y = x[:, 0], (y[0] if upstream == "last" else y[:, 0])
+        user_params = to_user({k: params[k] for k in params}, layout, gate_order)
+        extra = {} if state is None else {"state": state}
+        if mask is not None:
+            extra["mask"] = np.asarray(mask)[:length]
+        loss, grads = split_output(backward(user_params, x, y, **extra))
+        return loss, from_user(grads, layout, gate_order, shapes)
+
+    def rows_at(length, fd=False):
+        ref_loss, ref = reference(length)
+        loss, got = call(length)
+        rows = []
+        for block in blocks(names):
+            fd_values = None
+            if fd:
+                indices = block_entries(block, shapes[block.param], samples, rng)
+                fd_values = (indices, *finite_differences(
+                    lambda a: _plain_loss(a, length), p64, block.param, indices))
+            rows.append(compare_block(block, got[block.param], ref[block.param], tol_ag,
+                                      fd=fd_values))
+        loss_problem = None
+        if loss is not None and not abs(loss - ref_loss) <= tol_ag * max(abs(ref_loss), 1e-300):
+            loss_problem = (float(ref_loss), loss)
+        return rows, loss_problem
+
+    def _plain_loss(arrays, length):
+        return float(_functional(upstream, arrays, *prefix(length), h64, c64, "fast"))
+
+    samples = fd_samples if fd_samples is not None else _fd_samples(
+        T, B, D, H, O or 0, len(blocks(names)))
+    rows, loss_problem = rows_at(T, fd=True)
+    ok = all(r.ok for r in rows) and loss_problem is None
+    first_tested = _first_tested(reference, names, T)
+    first_bad, bad_rows, at_problem = None, [], loss_problem
     if not ok:
-        for length in range(1, T + 1):
-            at, _ = rows_at(length) if length < T else (rows, None)
-            if not all(r.ok for r in at):
-                first_bad, bad_rows = length, at
-                break
-    worst = _worst(bad_rows or rows)
-    return GradientReport(ok=ok, worst=worst, first_bad_length=first_bad, rows=rows,
-                          tolerances=(tol_ag, tol_fd), length=T, dtype=str(dtype),
-                          seconds=time.perf_counter() - start, bad_rows=bad_rows, notes=notes)
+        first_bad, bad_rows, at_problem = _first_bad_length(rows_at, T, rows, loss_problem)
+    located = bad_rows or rows
+    candidates = () if ok else _candidates(params, x64, third64, h64, c64, w64, upstream,
+                                            first_bad or T, names)
+    counts = {"T*B*O": T * B * (O or 1), "T*B": T * B, "B": B, "T": T, "O": O or 1}
+    if weights is not None:
+        counts = {"B": B, "O": O}
+    diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
+                         first_tested=first_tested, candidates=candidates, counts=counts,
+                         loss=at_problem)
+    notes = []
+    if any(r.fd_entries < r.size for r in rows if r.fd_entries):
+        notes.append(f"finite differences on a seeded random subset of at most {samples} "
+                     "entries per block")
+    if B == 1:
+        notes.append("warning: a batch of one (B = 1) cannot show a mistake in the sum over "
+                     "the batch (db from one row, a sum over the wrong axis); check with "
+                     "B >= 2 too")
+    wrong = [r for r in located if not r.ok]
+    worst_row = max(wrong or located, key=lambda r: r.rel) if located else None
+    worst = (("", None, 0.0) if worst_row is None else
+             (worst_row.name.split("[")[0], worst_row.gate, worst_row.rel))
+    return GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
+                          tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
+                          bad_rows=bad_rows, first_tested=first_tested, diagnosis=diagnosis,
+                          notes=notes, seconds=time.perf_counter() - start)
+
+
+def _first_tested(reference, names, T):
+    """Block name -> the shortest length at which its expected gradient is not all zero."""
+    first = {}
+    todo = blocks(names)
+    for length in range(1, min(T, 3) + 1):
+        _, ref = reference(length)
+        for block in todo:
+            if block.name not in first and np.any(block.view(ref[block.param])):
+                first[block.name] = length
+        if len(first) == len(todo):
+            break
+    return first
+
+
+def _first_bad_length(rows_at, T, full_rows, full_problem):
+    """The shortest prefix at which the backward is wrong: lengths 1..4 one by one, then a
+    bisection (a mistake, once it shows, stays). Returns (length, its rows, its loss problem)."""
+    def bad(length):
+        if length == T:
+            return full_rows, full_problem
+        rows, problem = rows_at(length)
+        return (rows, problem) if (not all(r.ok for r in rows) or problem) else None
+
+    for length in range(1, min(T, 4) + 1):
+        found = bad(length)
+        if found is not None:
+            return length, *found
+    lo, hi, found_hi = 4, T, (full_rows, full_problem)     # lo good, hi bad
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        found = bad(mid)
+        if found is None:
+            lo = mid
+        else:
+            hi, found_hi = mid, found
+    return hi, *found_hi
+
+
+def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
+    """Known mistakes, simulated on the prefix of ``length`` steps from the one backward's
+    pieces: ``(sentence, {block name: the gradient block that mistake gives})``."""
+    p = {k: np.array(params[k], dtype=np.float64) for k in names}
+    x = x64[:length]
+    cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x, h64, c64)
+    T, B, _ = x.shape
+    H = p["Wh"].shape[0]
+    dh_last = None
+    if upstream is None:
+        y = third64[:length]
+        w = None if w64 is None else w64[:length]
+        _, dhs, _, _ = readout_mse_backward(cache.hs, p["Wy"], p["by"], y, w)
+    elif upstream == "last":
+        dhs, dh_last = np.zeros_like(cache.hs), third64
+    else:
+        dhs = third64[:length]
+    right = lstm_backward(dhs, cache, dh_last=dh_last, inputs=False)
+    dZ = right["z"].reshape(T * B, 4 * H)
+    out = []
+
+    def as_blocks(grads):
+        return {b.name: b.view(grads[b.param]) for b in blocks([n for n in names
+                                                                if n in grads])}
+    # dWh from h_t instead of h_{t-1}
+    out.append((MISTAKES["dWh from h_t"], as_blocks({"Wh": cache.hs.reshape(T * B, H).T @ dZ})))
+    # the recurrence with one path dropped
+    for dropped in ("c", "h"):
+        out.append((MISTAKES[f"no d{dropped}_next"],
+                    as_blocks(_simulate(cache, dhs, dh_last, dropped))))
+    if T > 1:                                   # notebook 001: only the first step runs
+        x1, w1 = x[:1], None if w64 is None else w64[:1]
+        if upstream is None:
+            _, first = loss_and_grads(p, x1, h64, c64, third64[:1], w1)
+        else:
+            first_cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x1, h64, c64)
+            g = third64 if upstream == "last" else third64[:1]
+            first = lstm_backward(g.reshape(1, B, H), first_cache, inputs=False)
+        out.append((MISTAKES["first step only"], as_blocks(first)))
+    if B > 1:
+        out.append((MISTAKES["db from one row"], as_blocks({"b": right["z"][:, 0].sum(axis=0)})))
+    return out
+
+
+def _simulate(cache, dhs, dh_last, mistake):
+    """The hand backward with one known mistake, composed from its own pieces."""
+    T, B, H = cache.hs.shape
+    h_c, c_z, h_zo, f = local_derivatives(cache)
+    dZ = np.empty((T, B, 4 * H))
+    dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
+    dc = np.zeros((B, H))
+    for t in range(T - 1, -1, -1):
+        _, dh_prev, dc_prev = lstm_step_backward(dh, dc, (cache.Wh, h_c[t], c_z[t], h_zo[t],
+                                                          f[t]), dZ[t])
+        dh = np.zeros((B, H)) if mistake == "h" else dh_prev
+        dc = np.zeros((B, H)) if mistake == "c" else dc_prev
+        if t:
+            dh = dh + dhs[t - 1]
+    dZ2 = dZ.reshape(T * B, 4 * H)
+    return {"Wx": cache.xs.reshape(T * B, -1).T @ dZ2,
+            "Wh": cache.h_prev.reshape(T * B, H).T @ dZ2, "b": dZ2.sum(axis=0)}

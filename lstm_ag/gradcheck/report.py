@@ -1,88 +1,104 @@
-"""The report of a gradient check: one row per block (a parameter, or one gate of it).
-
-Errors are measured per block: ``abs = max |a - r|`` and ``rel = abs / max(max |a|, max |r|)``,
-a normwise relative error that near-zero entries cannot blow up.
-"""
+"""What a check returns: the diagnosis in plain sentences first, then one row per block."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from .compare import Row
 
-__all__ = ["Row", "GradientReport", "table"]
+__all__ = ["GradientReport", "table"]
 
-
-@dataclass
-class Row:
-    """Errors of one block: a parameter, and a gate for the 4H-wide ones."""
-    param: str
-    gate: str | None
-    abs_autograd: float
-    rel_autograd: float
-    abs_fd: float = float("nan")
-    rel_fd: float = float("nan")
-    fd_entries: int = 0
-    size: int = 0
-    ok: bool = True
-    problem: str = ""          # why the backward's gradient could not be compared, if it could not
-
-    @property
-    def name(self):
-        return self.param if self.gate is None else f"{self.param}[{self.gate}]"
-
-    @property
-    def rel(self):
-        return max(self.rel_autograd, 0.0 if np.isnan(self.rel_fd) else self.rel_fd)
+_MARK = {"ok": "yes", "WRONG": "NO", "not tested": "not tested", "missing": "MISSING",
+         "bad shape": "BAD SHAPE"}
 
 
 @dataclass
 class GradientReport:
-    """The outcome of :func:`check_gradients`.
+    """The outcome of :func:`lstm_ag.check_gradients` or :func:`lstm_ag.check_step`.
 
-    - ok: every block within tolerance against both references.
-    - worst: ``(parameter, gate or None, max relative error)``, at ``first_bad_length`` when
-      the backward disagrees, else over the whole sequence.
-    - first_bad_length: shortest prefix length at which the backward disagrees, or None.
-    - rows: the per-block errors over the whole sequence; bad_rows: at ``first_bad_length``.
+    - ok: no block is wrong, missing or of the wrong shape (and, for a step, the forward
+      agrees).
+    - rows: one :class:`~lstm_ag.gradcheck.compare.Row` per block (``.name`` like ``"dWx[f]"``
+      or ``"dprev_c"``, ``.ok``, ``.status``, the errors, the expected and given values); for a
+      sequence, at its full length.
+    - worst: ``(name, gate, rel)`` of the worst block where the report locates the mistake (at
+      ``first_bad_length`` for a sequence), e.g. ``("dWx", "o", 0.41)``; ``("", None, 0.0)``
+      when there is nothing to compare.
+    - first_bad_length: for a sequence, the shortest prefix length at which the backward is
+      wrong (None when it is right, and for a step).
+    - bad_rows: the rows at ``first_bad_length``.
+    - first_tested: for a sequence, block name -> the shortest length at which its expected
+      gradient is not exactly zero (where a mistake in it can first show).
+    - diagnosis: plain sentences naming the likely mistake and what to look at next (empty
+      when everything agrees).
+    - forward: for a step, rows comparing your forward's ``next_h``, ``next_c`` with ours.
+    - notes: warnings and remarks (a batch of one, sampled finite differences, ...).
+    - kind (``"step"`` or ``"sequence"``), length (T), dtype, tolerances
+      ``(rel vs autograd, rel vs finite differences)``, seconds.
     """
     ok: bool
-    worst: tuple
-    first_bad_length: int | None
     rows: list
-    tolerances: tuple
-    length: int
+    worst: tuple
+    kind: str
     dtype: str
-    seconds: float = 0.0
+    tolerances: tuple
+    length: int | None = None
+    first_bad_length: int | None = None
     bad_rows: list = field(default_factory=list)
+    first_tested: dict = field(default_factory=dict)
+    diagnosis: list = field(default_factory=list)
+    forward: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    seconds: float = 0.0
 
-    def __str__(self):
-        lines = [f"gradient check: T={self.length}, backward in {self.dtype}; "
-                 f"rel tol {self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} vs "
-                 f"finite differences"]
-        lines += table(self.rows)
-        if self.first_bad_length is not None:
-            lines += ["", f"first disagreement at sequence length {self.first_bad_length}:"]
-            lines += table(self.bad_rows)
+    def row(self, name: str) -> Row:
+        """The row called ``name`` (``"dWx[f]"``, ``"dprev_c"``), at the full length."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row {name!r}; rows: {[r.name for r in self.rows]}")
+
+    def __str__(self) -> str:
+        lines = []
+        if self.diagnosis:
+            lines += ["diagnosis:"] + [f"  - {sentence}" for sentence in self.diagnosis] + [""]
+        where = ("one step" if self.kind == "step" else f"T={self.length}")
+        lines.append(f"gradient check of {where}, backward in {self.dtype}; rel tol "
+                     f"{self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} + each "
+                     "entry's own error vs finite differences")
+        if self.forward:
+            lines += ["", "forward (your next_h, next_c against lstm_ag's step):"]
+            lines += table(self.forward)
+        if self.rows:
+            lines += [""] if self.forward else []
+            lines += table(self.rows, self.first_tested)
+        if self.first_bad_length is not None and self.first_bad_length != self.length:
+            lines += ["", f"first wrong at sequence length {self.first_bad_length}:"]
+            lines += table(self.bad_rows, self.first_tested)
         lines += self.notes
         name, gate, rel = self.worst
-        where = name if gate is None else f"{name} gate {gate}"
+        what = name if gate is None else f"{name}[{gate}]"
         verdict = "OK" if self.ok else "MISMATCH"
-        first = "" if self.first_bad_length is None else \
-            f", first wrong at length {self.first_bad_length}"
-        lines.append(f"{verdict}: worst {where}, rel error {rel:.1e}{first} "
+        first = ("" if self.first_bad_length is None
+                 else f", first wrong at length {self.first_bad_length}")
+        lines.append(f"{verdict}: worst {what or '-'}, rel error {rel:.1e}{first} "
                      f"({self.seconds:.2f} s)")
         return "\n".join(lines)
 
 
-def table(rows: list) -> list[str]:
+def table(rows: list, first_tested: dict | None = None) -> list[str]:
     """The rows as text lines: a header, a rule, one line per block."""
-    head = (f"{'param':<8} {'size':>6}  {'abs vs autograd':>15} {'rel vs autograd':>15}  "
-            f"{'abs vs FD':>10} {'rel vs FD':>10} {'FD n':>5}  ok")
+    first_tested = first_tested or {}
+    head = (f"{'block':<10} {'size':>6}  {'rel vs autograd':>15}  {'abs vs FD':>10} "
+            f"{'rel vs FD':>10} {'FD n':>5}  ok")
     out = [head, "-" * len(head)]
     for r in rows:
+        if r.status in ("missing", "bad shape"):
+            out.append(f"{r.name:<10} {r.size:>6d}  {r.problem:>39}  {_MARK[r.status]}")
+            continue
         fd = (f"{r.abs_fd:>10.1e} {r.rel_fd:>10.1e} {r.fd_entries:>5d}" if r.fd_entries
               else f"{'-':>10} {'-':>10} {0:>5d}")
-        out.append(f"{r.name:<8} {r.size:>6d}  {r.abs_autograd:>15.1e} {r.rel_autograd:>15.1e}  "
-                   f"{fd}  {'yes' if r.ok else 'NO'}")
+        mark = _MARK[r.status]
+        if r.status == "not tested" and r.name in first_tested:
+            mark += f" (0 here; first tested at length {first_tested[r.name]})"
+        out.append(f"{r.name:<10} {r.size:>6d}  {r.rel_autograd:>15.1e}  {fd}  {mark}")
     return out

@@ -1,0 +1,271 @@
+"""From the rows of a check to plain sentences: the likely mistake, and what to look at next.
+
+Each fingerprint is a pattern in the blocks that one kind of mistake leaves, tested in order;
+the first that fits is reported, so one diagnosis is given or none (then the wrong blocks are
+named, with no guess). Every fingerprint is exact or nearly so: a constant ratio must hold to
+1e-6 in every block, a swap must reproduce both blocks, a known mistake simulated by the
+checker must reproduce the given gradient. The worst block's worst entries, expected against
+given, always close the diagnosis.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..params import GATES
+from .compare import GATE_WIDE
+
+__all__ = ["diagnose", "LOCAL_DERIVATIVES"]
+
+#: Each gate's local derivative, as the sentences quote it (dc is the gradient reaching c_t,
+#: dh the one reaching h_t).
+LOCAL_DERIVATIVES = {
+    "i": "dz_i = dc * g * i * (1 - i)",
+    "f": "dz_f = dc * c_prev * f * (1 - f)",
+    "g": "dz_g = dc * i * (1 - g**2)",
+    "o": "dz_o = dh * tanh(c) * o * (1 - o)",
+}
+_CLOSE = 1e-6           # how exactly a fingerprint must fit (relative)
+
+
+def _rel(a, b):
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), 1e-300)
+    return float(np.max(np.abs(a - b))) / scale
+
+
+def _names(rows):
+    names = [r.name for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _comparable(rows):
+    return [r for r in rows if r.given is not None and r.status in ("ok", "WRONG")]
+
+
+def _constant_ratio(rows, wrong):
+    """The common ratio given / expected of the wrong blocks (and whether every block shares
+    it), or None."""
+    ratios = []
+    for r in _comparable(rows):
+        e, g = r.expected, r.given
+        ee = float(np.vdot(e, e))
+        if ee == 0:
+            continue
+        k = float(np.vdot(g, e)) / ee
+        if _rel(g, k * e) > _CLOSE:
+            if r in wrong:
+                return None
+            continue
+        ratios.append((r, k))
+    wrong_ratios = [k for r, k in ratios if r in wrong]
+    if len(wrong_ratios) < len(wrong) or not wrong_ratios:
+        return None
+    k0 = wrong_ratios[0]
+    if any(abs(k - k0) > _CLOSE * abs(k0) for k in wrong_ratios) or abs(k0 - 1) < 1e-3:
+        return None
+    everywhere = all(abs(k - k0) <= _CLOSE * abs(k0) for _, k in ratios)
+    return k0, everywhere
+
+
+def _ratio_hint(k, counts):
+    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number)."""
+    hints = []
+    if abs(k - 0.5) < 1e-9:
+        hints.append("half: the 2 of d(err**2)/d(err) = 2 err is missing")
+    elif abs(k - 2) < 1e-9:
+        hints.append("twice: a factor 2 too many (the square's 2 counted twice?)")
+    elif abs(k + 1) < 1e-9:
+        hints.append("the opposite sign: err = target - prediction instead of prediction - "
+                     "target, or a minus sign lost")
+    for what, n in counts.items():
+        if n > 1 and abs(k - n) < 1e-9 * n:
+            hints.append(f"{n} = {what}: the division by {what} of the mean is missing")
+        elif n > 1 and abs(k * n - 1) < 1e-9:
+            hints.append(f"1/{n} = 1/{what}: an extra division by {what}")
+    return hints
+
+
+def _swapped(wrong_gated):
+    """A pair of gates whose blocks are exchanged in every wrong parameter, or None."""
+    by_param = {}
+    for r in wrong_gated:
+        by_param.setdefault(r.param, {})[r.gate] = r
+    pairs = set()
+    for gates in by_param.values():
+        if len(gates) != 2:
+            return None
+        (a, ra), (b, rb) = sorted(gates.items())
+        if _rel(ra.given, rb.expected) > _CLOSE or _rel(rb.given, ra.expected) > _CLOSE:
+            return None
+        pairs.add((a, b))
+    return pairs.pop() if len(pairs) == 1 else None
+
+
+def _worst_entries(row, count=3):
+    """A sentence with the worst entries of ``row``, expected against given."""
+    diff = np.abs(row.given - row.expected)
+    order = np.argsort(diff, axis=None)[::-1][:count]
+    parts = []
+    for flat in order:
+        index = np.unravel_index(flat, row.given.shape)
+        where = "[" + ", ".join(str(int(i)) for i in index) + "]"
+        parts.append(f"{where} expected {row.expected[index]:+.6e}, given "
+                     f"{row.given[index]:+.6e}")
+    return f"In {row.name}, the worst entries: " + "; ".join(parts) + "."
+
+
+def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=None,
+             candidates=(), counts=None, loss=None):
+    """Sentences naming the likely mistake, the first that fits (see the module docstring).
+
+    - rows: the rows where the mistake is located (for a sequence, at its first bad length).
+    - kind: ``"step"`` or ``"sequence"``; first_bad_length: for a sequence.
+    - first_tested: block name -> the shortest length at which it is not exactly zero.
+    - candidates: ``(sentence, {block name: predicted given block})`` pairs, known mistakes
+      the checker simulated; the first whose prediction reproduces every wrong block (and
+      only those) is reported.
+    - counts: sizes that normalisations divide by, e.g. ``{"T*B*O": 24, "B": 2}``.
+    - loss: ``(expected, given)`` when the backward returned a loss that disagrees.
+    Returns a list of sentences (empty when nothing is wrong).
+    """
+    first_tested = first_tested or {}
+    wrong = [r for r in rows if r.status == "WRONG"]
+    unusable = [r for r in rows if r.status in ("missing", "bad shape")]
+    out = []
+    if unusable:
+        params = sorted({r.param for r in unusable}, key=[r.param for r in unusable].index)
+        what = "; ".join(f"d{p}: {next(r.problem for r in unusable if r.param == p)}"
+                         for p in params)
+        out.append(f"Your backward's gradients could not be compared ({what}). Return every "
+                   "gradient, with the shape of its parameter.")
+    if wrong:
+        out.append(_likely_mistake(rows, wrong, kind, first_bad_length, first_tested,
+                                   candidates, counts or {}))
+    if loss is not None:
+        out.append(f"The loss your backward returns, {loss[1]:.10g}, is not the loss it "
+                   f"differentiates here, {loss[0]:.10g}"
+                   + (f" (at length {first_bad_length})" if first_bad_length else "")
+                   + ": check the forward and the loss formula too.")
+    if not wrong:
+        return out
+    worst = max(wrong, key=lambda r: r.rel)
+    out.append(_worst_entries(worst))
+    return out
+
+
+def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts):
+    wrong_names = {r.name for r in wrong}
+    by_name = {r.name: r for r in rows}
+    # 1. a known mistake the checker simulated, reproduced exactly
+    for sentence, predicted in candidates:
+        if set(predicted) >= wrong_names and all(
+                name in by_name and by_name[name].given is not None
+                and _rel(by_name[name].given, block) <= _CLOSE
+                for name, block in predicted.items() if name in wrong_names):
+            return sentence
+    # 2. one constant factor
+    ratio = _constant_ratio(rows, wrong)
+    if ratio is not None:
+        k, everywhere = ratio
+        where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
+        hints = _ratio_hint(k, counts)
+        hint = f" It is {hints[0]}." if hints else ""
+        return (f"In {where} your gradient is {k:.6g} times the expected one: a missing or "
+                f"extra constant factor, not a wrong formula.{hint} Look at the scaling of "
+                "the loss's gradient (the 2 of the square, the mean's 1/N, a 1/B) before "
+                "anything else.")
+    gated = [r for r in wrong if r.param in GATE_WIDE]
+    others = [r for r in wrong if r.param not in GATE_WIDE]
+    wrong_gates = sorted({r.gate for r in gated}, key=GATES.index)
+    ok_rows = [r for r in rows if r.ok and r.status == "ok"]
+    # 3. two gates exchanged
+    pair = _swapped(gated) if not others else None
+    if pair is not None:
+        a, b = pair
+        return (f"The gradients of gates {a} and {b} are swapped (your {a} blocks hold the "
+                f"expected {b} ones and the other way round): check the order in which dz "
+                f"is assembled; this library's gate order is i, f, g, o (pass gate_order= "
+                "if your weights use another).")
+    # 4. a value where the expected gradient is exactly zero
+    zero = [r for r in wrong if not np.any(r.expected)]
+    if zero and len(zero) == len(wrong):
+        at = (f"at length {first_bad_length} from a zero initial state"
+              if kind == "sequence" else "here")
+        reason = []
+        if any(r.param == "Wh" for r in zero):
+            reason.append("dWh = h_{t-1}^T dz is 0 when h_{t-1} is 0, so yours is built from "
+                          "h_t, the step's output, instead of h_{t-1}")
+        if any(r.gate == "f" for r in zero):
+            reason.append("dz_f = dc * c_prev * f * (1 - f) is 0 when c_{t-1} is 0, so yours "
+                          "uses c_t instead of c_prev")
+        because = ("; ".join(reason) if reason else
+                   "check which stored value each of these uses")
+        return (f"{_names(zero)} should be exactly 0 {at}, and yours "
+                f"{'is' if len(zero) == 1 else 'are'} not: {because}.")
+    # 5. patterns of gates and arrays
+    if not others and gated:
+        params_wrong = {r.param for r in gated}
+        if params_wrong == {"b"} and any(r.param in ("Wx", "Wh") for r in ok_rows):
+            return ("Only db is wrong while dWx and dWh are right: db is dz summed over every "
+                    "row (the batch, and the time steps), db = dz.sum(axis=0); check the axis "
+                    "of the sum and that no row is left out.")
+        if params_wrong == {"Wh"} and any(r.param in ("Wx", "b") for r in ok_rows):
+            return ("Only dWh is wrong while dWx and db are right, so dz is right: dWh = "
+                    "h_prev^T dz must use h_{t-1}, the state each step started from (not h_t), "
+                    "and the transpose on h_prev.")
+        if params_wrong == {"Wx"} and any(r.param in ("Wh", "b") for r in ok_rows):
+            return ("Only dWx is wrong while dWh and db are right, so dz is right: dWx = "
+                    "x^T dz; check the inputs you multiply (x_t of the same step) and the "
+                    "transpose.")
+        if wrong_gates == ["i", "f", "g"]:
+            return ("The i, f and g blocks are wrong and the o blocks are right: all three "
+                    "come from dc, the gradient reaching c_t, which o does not use; check "
+                    "dc = dc_next + dh * o * (1 - tanh(c)**2).")
+        if len(wrong_gates) == 1:
+            gate = wrong_gates[0]
+            recurrent = _recurrent(kind, first_bad_length, wrong, first_tested)
+            if recurrent is None:
+                return (f"Only the {gate} gate is wrong ({_names(gated)}): its local "
+                        f"derivative is the place to look, {LOCAL_DERIVATIVES[gate]}.")
+    # 6. the recurrence
+    recurrent = _recurrent(kind, first_bad_length, wrong, first_tested)
+    if recurrent is not None:
+        return recurrent
+    if kind == "step" and len(wrong) == 1 and not gated:
+        formula = {"dx": "dx = dz @ Wx.T", "dprev_h": "dprev_h = dz @ Wh.T",
+                   "dprev_c": "dprev_c = dc * f"}.get(wrong[0].name)
+        if formula:
+            return (f"Only {wrong[0].name} is wrong while every weight gradient is right, so "
+                    f"dz is right: check {formula}.")
+    if not others and len(wrong_gates) == 2:
+        a, b = wrong_gates
+        return (f"Only gates {a} and {b} are wrong ({_names(gated)}): compare their lines, "
+                f"{LOCAL_DERIVATIVES[a]} and {LOCAL_DERIVATIVES[b]}.")
+    return (f"No known pattern fits; the wrong blocks are {_names(wrong)}. Compare the "
+            "expected and given entries below with your formulas for them.")
+
+
+def _recurrent(kind, first_bad_length, wrong, first_tested):
+    """The recurrent-path sentence when the evidence supports it, else None."""
+    if kind != "sequence" or not first_bad_length or first_bad_length < 2:
+        return None
+    fresh = [r for r in wrong if first_tested.get(r.name, 1) >= first_bad_length]
+    if fresh and len(fresh) == len(wrong):
+        return (f"Wrong from length {first_bad_length}, where {_names(fresh)} "
+                f"{'is' if len(fresh) == 1 else 'are'} first tested (from a zero initial "
+                "state they are exactly 0 at shorter lengths), so the mistake may be local to "
+                f"{'it' if len(fresh) == 1 else 'them'} rather than in the recurrence; a "
+                "check with a non-zero initial state (state=) tells them apart.")
+    gates = {r.gate for r in wrong if r.gate is not None}
+    path = ""
+    if gates and "o" not in gates:
+        path = (" At that length the o gate is right and i, f, g are not: the cell's path, "
+                "dc_prev = dc * f carried into the previous step's dc, is the likely culprit "
+                "(dc_next).")
+    elif "o" in gates:
+        path = (" The o gate is wrong too, which the cell's path alone cannot do: the hidden "
+                "path, dh_prev = dz @ Wh.T added to the previous step's dh, is the likely "
+                "culprit (dh_next).")
+    return (f"Right at length {first_bad_length - 1}, wrong from length {first_bad_length}: "
+            "each step's own derivative is right and what is carried from one step to the "
+            f"one before is not (dh_next or dc_next, or a loop that does not visit every "
+            f"step).{path}")

@@ -1,0 +1,269 @@
+"""Check a CS231n-style step pair: first its forward, then every gradient, gate by gate.
+
+::
+
+    report = lstm_ag.check_step(lstm_step_forward, lstm_step_backward, gate_order="ifog")
+    print(report)
+
+The pair has CS231n's signatures::
+
+    step_forward(x, prev_h, prev_c, Wx, Wh, b) -> (next_h, next_c, cache)
+    step_backward(dnext_h, dnext_c, cache) -> (dx, dprev_h, dprev_c, dWx, dWh, db)
+
+with x ``(N, D)``, prev_h and prev_c ``(N, H)``, Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``,
+the 4H axis in ``gate_order`` (CS231n's is ``"ifog"``; this library's ``"ifgo"``).
+
+Everything is drawn at random (seeded, N >= 2, non-zero previous state, random upstream
+gradients ``dnext_h``, ``dnext_c``), so no block is zero by accident. The forward is compared
+with this library's :func:`lstm_ag.cell.lstm_step` first: when it disagrees, the report says
+so (and names a wrong ``gate_order`` or a sigma(2x) sigmoid when that is what it finds) and
+blames no gradient. Then each of ``dx, dprev_h, dprev_c, dWx, dWh, db`` is compared with
+autograd's gradient of ``sum(dnext_h * next_h + dnext_c * next_c)`` through the same step, and
+with central finite differences.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+from scipy.special import expit
+
+from ..bptt import local_derivatives, lstm_backward, lstm_step_backward
+from ..cell import SequenceCache, lstm_step
+from ..ops import PLAIN, Elementwise
+from .compare import (FD_TOL, TOLERANCES, Row, block_entries, blocks, check_gate_order,
+                      compare_block, errors, finite_differences, permute_gates)
+from .diagnosis import diagnose
+from .report import GradientReport
+
+__all__ = ["check_step", "STEP_ARRAYS"]
+
+#: The step's arguments, in CS231n's order; their gradients are the rows ``d<name>``.
+STEP_ARRAYS = ("x", "prev_h", "prev_c", "Wx", "Wh", "b")
+#: The known mistakes the step check simulates, and the sentence each is reported with.
+MISTAKES = {
+    "dWh from next_h": (
+        "dWh is built from next_h, the step's output, where it needs prev_h: "
+        "dWh = prev_h.T @ dz."),
+    "db from one row": (
+        "db is taken from the first row of the batch only: db = dz.sum(axis=0)."),
+    "dprev_c without f": (
+        "dprev_c is missing the forget gate: the cell's gradient passes to the previous cell "
+        "through c = f * prev_c + i * g, so dprev_c = dc * f."),
+    "dtanh twice c": (
+        "The derivative of tanh(c) is taken of tanh(tanh(c)): with t = tanh(c) already "
+        "stored, it is 1 - t**2, not 1 - tanh(t)**2 (dc = dnext_c + dnext_h * o * (1 - t**2))."),
+}
+_TWICE = {
+    "i": "The input gate's derivative is taken of sigmoid(i): i is already sigmoid(z_i), so "
+         "its derivative is i * (1 - i), not sigmoid(i) * (1 - sigmoid(i)).",
+    "f": "The forget gate's derivative is taken of sigmoid(f): f is already sigmoid(z_f), so "
+         "its derivative is f * (1 - f), not sigmoid(f) * (1 - sigmoid(f)).",
+    "g": "The candidate's derivative is taken of tanh(g): g is already tanh(z_g), so its "
+         "derivative is 1 - g**2, not 1 - tanh(g)**2.",
+    "o": "The output gate's derivative is taken of sigmoid(o): o is already sigmoid(z_o), so "
+         "its derivative is o * (1 - o), not sigmoid(o) * (1 - sigmoid(o)).",
+}
+
+
+def _draw(rng, N, D, H):
+    """Random arguments of moderate size (no gate saturated), this library's gate order."""
+    def normal(*shape, scale=1.0):
+        return rng.standard_normal(shape) * scale
+    arrays = {"x": normal(N, D), "prev_h": normal(N, H, scale=0.5),
+              "prev_c": normal(N, H), "Wx": normal(D, 4 * H, scale=0.5),
+              "Wh": normal(H, 4 * H, scale=0.5), "b": normal(4 * H, scale=0.3)}
+    return arrays, normal(N, H), normal(N, H)
+
+
+def _our_step(a, ops=PLAIN):
+    """This library's step on the dict of arrays: ``((next_h, next_c), activations)``."""
+    return lstm_step(a["Wh"], a["x"] @ a["Wx"] + a["b"], a["prev_h"], a["prev_c"], ops)
+
+
+def _in_order(arrays, order):
+    """The arguments with the 4H axis in ``order`` (from this library's ``"ifgo"``)."""
+    return {k: permute_gates(v, "ifgo", order) if k in ("Wx", "Wh", "b") else np.array(v)
+            for k, v in arrays.items()}
+
+
+def _forward_diagnosis(arrays, given, gate_order):
+    """A sentence naming what the user's forward computes instead, when it is a known thing."""
+    h, c = given
+
+    def matches(out):
+        return errors(h, out[0])[1] < 1e-8 and errors(c, out[1])[1] < 1e-8
+    for order in ("".join(p) for p in itertools.permutations("ifgo")):
+        if order == gate_order:
+            continue
+        # the user reads the blocks we passed (in gate_order) as if they were in `order`
+        seen = {k: permute_gates(permute_gates(v, "ifgo", gate_order), order, "ifgo")
+                if k in ("Wx", "Wh", "b") else v for k, v in arrays.items()}
+        if matches(_our_step(seen)[0]):
+            cs231n = " (CS231n's order)" if order == "ifog" else ""
+            return (f"Your step_forward reads the 4H axis in gate order {order!r}{cs231n}, "
+                    f"not {gate_order!r}: pass gate_order={order!r}. No gradient is blamed "
+                    "before the forward agrees.")
+    doubled = Elementwise(lambda z: expit(2 * z), np.tanh)
+    if matches(_our_step(arrays, doubled)[0]):
+        return ("Your sigmoid is sigma(2x), not sigma(x): 0.5 * (tanh(x) + 1) is a known trap; "
+                "use 1 / (1 + exp(-x)) (or 0.5 * (tanh(x / 2) + 1)). No gradient is blamed "
+                "before the forward agrees.")
+    return ("Your step_forward's next_h and next_c differ from lstm_ag's step: check the six "
+            "equations (i, f, o = sigmoid, g = tanh of z = x Wx + prev_h Wh + b; "
+            "c = f * prev_c + i * g; h = o * tanh(c)) and the gate order of the 4H axis "
+            "before any gradient.")
+
+
+def _simulated(arrays, dnext_h, dnext_c):
+    """Known mistakes, composed from the hand backward's own pieces:
+    ``(sentence, {block name: the gradient block that mistake gives})``."""
+    a = arrays
+    cache = SequenceCache.run(a["Wx"], a["Wh"], a["b"], a["x"][None], a["prev_h"],
+                              a["prev_c"])
+    right = lstm_backward(np.zeros_like(cache.hs), cache, dnext_h, dnext_c)
+    dz = right["z"][0]
+    h_c, c_z, h_zo, f = (d[0] for d in local_derivatives(cache))
+    i, g, o, tanh_c = cache.i[0], cache.g[0], cache.o[0], cache.tanh_c[0]
+
+    def from_dz(dz, dprev_c=None):
+        grads = {"x": dz @ a["Wx"].T, "prev_h": dz @ a["Wh"].T, "Wx": a["x"].T @ dz,
+                 "Wh": a["prev_h"].T @ dz, "b": dz.sum(axis=0)}
+        if dprev_c is not None:
+            grads["prev_c"] = dprev_c
+        return {blk.name: blk.view(grads[blk.param]) for blk in blocks(list(grads))}
+
+    def variant(h_c=h_c, c_z=c_z, h_zo=h_zo):
+        dz, _, dprev_c = lstm_step_backward(dnext_h, dnext_c, (a["Wh"], h_c, c_z, h_zo, f))
+        return from_dz(dz, dprev_c)
+
+    def sig_twice(s):
+        return expit(s) * (1 - expit(s))
+    out = [(MISTAKES["dWh from next_h"],
+            {blk.name: blk.view(cache.hs[0].T @ dz) for blk in blocks(["Wh"])}),
+           (MISTAKES["db from one row"],
+            {blk.name: blk.view(dz[0]) for blk in blocks(["b"])}),
+           (MISTAKES["dprev_c without f"],
+            {"dprev_c": dnext_c + dnext_h * h_c}),
+           (MISTAKES["dtanh twice c"], variant(h_c=o * (1 - np.tanh(tanh_c) ** 2)))]
+    twice = {"i": g * sig_twice(i), "f": a["prev_c"] * sig_twice(f),
+             "g": i * (1 - np.tanh(g) ** 2)}
+    for k, gate in enumerate("ifg"):
+        c_z2 = c_z.copy()
+        c_z2[:, k] = twice[gate]
+        out.append((_TWICE[gate], variant(c_z=c_z2)))
+    out.append((_TWICE["o"], variant(h_zo=tanh_c * sig_twice(o))))
+    return out
+
+
+def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: str = "ifgo",
+               batch: int = 3, input_size: int = 4, hidden_size: int = 5,
+               dtype: Any = np.float64, seed: int = 0,
+               tolerances: tuple[float, float] | None = None,
+               fd_samples: int = 32) -> GradientReport:
+    """Check a CS231n-style step pair (see the module docstring); say what is wrong.
+
+    - step_forward, step_backward: the pair under test.
+    - gate_order: the order of the 4H axis in their Wx, Wh, b and dWx, dWh, db (``"ifog"``
+      for CS231n).
+    - batch, input_size, hidden_size: N, D, H of the random problem (N >= 2 unless you want a
+      warning: a batch of one hides mistakes in the sum over the batch).
+    - dtype: float64 or float32, the dtype the pair is run in (references in float64).
+    - seed: of the random problem and the finite-difference entries.
+    - tolerances: ``(rel vs autograd, rel vs finite differences)``; default by dtype.
+    - fd_samples: most entries per block to difference.
+    Returns a :class:`~lstm_ag.gradcheck.report.GradientReport` (``kind="step"``): rows
+    ``dx, dprev_h, dprev_c, dWx[i] .. db[o]``; ``forward`` compares next_h and next_c.
+    """
+    start = time.perf_counter()
+    for f, name in ((step_forward, "step_forward"), (step_backward, "step_backward")):
+        if not callable(f):
+            raise TypeError(f"{name} must be a function, got {type(f).__name__}")
+    check_gate_order(gate_order)
+    for name, value in (("batch", batch), ("input_size", input_size),
+                        ("hidden_size", hidden_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in TOLERANCES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)
+    rng = np.random.default_rng(seed)
+    arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
+    user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
+    out = step_forward(*(user[k] for k in STEP_ARRAYS))
+    if not (isinstance(out, tuple) and len(out) == 3):
+        raise TypeError("step_forward must return (next_h, next_c, cache), got "
+                        f"{type(out).__name__}" + (f" of length {len(out)}"
+                                                   if isinstance(out, tuple) else ""))
+    (h_ref, c_ref), _ = _our_step(arrays)
+    given = [np.asarray(v, dtype=np.float64) for v in out[:2]]
+    forward = [_forward_row(name, g, r, tol_ag)
+               for name, g, r in (("next_h", given[0], h_ref), ("next_c", given[1], c_ref))]
+    notes = []
+    if batch == 1:
+        notes.append("warning: a batch of one (N = 1) cannot show a mistake in the sum over the "
+                     "batch (db from one row); check with N >= 2 too")
+    if not all(r.ok for r in forward):
+        worst = max(forward, key=lambda r: r.rel)
+        return GradientReport(
+            ok=False, rows=[], worst=(worst.name, None, worst.rel), kind="step",
+            dtype=str(dtype), tolerances=(tol_ag, tol_fd), forward=forward,
+            diagnosis=[_forward_diagnosis(arrays, given, gate_order)], notes=notes,
+            seconds=time.perf_counter() - start)
+    grads = step_backward(dnext_h.astype(dtype), dnext_c.astype(dtype), out[2])
+    if not (isinstance(grads, tuple) and len(grads) == 6):
+        raise TypeError("step_backward must return (dx, dprev_h, dprev_c, dWx, dWh, db), got "
+                        f"{type(grads).__name__}" + (f" of length {len(grads)}"
+                                                     if isinstance(grads, tuple) else ""))
+    got = {}
+    for name, value in zip(STEP_ARRAYS, grads, strict=True):
+        value = np.asarray(value, dtype=np.float64) if value is not None else None
+        if value is None:
+            got[name] = None
+        elif value.shape != arrays[name].shape:
+            got[name] = f"shape {value.shape}, expected {arrays[name].shape}"
+        else:
+            got[name] = (permute_gates(value, gate_order, "ifgo")
+                         if name in ("Wx", "Wh", "b") else value)
+
+    def functional(a):
+        (h, c), _ = lstm_step(a["Wh"], a["x"] @ a["Wx"] + a["b"], a["prev_h"], a["prev_c"])
+        return anp.sum(dnext_h * h) + anp.sum(dnext_c * c)
+
+    reference = autograd.grad(functional)(arrays)
+    plain = {k: np.array(v) for k, v in arrays.items()}
+
+    def plain_loss(a):
+        (h, c), _ = _our_step(a)
+        return float(np.sum(dnext_h * h) + np.sum(dnext_c * c))
+    rows = []
+    for blk in blocks(STEP_ARRAYS):
+        indices = block_entries(blk, arrays[blk.param].shape, fd_samples, rng)
+        fd = (indices, *finite_differences(plain_loss, plain, blk.param, indices))
+        rows.append(compare_block(blk, got[blk.param], reference[blk.param], tol_ag, fd=fd))
+    ok = all(r.ok for r in rows)
+    diagnosis = [] if ok else diagnose(rows, kind="step",
+                                       candidates=_simulated(arrays, dnext_h, dnext_c),
+                                       counts={"N": batch})
+    wrong = [r for r in rows if not r.ok]
+    worst = max(wrong or rows, key=lambda r: r.rel)
+    return GradientReport(ok=ok, rows=rows, worst=(worst.name.split("[")[0], worst.gate,
+                                                   worst.rel),
+                          kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
+                          forward=forward, diagnosis=diagnosis, notes=notes,
+                          seconds=time.perf_counter() - start)
+
+
+def _forward_row(name, given, expected, tolerance):
+    if given.shape != expected.shape:
+        return Row(name, name, None, expected.size, "bad shape", tolerance,
+                   problem=f"shape {given.shape}, expected {expected.shape}")
+    abs_ag, rel = errors(given, expected)
+    return Row(name, name, None, expected.size, "ok" if rel <= tolerance else "WRONG",
+               tolerance, abs_ag, rel, expected=expected, given=given)
