@@ -94,7 +94,8 @@ def test_fixture_is_committed_and_lists_every_case():
 def test_case_is_what_the_script_says(fixture, case):
     a, params, state, mask = case_data(fixture, case)
     T, B, D, H, n_out = SCRIPT.CASES[case][0]
-    assert lstm_ag.param_shapes(D, H, n_out) == {k: v.shape for k, v in params.items()}
+    assert {k: v.shape for k, v in params.items()} == {
+        "Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,), "Wy": (H, n_out), "by": (n_out,)}
     assert a["xs"].shape == (T, B, D) and a["targets"].shape == (T, B, n_out)
     assert all(v.dtype == np.float64 for v in params.values())
     # torch's two biases are both non-zero, so from_torch's sum is exercised
