@@ -99,7 +99,8 @@ def test_lstm_step_gives_cs231n_expected_next_h_and_next_c():
 
 def test_lstm_forward_one_step_gives_cs231n_expected_next_h_and_next_c():
     x, prev_h, prev_c, Wx, Wh, b = step_inputs()
-    hs, (h, c) = lstm_ag.lstm_forward(our_params(Wx, Wh, b), x[None], (prev_h, prev_c))
+    hs, (h, c) = lstm_ag.lstm_forward(our_params(Wx, Wh, b), x[None],
+                                      state=(prev_h, prev_c))
     np.testing.assert_allclose(hs[0], EXPECTED_NEXT_H, **PRINTED)
     np.testing.assert_allclose(h, EXPECTED_NEXT_H, **PRINTED)
     np.testing.assert_allclose(c, EXPECTED_NEXT_C, **PRINTED)
@@ -108,7 +109,8 @@ def test_lstm_forward_one_step_gives_cs231n_expected_next_h_and_next_c():
 def test_lstm_forward_gives_cs231n_expected_h_over_a_sequence():
     x, h0, Wx, Wh, b = sequence_inputs()
     xs = x.transpose(1, 0, 2)                                     # time-major (T, N, D)
-    hs, (h, _) = lstm_ag.lstm_forward(our_params(Wx, Wh, b), xs, (h0, np.zeros_like(h0)))
+    hs, (h, _) = lstm_ag.lstm_forward(our_params(Wx, Wh, b), xs,
+                                      state=(h0, np.zeros_like(h0)))
     np.testing.assert_allclose(hs.transpose(1, 0, 2), EXPECTED_H, **PRINTED)
     np.testing.assert_allclose(h, EXPECTED_H[:, -1], **PRINTED)
 
@@ -119,11 +121,11 @@ def test_without_the_gate_permutation_the_numbers_are_far_off(which):
     if which == "step":
         x, prev_h, prev_c, Wx, Wh, b = step_inputs()
         _, (h, c) = lstm_ag.lstm_forward(our_params(Wx, Wh, b, permute=False), x[None],
-                                         (prev_h, prev_c))
+                                         state=(prev_h, prev_c))
         errors = [np.abs(h - EXPECTED_NEXT_H).max(), np.abs(c - EXPECTED_NEXT_C).max()]
     else:
         x, h0, Wx, Wh, b = sequence_inputs()
         hs, _ = lstm_ag.lstm_forward(our_params(Wx, Wh, b, permute=False),
-                                     x.transpose(1, 0, 2), (h0, np.zeros_like(h0)))
+                                     x.transpose(1, 0, 2), state=(h0, np.zeros_like(h0)))
         errors = [np.abs(hs.transpose(1, 0, 2) - EXPECTED_H).max()]
     assert min(errors) > 1e-2, errors
