@@ -94,7 +94,8 @@ def test_fixture_is_committed_and_lists_every_case():
 def test_case_is_what_the_script_says(fixture, case):
     a, params, state, mask = case_data(fixture, case)
     T, B, D, H, n_out = SCRIPT.CASES[case][0]
-    assert lstm_ag.param_shapes(D, H, n_out) == {k: v.shape for k, v in params.items()}
+    assert {k: v.shape for k, v in params.items()} == {
+        "Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,), "Wy": (H, n_out), "by": (n_out,)}
     assert a["xs"].shape == (T, B, D) and a["targets"].shape == (T, B, n_out)
     assert all(v.dtype == np.float64 for v in params.values())
     # torch's two biases are both non-zero, so from_torch's sum is exercised
@@ -108,12 +109,12 @@ def test_case_is_what_the_script_says(fixture, case):
 @pytest.mark.parametrize("case", CASES)
 def test_forward_final_state_and_predictions_equal_torch(fixture, case):
     a, params, state, mask = case_data(fixture, case)
-    hs, (h, c) = lstm_ag.lstm_forward(params, a["xs"], state)
+    hs, (h, c) = lstm_ag.lstm_forward(params, a["xs"], state=state)
     np.testing.assert_allclose(hs, a["hs"], **FORWARD)
     np.testing.assert_allclose(h, a["h_T"], **FORWARD)
     np.testing.assert_allclose(c, a["c_T"], **FORWARD)
-    np.testing.assert_allclose(lstm_ag.predict(params, a["xs"], state), a["ys"], **FORWARD)
-    loss = lstm_ag.mse(params, a["xs"], a["targets"], state, mask=mask)
+    np.testing.assert_allclose(lstm_ag.predict(params, a["xs"], state=state), a["ys"], **FORWARD)
+    loss = lstm_ag.mse(params, a["xs"], a["targets"], state=state, mask=mask)
     np.testing.assert_allclose(loss, a["loss"], **FORWARD)
 
 
@@ -121,7 +122,7 @@ def test_forward_final_state_and_predictions_equal_torch(fixture, case):
 @pytest.mark.parametrize("case", CASES)
 def test_loss_and_every_gradient_equal_torch(fixture, case, method):
     a, params, state, mask = case_data(fixture, case)
-    loss, grads = lstm_ag.value_and_grad(params, a["xs"], a["targets"], state,
+    loss, grads = lstm_ag.value_and_grad(params, a["xs"], a["targets"], state=state,
                                          method=method, mask=mask)
     np.testing.assert_allclose(loss, a["loss"], **FORWARD)
     # torch gives both biases d loss/d b of their sum (up to its summation order: 6e-16)
@@ -137,7 +138,7 @@ def test_loss_and_every_gradient_equal_torch(fixture, case, method):
 def test_gradients_in_torch_layout_through_to_torch(fixture, case, method):
     # the other direction: our gradients, exported as if they were parameters, are torch's
     a, params, state, mask = case_data(fixture, case)
-    _, grads = lstm_ag.value_and_grad(params, a["xs"], a["targets"], state,
+    _, grads = lstm_ag.value_and_grad(params, a["xs"], a["targets"], state=state,
                                       method=method, mask=mask)
     sd, lin = layouts.to_torch(grads, linear=True)
     ours = {**{k: np.asarray(v) for k, v in sd.items()},
@@ -152,14 +153,14 @@ def test_gradients_to_inputs_and_initial_state_equal_torch(fixture, case, method
     a, params, state, mask = case_data(fixture, case)
 
     def loss_of_xs(xs):
-        return lstm_ag.mse(params, xs, a["targets"], state, mask=mask, method=method)
+        return lstm_ag.mse(params, xs, a["targets"], state=state, mask=mask, method=method)
 
     assert_close_to_scale(autograd.grad(loss_of_xs)(a["xs"]), a["grad.xs"], "xs")
     if state is None:
         return
 
     def loss_of_state(hc):
-        return lstm_ag.mse(params, a["xs"], a["targets"], (hc[0], hc[1]), mask=mask,
+        return lstm_ag.mse(params, a["xs"], a["targets"], state=(hc[0], hc[1]), mask=mask,
                            method=method)
 
     dh0, dc0 = autograd.grad(loss_of_state)(np.stack(state))

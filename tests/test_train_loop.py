@@ -9,8 +9,10 @@ import pytest
 from numpy.testing import assert_allclose
 
 import lstm_ag
+from train import TrainConfig
 from train.data import make_task, masked_mse
 from train.loop import batch_indices, evaluate, fit, load_checkpoint
+from train.optim import clip_by_global_norm, init_velocity, learning_rate, momentum_update
 
 
 def _task(name="sine", T=12, seed=0):
@@ -19,6 +21,13 @@ def _task(name="sine", T=12, seed=0):
 
 def _params(task, H=8, seed=0):
     return lstm_ag.init_params(task.input_size, H, task.output_size, seed=seed)
+
+
+def _config(task, **changes):
+    """A small run's config for ``task`` (hidden 8, batch 8, lr 0.1, autograd, seed 3)."""
+    settings = dict(task=task.name, seq_len=task.seq_len, train_size=task.train_x.shape[1],
+                    hidden=8, batch=8, lr=0.1, method="autograd", seed=3, eval_every=10)
+    return TrainConfig(**{**settings, **changes})
 
 
 def _method_or_skip(method):
@@ -37,11 +46,12 @@ def _same(a, b):
         assert np.array_equal(a[key], b[key]), key
 
 
-def _run(task, steps, method="autograd", **kw):
-    kw.setdefault("batch", 8)
-    kw.setdefault("eval_every", 10)
-    kw.setdefault("log", io.StringIO())
-    return fit(_params(task), task, steps=steps, lr=0.1, method=method, seed=3, **kw)
+def _run(task, steps, method="autograd", *, start=None, checkpoint=None, metrics=None,
+         callback=None, log=None, params=None, **changes):
+    config = _config(task, steps=steps, method=method, **changes)
+    return fit(_params(task) if params is None else params, task, config, start=start,
+               checkpoint=checkpoint, metrics=metrics, callback=callback,
+               log=io.StringIO() if log is None else log)
 
 
 @pytest.mark.parametrize("method", lstm_ag.METHODS)
@@ -63,11 +73,10 @@ def test_resume_is_exact_bit_for_bit(tmp_path, method):
     task = _task()
     straight = _run(task, 40, method, checkpoint=tmp_path / "straight.npz")
     first = _run(task, 20, method, eval_every=7, checkpoint=tmp_path / "run.npz")
-    params, config, progress = load_checkpoint(tmp_path / "run.npz")
-    assert progress.step == 20 and config["method"] == method
-    resumed = fit(params, task, steps=40, batch=8, lr=0.1, method=method, seed=3,
-                  eval_every=7, start=progress, checkpoint=tmp_path / "run.npz",
-                  log=io.StringIO())
+    params, config, progress, _ = load_checkpoint(tmp_path / "run.npz")
+    assert progress.step == 20 and config == first.config
+    resumed = fit(params, task, config.resumed(steps=40), start=progress,
+                  checkpoint=tmp_path / "run.npz", log=io.StringIO())
     assert first.step == 20 and resumed.step == 40
     _same(straight.params, resumed.params)
     _same(straight.progress.velocity, resumed.progress.velocity)
@@ -95,11 +104,10 @@ def test_ctrl_c_saves_the_last_step_and_resumes_exactly(tmp_path):
     stopped = _run(task, 30, checkpoint=path, callback=ctrl_c_at_13)
     assert stopped.status == "interrupted" and stopped.step == 13
     assert "interrupted at step 13" in stopped.message and str(path) in stopped.message
-    params, _, progress = load_checkpoint(path)
+    params, config, progress, _ = load_checkpoint(path)
     assert progress.step == 13
     _same(params, stopped.params)
-    resumed = fit(params, task, steps=30, batch=8, lr=0.1, method="autograd", seed=3,
-                  eval_every=10, start=progress, checkpoint=path, log=io.StringIO())
+    resumed = fit(params, task, config, start=progress, checkpoint=path, log=io.StringIO())
     _same(_run(task, 30).params, resumed.params)
     assert os.listdir(tmp_path) == ["model.npz"]
 
@@ -108,11 +116,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     task = _task()
     path = tmp_path / "model.npz"
     log = io.StringIO()
-    result = fit(_params(task), task, steps=50, batch=8, lr=1e12, momentum=0.0, clip=None,
-                 method="autograd", eval_every=2, checkpoint=path, log=log)
+    result = _run(task, 50, lr=1e12, momentum=0.0, clip=0.0, eval_every=2, checkpoint=path,
+                  log=log)
     assert result.status == "diverged"
     assert "is not finite" in result.message and "Try a smaller --lr" in result.message
-    params, _, progress = load_checkpoint(path)
+    params, _, progress, _ = load_checkpoint(path)
     assert f"last good checkpoint (step {progress.step}, validation MSE" in result.message
     assert progress.step < result.step < 50
     assert all(np.isfinite(v).all() for v in params.values())
@@ -157,30 +165,55 @@ def test_adding_is_scored_at_the_last_step_only():
 def test_lbfgs_full_batch_lowers_the_loss(tmp_path):
     task = _task()
     before = evaluate(_params(task), task)
-    result = fit(_params(task), task, steps=15, optimizer="lbfgs", method="autograd",
-                 eval_every=5, checkpoint=tmp_path / "m.npz", log=io.StringIO())
+    result = _run(task, 15, optimizer="lbfgs", eval_every=5, checkpoint=tmp_path / "m.npz")
     assert result.status == "done", result.message
     assert result.last["val_mse"] < 0.5 * before
-    params, config, progress = load_checkpoint(tmp_path / "m.npz")
-    assert config["optimizer"] == "lbfgs" and progress.velocity is None
+    params, config, progress, _ = load_checkpoint(tmp_path / "m.npz")
+    assert config.optimizer == "lbfgs" and progress.velocity is None
     _same(params, result.params)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(method="magic"), ValueError, "method must be one of 'fast', 'bptt', 'autograd'"),
-    (dict(optimizer="adam"), ValueError, "optimizer must be one of 'sgd', 'lbfgs'"),
-    (dict(steps=0), ValueError, "steps must be a positive integer, got 0"),
-    (dict(lr=-1.0), ValueError, "lr must be > 0"),
-    (dict(batch=65), ValueError, r"batch must be in \[1, 64\]"),
-])
-def test_bad_arguments_are_named(kwargs, error, match):
+def test_one_step_is_the_optimizers_step_on_the_seeded_batch():
     task = _task()
-    kwargs = {"steps": 5, **kwargs}
-    with pytest.raises(error, match=match):
-        fit(_params(task), task, log=io.StringIO(), **kwargs)
+    config = _config(task, steps=1, lr=0.3, lr_decay=0.5, momentum=0.5, clip=0.05)
+    params = _params(task)
+    idx = batch_indices(config.seed, 0, config.train_size, config.batch)
+    _, grads = lstm_ag.value_and_grad(params, task.train_x[:, idx], task.train_y[:, idx],
+                                      method=config.method, mask=task.mask)
+    grads, norm = clip_by_global_norm(grads, config.clip)
+    assert norm > config.clip                                       # clipping is exercised
+    expected, velocity = momentum_update(params, grads, init_velocity(params),
+                                         lr=learning_rate(0.3, 0, 0.5), momentum=0.5)
+    result = fit(params, task, config, log=io.StringIO())
+    _same(result.params, expected)
+    _same(result.progress.velocity, velocity)
+
+
+def test_the_checkpoint_holds_the_config_whole(tmp_path):
+    task = _task("counting", T=9)
+    result = _run(task, 4, lr_decay=0.25, eval_every=2, checkpoint=tmp_path / "m.npz")
+    params, config, progress, task_spec = load_checkpoint(tmp_path / "m.npz")
+    assert config == result.config and config.lr_decay == 0.25 and config.task == "counting"
+    assert make_task(**task_spec).val_x.tobytes() == task.val_x.tobytes()
+    assert [row["step"] for row in progress.history] == [2, 4]
+    _same(params, result.params)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(config="not a config"), "config must be a TrainConfig, got str"),
+    (dict(hidden=5), "params have H=8, config.hidden is 5"),
+    (dict(seq_len=13), r"the task is 'sine' with seq_len=12, 64 training sequences; the "
+                       r"config says 'sine', seq_len=13, train_size=64"),
+    (dict(train_size=63), "train_size=63"),
+])
+def test_config_must_describe_the_task_and_params(change, match):
+    task = _task()
+    config = change.pop("config", None) or _config(task, steps=3, **change)
+    with pytest.raises((TypeError, ValueError), match=match):
+        fit(_params(task), task, config, log=io.StringIO())
 
 
 def test_params_must_fit_the_task():
     task = _task("adding", T=10)
     with pytest.raises(ValueError, match="params have D=1, O=1; task 'adding' needs D=2, O=1"):
-        fit(lstm_ag.init_params(1, 4, 1), task, steps=3)
+        fit(lstm_ag.init_params(1, 8, 1), task, _config(task, steps=3))

@@ -1,21 +1,25 @@
-"""The lstm_ag trainer: fit next-value prediction on toy sequences (``python -m train``).
+"""The lstm_ag trainer: fit next-value prediction on toy sequences (``lstm-ag-train``).
 
+* :mod:`train.config`: :class:`TrainConfig`, every setting and its default, spelled once;
 * :mod:`train.data`: the tasks (``sine``, ``counting``, ``adding``) and their baselines;
-* :mod:`train.sgd`: SGD with momentum, global-norm clipping and learning-rate decay;
-* :mod:`train.loop`: :func:`fit`, with evaluation, progress lines, checkpoints and clean stops;
-* :mod:`train.__main__`: the command line (also the console script ``lstm-ag-train``).
+* :mod:`train.optim`: SGD with momentum, global-norm clipping and learning-rate decay;
+* :mod:`train.loop`: :func:`fit`, one visible loop, with evaluation, progress lines,
+  checkpoints and clean stops;
+* :mod:`train.__main__`: the command line (the console script ``lstm-ag-train``, or
+  ``python -m train`` from the repository's root).
 
 Example::
 
-    import lstm_ag
-    from train import fit, make_task
-    task = make_task("sine", seed=0)
-    params = lstm_ag.init_params(task.input_size, 32, task.output_size, seed=0)
-    result = fit(params, task, steps=500)
+    from train import TrainConfig, fit
+    config = TrainConfig(task="sine", steps=500)           # the other settings: sine's defaults
+    task = config.make_task()
+    params = config.init_params(task)
+    result = fit(params, task, config)
     print(result.last["val_mse"], task.baseline_mse)
 """
-from .data import DEFAULTS, TASKS, Task, make_task
-from .loop import FitResult, Progress, fit, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import TASKS, Task, make_task
+from .loop import Checkpoint, FitResult, Progress, fit, load_checkpoint, save_checkpoint
 
-__all__ = ["Task", "TASKS", "DEFAULTS", "make_task", "fit", "FitResult", "Progress",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainConfig", "ConfigError", "Task", "TASKS", "make_task", "fit", "FitResult",
+           "Progress", "Checkpoint", "save_checkpoint", "load_checkpoint"]

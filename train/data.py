@@ -5,7 +5,9 @@ weights, and a naive baseline scored on the validation set with the same weights
 model's validation MSE and the baseline's are directly comparable.
 
 Training and validation sequences come from two independent streams of the seed, so the
-validation set does not change with the size of the training set.
+validation set does not change with the size of the training set. The sequence length has no
+default here: it is a training setting (:class:`train.config.TrainConfig`); the sizes of the
+sets are the generators' own (``n_train``, ``n_val``).
 
 * ``sine``: sine waves of random amplitude, frequency and phase plus a little noise; predict
   the next value. Baseline: repeat the last value.
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Task", "TASKS", "DEFAULTS", "make_task", "sine", "counting", "adding", "masked_mse"]
+__all__ = ["Task", "TASKS", "make_task", "sine", "counting", "adding", "masked_mse"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +71,7 @@ class Task:
         return masked_mse(self.val_baseline, self.val_y, self.mask)
 
 
-def masked_mse(pred, target, mask=None):
+def masked_mse(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Mean squared error with optional per-step weights (the formula of ``lstm_ag.mse``).
 
     - pred, target: ``(T, N, O)``.
@@ -114,7 +116,8 @@ def _burn_in_mask(seq_len, burn_in):
     return mask
 
 
-def sine(seq_len=50, *, n_train=2000, n_val=256, seed=0, noise=0.01, burn_in=5):
+def sine(seq_len: int, *, n_train: int = 2000, n_val: int = 256, seed: int = 0,
+         noise: float = 0.01, burn_in: int = 5) -> Task:
     """Noisy sine waves; predict the next value.
 
     Each sequence is ``a * sin(w * t + phi) + noise * N(0, 1)`` at t = 0..T, with amplitude
@@ -147,7 +150,8 @@ def sine(seq_len=50, *, n_train=2000, n_val=256, seed=0, noise=0.01, burn_in=5):
                           noise=noise, burn_in=burn_in))
 
 
-def counting(seq_len=20, *, n_train=2000, n_val=256, seed=0, max_start=10, max_step=5):
+def counting(seq_len: int, *, n_train: int = 2000, n_val: int = 256, seed: int = 0,
+             max_start: int = 10, max_step: int = 5) -> Task:
     """Counting in steps: arithmetic sequences such as 1, 2, 3 -> 4; predict the next value.
 
     Start ~ integers in [0, max_start), step ~ integers in [1, max_step]; the sequence
@@ -177,7 +181,7 @@ def counting(seq_len=20, *, n_train=2000, n_val=256, seed=0, max_start=10, max_s
                           max_start=max_start, max_step=max_step), scale=float(scale))
 
 
-def adding(seq_len=50, *, n_train=10000, n_val=1000, seed=0):
+def adding(seq_len: int, *, n_train: int = 10000, n_val: int = 1000, seed: int = 0) -> Task:
     """The adding problem: sum the two marked values of a long sequence.
 
     Each step t holds ``(value_t, marker_t)``: value ~ U(0, 1); marker 1 at exactly two
@@ -211,29 +215,18 @@ def adding(seq_len=50, *, n_train=10000, n_val=1000, seed=0):
                 spec=dict(name="adding", seq_len=T, seed=seed, n_train=n_train, n_val=n_val))
 
 
-#: The task generators by name (the first is the command line's default).
+#: The task generators by name.
 TASKS = {"sine": sine, "counting": counting, "adding": adding}
 
-#: Per-task training settings the command line uses when an option is not given.
-DEFAULTS = {
-    "sine": dict(seq_len=50, hidden=32, batch=32, steps=1500, lr=0.1, momentum=0.9,
-                 clip=1.0, eval_every=100),
-    "counting": dict(seq_len=20, hidden=32, batch=32, steps=2000, lr=0.5, momentum=0.9,
-                     clip=1.0, eval_every=100),
-    "adding": dict(seq_len=50, hidden=32, batch=64, steps=3000, lr=0.1, momentum=0.9,
-                   clip=1.0, eval_every=100),
-}
 
-
-def make_task(name, seq_len=None, *, seed=0, **kwargs):
+def make_task(name: str, seq_len: int, *, seed: int = 0, **kwargs) -> Task:
     """Generate a task by name.
 
-    - name: one of :data:`TASKS`; seq_len: T (None for the task's default in :data:`DEFAULTS`).
-    - seed: ``np.random.default_rng`` seed of the data; kwargs: passed to the generator.
+    - name: one of :data:`TASKS`; seq_len: T >= 2.
+    - seed: ``np.random.default_rng`` seed of the data; kwargs: passed to the generator
+      (``n_train``, ``n_val``, ...). ``make_task(**task.spec)`` regenerates ``task``.
     Returns a :class:`Task`.
     """
     if name not in TASKS:
         raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {name!r}")
-    if seq_len is None:
-        seq_len = DEFAULTS[name]["seq_len"]
     return TASKS[name](seq_len, seed=seed, **kwargs)

@@ -7,24 +7,23 @@ validation sequence; the hidden states h_t and the cell states c_t of that seque
 import numpy as np
 
 import lstm_ag
-from lstm_ag.lstm import scan_with_cache
+
+from .data import Task
 
 __all__ = ["states", "plot_run"]
 
 
-def states(params, xs):
+def states(params: dict, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every hidden and cell state of one sequence, from the library's forward with its cache.
 
     - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; xs: one sequence ``(T, D)``.
     Returns ``(hs, cs)``, each ``(T, H)``.
     """
-    xs = np.asarray(xs, dtype=params["Wx"].dtype)[:, None, :]            # (T, 1, D)
-    zeros = np.zeros((1, params["Wh"].shape[0]), params["Wx"].dtype)
-    cache = scan_with_cache(params["Wx"], params["Wh"], params["b"], xs, zeros, zeros)
+    cache = lstm_ag.forward_cache(params, xs)             # h, c: (T + 1, 1, H), row 0 = zeros
     return cache.h[1:, 0], cache.c[1:, 0]
 
 
-def plot_run(params, task, history, path, *, index=0):
+def plot_run(params: dict, task: Task, history: list, path: str, *, index: int = 0) -> str:
     """Draw the run's figure and save it to ``path`` (a ``.png``).
 
     - params: trained parameters; task: the :class:`train.data.Task`.

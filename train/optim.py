@@ -1,7 +1,8 @@
-"""Stochastic gradient descent with momentum, global-norm clipping and learning-rate decay.
+"""The optimizer: SGD with momentum, global-norm clipping and learning-rate decay.
 
 Pure functions over parameter dicts (``{"Wx": array, ...}``): nothing is updated in place,
-every function returns new dicts. One step, with g the gradient::
+every function returns new dicts. One step, with g the gradient, as :func:`train.fit` takes
+it::
 
     norm = sqrt(sum over every parameter of sum(g**2))           global gradient norm
     g    = g * min(1, clip / norm)                               clipping (clip > 0)
@@ -17,10 +18,10 @@ import math
 import numpy as np
 
 __all__ = ["global_norm", "clip_by_global_norm", "learning_rate", "init_velocity",
-           "momentum_update", "sgd_step"]
+           "momentum_update"]
 
 
-def global_norm(grads):
+def global_norm(grads: dict) -> float:
     """The Euclidean norm of all gradients together, ``sqrt(sum_k sum(grads[k]**2))``.
 
     - grads: dict of arrays of any shapes.
@@ -33,7 +34,7 @@ def global_norm(grads):
     return math.sqrt(total)
 
 
-def clip_by_global_norm(grads, max_norm):
+def clip_by_global_norm(grads: dict, max_norm: float | None) -> tuple[dict, float]:
     """Scale all gradients by one factor so that their global norm is at most ``max_norm``.
 
     - grads: dict of arrays; max_norm: a float > 0, or None / 0 / inf for no clipping.
@@ -49,7 +50,7 @@ def clip_by_global_norm(grads, max_norm):
     return {k: g * scale for k, g in grads.items()}, norm
 
 
-def learning_rate(lr, step, decay=0.0):
+def learning_rate(lr: float, step: int, decay: float = 0.0) -> float:
     """The learning rate at ``step`` (0-based): ``lr / (1 + decay * step)``.
 
     - lr: base rate > 0; step: int >= 0; decay: >= 0 (0: constant).
@@ -62,12 +63,13 @@ def learning_rate(lr, step, decay=0.0):
     return lr / (1.0 + decay * step)
 
 
-def init_velocity(params):
+def init_velocity(params: dict) -> dict:
     """Zero momentum buffers: a dict with the keys, shapes and dtypes of ``params``."""
     return {k: np.zeros_like(v) for k, v in params.items()}
 
 
-def momentum_update(params, grads, velocity, *, lr, momentum):
+def momentum_update(params: dict, grads: dict, velocity: dict, *, lr: float,
+                    momentum: float) -> tuple[dict, dict]:
     """One momentum step: ``v = momentum * v + g``, ``p = p - lr * v``.
 
     - params, grads, velocity: dicts with the same keys and shapes.
@@ -83,18 +85,3 @@ def momentum_update(params, grads, velocity, *, lr, momentum):
     new_p = {k: params[k] - lr * new_v[k] for k in params}
     return new_p, new_v
 
-
-def sgd_step(params, grads, velocity, *, step, lr, momentum=0.9, clip=1.0, decay=0.0):
-    """Clip, decay, and take one momentum step.
-
-    - params, grads, velocity: dicts with the same keys and shapes (velocity from
-      :func:`init_velocity` at the start).
-    - step: the 0-based number of this step (for the decay); lr: base learning rate;
-      momentum: in [0, 1); clip: max global gradient norm (None or 0: off); decay: >= 0.
-    Returns ``(params, velocity, info)`` where info is
-    ``{"grad_norm": norm before clipping, "clipped": bool, "lr": the rate used}``.
-    """
-    clipped, norm = clip_by_global_norm(grads, clip)
-    rate = learning_rate(lr, step, decay)
-    new_p, new_v = momentum_update(params, clipped, velocity, lr=rate, momentum=momentum)
-    return new_p, new_v, {"grad_norm": norm, "clipped": bool(clip) and norm > clip, "lr": rate}

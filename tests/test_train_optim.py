@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from train.sgd import (clip_by_global_norm, global_norm, init_velocity, learning_rate,
-                       momentum_update, sgd_step)
+from train.optim import (
+    clip_by_global_norm,
+    global_norm,
+    init_velocity,
+    learning_rate,
+    momentum_update,
+)
 
 
 def _grads():
@@ -53,13 +58,14 @@ def test_momentum_two_steps_by_hand():
     assert_allclose(params["w"], [1.0, -2.0]) and np.array_equal(v["w"], [0, 0])   # pure
 
 
-def test_sgd_step_clips_then_decays_then_steps():
+def test_one_step_as_fit_takes_it_clips_then_decays_then_steps():
     params = {"W": np.ones((1, 2)), "b": np.zeros(2)}
     vel = {"W": np.array([[1.0, 0.0]]), "b": np.array([0.0, 2.0])}
-    new_p, new_v, info = sgd_step(params, _grads(), vel, step=3, lr=0.2, momentum=0.5,
-                                  clip=1.3, decay=1 / 3)
+    grads, norm = clip_by_global_norm(_grads(), 1.3)
+    lr = learning_rate(0.2, 3, 1 / 3)
+    new_p, new_v = momentum_update(params, grads, vel, lr=lr, momentum=0.5)
     # clip: g * 1.3/13 = g / 10; lr = 0.2 / (1 + 3/3) = 0.1
-    assert info == {"grad_norm": pytest.approx(13.0), "clipped": True, "lr": pytest.approx(0.1)}
+    assert norm == pytest.approx(13.0) and lr == pytest.approx(0.1)
     assert_allclose(new_v["W"], [[0.5 + 0.3, 0.0 + 0.4]])
     assert_allclose(new_v["b"], [0.0, 1.0 + 1.2])
     assert_allclose(new_p["W"], [[1 - 0.08, 1 - 0.04]])
@@ -68,9 +74,9 @@ def test_sgd_step_clips_then_decays_then_steps():
 
 def test_float32_stays_float32():
     params = {"w": np.ones(3, np.float32)}
-    p, v, _ = sgd_step(params, {"w": np.full(3, 10, np.float32)}, init_velocity(params),
-                       step=0, lr=0.1, clip=1.0)
-    assert p["w"].dtype == np.float32 and v["w"].dtype == np.float32
+    grads, _ = clip_by_global_norm({"w": np.full(3, 10, np.float32)}, 1.0)
+    p, v = momentum_update(params, grads, init_velocity(params), lr=0.1, momentum=0.9)
+    assert grads["w"].dtype == p["w"].dtype == v["w"].dtype == np.float32
 
 
 def test_learning_rate_schedule_depends_on_the_step_only():
