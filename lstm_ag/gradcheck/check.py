@@ -120,9 +120,12 @@ def _functional(upstream, params, xs, third, weights, h0, c0, method):
     return anp.sum(third * (h if upstream == "last" else hs))
 
 
-def _fd_samples(T, B, D, H, O, n_blocks):
-    """Entries per block to difference within about :data:`FD_BUDGET` seconds."""
-    per_eval = T * 3e-5 + 2 * T * B * 4 * H * (D + H + O) / 5e9     # numpy calls + flops
+def _fd_samples(loss, n_blocks):
+    """Entries per block to difference within about :data:`FD_BUDGET` seconds, from the
+    measured time of one evaluation of ``loss()`` (four evaluations per entry)."""
+    start = time.perf_counter()
+    loss()
+    per_eval = max(time.perf_counter() - start, 1e-6)
     return int(np.clip(FD_BUDGET / (4 * n_blocks * per_eval), 1, 64))
 
 
@@ -246,7 +249,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         return float(_functional(upstream, arrays, *prefix(length), h64, c64, "fast"))
 
     samples = fd_samples if fd_samples is not None else _fd_samples(
-        T, B, D, H, O or 0, len(blocks(names)))
+        lambda: _plain_loss(p64, T), len(blocks(names)))
     rows, loss_problem = rows_at(T, fd=True)
     ok = all(r.ok for r in rows) and loss_problem is None
     first_tested = _first_tested(reference, names, T)

@@ -66,18 +66,21 @@ def _constant_ratio(rows, wrong):
     return k0, everywhere
 
 
-def _ratio_hint(k, counts):
-    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number)."""
+def _ratio_hint(k, counts, kind="sequence"):
+    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number). A step
+    check has no loss (its upstream gradients are given): no square, no mean to forget."""
     hints = []
-    if abs(k - 0.5) < 1e-9:
+    loss = kind == "sequence"
+    if loss and abs(k - 0.5) < 1e-9:
         hints.append("half: the 2 of d(err**2)/d(err) = 2 err is missing")
-    elif abs(k - 2) < 1e-9:
+    elif loss and abs(k - 2) < 1e-9:
         hints.append("twice: a factor 2 too many (the square's 2 counted twice?)")
     elif abs(k + 1) < 1e-9:
         hints.append("the opposite sign: err = target - prediction instead of prediction - "
-                     "target, or a minus sign lost")
+                     "target, or a minus sign lost" if loss else
+                     "the opposite sign: a minus sign lost or added")
     for what, n in counts.items():
-        if n > 1 and abs(k - n) < 1e-9 * n:
+        if loss and n > 1 and abs(k - n) < 1e-9 * n:
             hints.append(f"{n} = {what}: the division by {what} of the mean is missing")
         elif n > 1 and abs(k * n - 1) < 1e-9:
             hints.append(f"1/{n} = 1/{what}: an extra division by {what}")
@@ -93,7 +96,7 @@ def _swapped(wrong_gated):
     for gates in by_param.values():
         if len(gates) != 2:
             return None
-        (a, ra), (b, rb) = sorted(gates.items())
+        (a, ra), (b, rb) = sorted(gates.items(), key=lambda item: GATES.index(item[0]))
         if _rel(ra.given, rb.expected) > _CLOSE or _rel(rb.given, ra.expected) > _CLOSE:
             return None
         pairs.add((a, b))
@@ -155,6 +158,9 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
 def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts):
     wrong_names = {r.name for r in wrong}
     by_name = {r.name: r for r in rows}
+    # a step's dx = dz @ Wx.T and dprev_h = dz @ Wh.T are wrong whenever a gate's dz is (and
+    # dprev_c = dc * f whenever dc is): consequences, not evidence against a gate's pattern
+    derived = {"dx", "dprev_h"} if kind == "step" else set()
     # 1. a known mistake the checker simulated, reproduced exactly
     for sentence, predicted in candidates:
         if set(predicted) >= wrong_names and all(
@@ -162,22 +168,36 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                 and _rel(by_name[name].given, block) <= _CLOSE
                 for name, block in predicted.items() if name in wrong_names):
             return sentence
-    # 2. one constant factor
+    # 2. nothing where something is expected (a ratio of 0 is no constant factor)
+    zeros = [r for r in wrong if r.given is not None and not np.any(r.given)]
+    if zeros and len(zeros) == len(wrong):
+        tested = [r for r in rows if r.status != "not tested"]
+        if kind == "sequence" and len(zeros) == len(tested):
+            at = f" at length {first_bad_length}" if first_bad_length else ""
+            return (f"Every gradient of yours is 0{at}, where the expected ones are not: the "
+                    "backward loop does not visit the steps (a range that stops before t = 0, "
+                    "such as range(T - 1, 0, -1) or range(1, T)), or the gradients are never "
+                    "added up (= where += is needed, or fresh zeros returned).")
+        return (f"{_names(zeros)} {'is' if len(zeros) == 1 else 'are'} all 0 where the "
+                "expected gradient is not: never computed, or never added into the array "
+                "you return.")
+    # 3. one constant factor
     ratio = _constant_ratio(rows, wrong)
     if ratio is not None:
         k, everywhere = ratio
         where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
-        hints = _ratio_hint(k, counts)
+        hints = _ratio_hint(k, counts, kind)
         hint = f" It is {hints[0]}." if hints else ""
+        look = ("Look at the scaling of the loss's gradient (the 2 of the square, the mean's "
+                "1/N, a 1/B) before anything else." if everywhere and kind == "sequence" else
+                f"Look for a stray constant in the formula of {_names(wrong)}.")
         return (f"In {where} your gradient is {k:.6g} times the expected one: a missing or "
-                f"extra constant factor, not a wrong formula.{hint} Look at the scaling of "
-                "the loss's gradient (the 2 of the square, the mean's 1/N, a 1/B) before "
-                "anything else.")
+                f"extra constant factor, not a wrong formula.{hint} {look}")
     gated = [r for r in wrong if r.param in GATE_WIDE]
-    others = [r for r in wrong if r.param not in GATE_WIDE]
+    others = [r for r in wrong if r.param not in GATE_WIDE and r.name not in derived]
     wrong_gates = sorted({r.gate for r in gated}, key=GATES.index)
     ok_rows = [r for r in rows if r.ok and r.status == "ok"]
-    # 3. two gates exchanged
+    # 4. two gates exchanged
     pair = _swapped(gated) if not others else None
     if pair is not None:
         a, b = pair
@@ -185,7 +205,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                 f"expected {b} ones and the other way round): check the order in which dz "
                 f"is assembled; this library's gate order is i, f, g, o (pass gate_order= "
                 "if your weights use another).")
-    # 4. a value where the expected gradient is exactly zero
+    # 5. a value where the expected gradient is exactly zero
     zero = [r for r in wrong if not np.any(r.expected)]
     if zero and len(zero) == len(wrong):
         at = (f"at length {first_bad_length} from a zero initial state"
@@ -201,7 +221,12 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                    "check which stored value each of these uses")
         return (f"{_names(zero)} should be exactly 0 {at}, and yours "
                 f"{'is' if len(zero) == 1 else 'are'} not: {because}.")
-    # 5. patterns of gates and arrays
+    # 6. patterns of gates and arrays
+    if gated and wrong_gates == ["i", "f", "g"] and all(r.name == "dprev_c" for r in others):
+        return ("The i, f and g blocks are wrong and the o blocks are right: all three "
+                "come from dc, the gradient reaching c_t, which o does not use; check "
+                "dc = dc_next + dh * o * (1 - tanh(c)**2)"
+                + (" (dprev_c = dc * f is wrong with it)." if others else "."))
     if not others and gated:
         params_wrong = {r.param for r in gated}
         if params_wrong == {"b"} and any(r.param in ("Wx", "Wh") for r in ok_rows):
@@ -216,17 +241,13 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
             return ("Only dWx is wrong while dWh and db are right, so dz is right: dWx = "
                     "x^T dz; check the inputs you multiply (x_t of the same step) and the "
                     "transpose.")
-        if wrong_gates == ["i", "f", "g"]:
-            return ("The i, f and g blocks are wrong and the o blocks are right: all three "
-                    "come from dc, the gradient reaching c_t, which o does not use; check "
-                    "dc = dc_next + dh * o * (1 - tanh(c)**2).")
         if len(wrong_gates) == 1:
             gate = wrong_gates[0]
             recurrent = _recurrent(kind, first_bad_length, wrong, first_tested)
             if recurrent is None:
                 return (f"Only the {gate} gate is wrong ({_names(gated)}): its local "
                         f"derivative is the place to look, {LOCAL_DERIVATIVES[gate]}.")
-    # 6. the recurrence
+    # 7. the recurrence
     recurrent = _recurrent(kind, first_bad_length, wrong, first_tested)
     if recurrent is not None:
         return recurrent
