@@ -3,7 +3,7 @@
 The public names::
 
     init_params, param_shapes, check_params, GATES, split_gates    parameters (a dict of arrays)
-    lstm_step, lstm_forward, predict, mse, forward_cache            the one forward
+    lstm_step, lstm_forward, predict, forecast, mse, forward_cache  the one forward
     value_and_grad, METHODS               gradients: method "fast", "bptt" or "autograd"
     check_gradients, check_step, GradientReport   your backward vs autograd and finite
                                           differences, with a diagnosis
@@ -26,12 +26,15 @@ from . import layouts
 from .cell import lstm_step
 from .checkpoint import CheckpointError, atomic_write, load, save
 from .gradcheck import GradientReport, check_gradients, check_step
-from .model import METHODS, forward_cache, lstm_forward, mse, predict, value_and_grad
+from .model import METHODS, forecast, forward_cache, lstm_forward, mse, predict, value_and_grad
 from .ops import sigmoid, tanh
 from .params import GATES, check_params, init_params, param_shapes, split_gates
 
-__all__ = ["GATES", "init_params", "param_shapes", "check_params", "split_gates", "lstm_step",
-           "lstm_forward", "predict", "mse", "forward_cache", "value_and_grad", "METHODS",
-           "check_gradients", "check_step", "GradientReport", "sigmoid", "tanh", "layouts", "save", "load",
-           "CheckpointError", "atomic_write"]
+__all__ = [
+    "GATES", "init_params", "param_shapes", "check_params", "split_gates",
+    "lstm_step", "lstm_forward", "predict", "forecast", "mse", "forward_cache",
+    "value_and_grad", "METHODS",
+    "check_gradients", "check_step", "GradientReport",
+    "sigmoid", "tanh", "layouts", "save", "load", "CheckpointError", "atomic_write",
+]
 __version__ = "0.1.0"

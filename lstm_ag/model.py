@@ -3,6 +3,7 @@
 =====================  =====================================================================
 :func:`lstm_forward`   hidden states and final state
 :func:`predict`        the readout ``y_t = h_t @ Wy + by`` at every step
+:func:`forecast`       predictions fed back as inputs, K steps past the history
 :func:`mse`            the readout's mean squared error against targets
 :func:`value_and_grad` that loss and its gradient, by ``"fast"``, ``"bptt"`` or ``"autograd"``
 :func:`forward_cache`  a forward that keeps every gate, for inspection and plots
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import autograd.numpy as np
+import numpy as onp
 from autograd import value_and_grad as _autograd_value_and_grad
 
 from .bptt import loss_and_grads
@@ -29,8 +32,8 @@ from .ops import PLAIN
 from .params import is_traced, untraced
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
-__all__ = ["METHODS", "check_method", "lstm_forward", "predict", "mse", "value_and_grad",
-           "forward_cache"]
+__all__ = ["METHODS", "check_method", "lstm_forward", "predict", "forecast", "mse",
+           "value_and_grad", "forward_cache"]
 
 #: The gradient methods, the default first.
 METHODS = ("fast", "bptt", "autograd")
@@ -83,17 +86,59 @@ def lstm_forward(params: dict, xs: Any, state: Any = None, *, method: str = "fas
     return hs, (h, c)
 
 
-def predict(params: dict, xs: Any, state: Any = None, *, method: str = "fast") -> Any:
+def predict(params: dict, xs: Any, state: Any = None, *, method: str = "fast",
+            return_state: bool = False) -> Any:
     """Predictions of the linear readout at every step, ``y_t = h_t @ Wy + by``.
 
     - params: ``Wx, Wh, b`` and the readout ``Wy (H, O)``, ``by (O,)``.
     - xs, state, method: as for :func:`lstm_forward`.
-    Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence.
+    - return_state: also return the final state ``(h, c)``, to continue from it.
+    Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence; with ``return_state``,
+    ``(ys, (h, c))``, h and c ``(B, H)`` (or ``(H,)``).
     """
     check_method(method, ("fast", "autograd"))
     xs, h0, c0, single = forward_arguments(params, xs, state, readout=True)
-    hs = _hidden(params, xs, h0, c0, method)[0]
+    out = _hidden(params, xs, h0, c0, method)
+    hs, c = out[0], out[1]
     ys = hs @ params["Wy"] + params["by"]
+    if not return_state:
+        return ys[:, 0] if single else ys
+    h = hs[-1]
+    return (ys[:, 0], (h[0], c[0])) if single else (ys, (h, c))
+
+
+def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *,
+             method: str = "fast") -> Any:
+    """Forecast ``horizon`` steps past ``xs``, feeding each prediction back as the next input.
+
+    - params: with a readout whose outputs are the inputs (``O == D``): next-value prediction.
+    - xs: the history, ``(T, B, D)`` or ``(T, D)``; state: its initial state, optional.
+    - horizon: K >= 1, the steps to forecast.
+    Returns ``(K, B, O)`` (or ``(K, O)`` for one sequence): the prediction after ``xs``, then
+    the prediction after feeding it back, and so on (step k sees the k - 1 predictions
+    before it as inputs, never the truth).
+
+    >>> import numpy as np, lstm_ag
+    >>> params = lstm_ag.init_params(1, 4, 1)
+    >>> lstm_ag.forecast(params, np.zeros((10, 1)), 3).shape
+    (3, 1)
+    """
+    check_method(method, ("fast", "autograd"))
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, onp.integer)) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    xs, h, c, single = forward_arguments(params, xs, state, readout=True)
+    D, O = xs.shape[-1], untraced(untraced(params)["Wy"]).shape[1]
+    if O != D:
+        raise ValueError(f"forecast feeds each prediction back as the next input, so the "
+                         f"readout's outputs must be the inputs: O = {O} but D = {D}")
+    ys = []
+    for _ in range(horizon):
+        out = _hidden(params, xs, h, c, method)
+        hs, c = out[0], out[1]
+        h = hs[-1]
+        ys.append(h @ params["Wy"] + params["by"])
+        xs = ys[-1][None]                                  # (1, B, D): the next input
+    ys = np.stack(ys)
     return ys[:, 0] if single else ys
 
 

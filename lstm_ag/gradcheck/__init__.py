@@ -20,5 +20,5 @@ from .compare import FD_EPS, FD_TOL, TOLERANCES, Row
 from .report import GradientReport
 from .step import check_step
 
-__all__ = ["check_gradients", "check_step", "GradientReport", "Row", "TOLERANCES", "FD_EPS", "FD_TOL",
-           "UPSTREAMS"]
+__all__ = ["check_gradients", "check_step", "GradientReport", "Row", "TOLERANCES", "FD_EPS",
+           "FD_TOL", "UPSTREAMS"]

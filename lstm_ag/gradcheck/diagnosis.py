@@ -234,9 +234,9 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                     "row (the batch, and the time steps), db = dz.sum(axis=0); check the axis "
                     "of the sum and that no row is left out.")
         if params_wrong == {"Wh"} and any(r.param in ("Wx", "b") for r in ok_rows):
-            return ("Only dWh is wrong while dWx and db are right, so dz is right: dWh = "
-                    "h_prev^T dz must use h_{t-1}, the state each step started from (not h_t), "
-                    "and the transpose on h_prev.")
+            return ("Only dWh is wrong while dWx and db are right, so dz is right: the mistake "
+                    "is in the line dWh = h_prev^T dz (the states it multiplies, h_{t-1} of "
+                    "each step, or the transpose).")
         if params_wrong == {"Wx"} and any(r.param in ("Wh", "b") for r in ok_rows):
             return ("Only dWx is wrong while dWh and db are right, so dz is right: dWx = "
                     "x^T dz; check the inputs you multiply (x_t of the same step) and the "

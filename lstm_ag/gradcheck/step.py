@@ -36,8 +36,18 @@ from scipy.special import expit
 from ..bptt import local_derivatives, lstm_backward, lstm_step_backward
 from ..cell import SequenceCache, lstm_step
 from ..ops import PLAIN, Elementwise
-from .compare import (FD_TOL, TOLERANCES, Row, block_entries, blocks, check_gate_order,
-                      compare_block, errors, finite_differences, permute_gates)
+from .compare import (
+    FD_TOL,
+    TOLERANCES,
+    Row,
+    block_entries,
+    blocks,
+    check_gate_order,
+    compare_block,
+    errors,
+    finite_differences,
+    permute_gates,
+)
 from .diagnosis import diagnose
 from .report import GradientReport
 
