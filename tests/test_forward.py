@@ -316,3 +316,49 @@ def test_validation_does_not_disturb_tracing(p):
     xs = np.random.default_rng(0).standard_normal((3, 2, 3))
     g = autograd.grad(lambda x: anp.sum(lstm_ag.predict(p, x)))(xs)   # traced xs is checked
     assert g.shape == xs.shape and np.all(np.isfinite(g))
+
+
+# ---------------------------------------------------------------- predict's state, forecast
+
+
+def test_predict_returns_the_state_to_continue_from():
+    params = lstm_ag.init_params(2, 4, 2, seed=1)
+    xs = np.random.default_rng(0).standard_normal((7, 3, 2))
+    ys, (h, c) = lstm_ag.predict(params, xs, return_state=True)
+    first, state = lstm_ag.predict(params, xs[:4], return_state=True)
+    rest = lstm_ag.predict(params, xs[4:], state)
+    assert_allclose(np.concatenate([first, rest]), ys, rtol=1e-14)
+    _, (h_ref, c_ref) = lstm_ag.lstm_forward(params, xs)
+    assert np.array_equal(h, h_ref) and np.array_equal(c, c_ref)
+    one, (h1, c1) = lstm_ag.predict(params, xs[:, 0], return_state=True)
+    assert one.shape == (7, 2) and h1.shape == c1.shape == (4,)
+
+
+def test_forecast_feeds_predictions_back_like_a_hand_written_loop():
+    params = lstm_ag.init_params(2, 4, 2, seed=1)
+    xs = np.random.default_rng(0).standard_normal((5, 3, 2))
+    _, state = lstm_ag.lstm_forward(params, xs)
+    expected = []
+    for _ in range(4):                                   # the loop a user would write
+        y = state[0] @ params["Wy"] + params["by"]
+        expected.append(y)
+        _, state = lstm_ag.lstm_forward(params, y[None], state)
+    assert_allclose(lstm_ag.forecast(params, xs, 4), np.stack(expected), rtol=1e-14)
+    assert_allclose(lstm_ag.forecast(params, xs, 1)[0], lstm_ag.predict(params, xs)[-1],
+                    rtol=1e-14)
+    assert lstm_ag.forecast(params, xs[:, 1], 3).shape == (3, 2)
+
+
+def test_forecast_is_differentiable_and_checks_its_arguments():
+    params = lstm_ag.init_params(1, 3, 1, seed=2)
+    xs = np.linspace(0, 1, 6)[:, None]
+
+    def loss(p, method):
+        return anp.sum(lstm_ag.forecast(p, xs, 3, method=method) ** 2)
+    fast, traced = autograd.grad(loss)(params, "fast"), autograd.grad(loss)(params, "autograd")
+    for k in params:
+        assert_allclose(fast[k], traced[k], rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match="horizon must be a positive integer, got 0"):
+        lstm_ag.forecast(params, xs, 0)
+    with pytest.raises(ValueError, match=r"outputs must be the inputs: O = 2 but D = 1"):
+        lstm_ag.forecast(lstm_ag.init_params(1, 3, 2), xs, 2)
