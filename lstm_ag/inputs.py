@@ -19,18 +19,36 @@ __all__ = ["as_sequence", "as_state", "as_targets", "as_mask", "forward_argument
 
 
 def _as_array(value, name, dtype):
-    """A plain array of ``dtype`` from array-likes; boxes pass through untouched."""
+    """A plain array of ``dtype`` from array-likes; boxes pass through untouched.
+
+    Refused up front, with the argument's name: masked arrays (their mask would be dropped
+    silently), tensors of other libraries (convert them yourself: ``t.detach().cpu().numpy()``),
+    ragged nested lists, non-real dtypes, and finite values too large for ``dtype``.
+    """
     if is_traced(value):
         return value
     if isinstance(value, (list, tuple)) and any(is_traced(v) for v in value):
         import autograd.numpy as anp
         return anp.stack([anp.asarray(v) for v in value])
+    if isinstance(value, onp.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; pass plain values (np.asarray(...)) and, "
+                        "for the loss, a mask of weights")
+    if not isinstance(value, onp.ndarray) and hasattr(value, "detach"):
+        raise TypeError(f"{name} is a {type(value).__module__}.{type(value).__name__}; lstm_ag "
+                        "works on numpy arrays: pass it as .detach().cpu().numpy()")
     try:
         array = onp.asarray(value)
     except (ValueError, TypeError) as err:
         raise TypeError(f"{name} must be an array of numbers ({err})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    if array.dtype != dtype and array.size and dtype.itemsize < max(array.dtype.itemsize, 8):
+        with onp.errstate(invalid="ignore"):
+            largest = float(onp.nanmax(onp.abs(array[onp.isfinite(array)]), initial=0.0))
+        limit = float(onp.finfo(dtype).max)
+        if largest > limit:
+            raise ValueError(f"{name} has finite values up to {largest:.3g}, which overflow "
+                             f"{dtype}, the parameters' dtype (largest {limit:.3g})")
     return array.astype(dtype, copy=False)
 
 
@@ -123,18 +141,20 @@ def as_mask(mask, T, B, dtype, single):
     """
     if mask is None:
         return None
-    mask = onp.asarray(mask)
-    if mask.dtype.kind not in "biuf":
-        raise TypeError(f"mask must be an array of numbers, got dtype {mask.dtype}")
-    mask = mask.astype(dtype)
+    traced = is_traced(mask)
+    mask = _as_array(mask, "mask", onp.dtype(onp.float64))
     if mask.shape == (T,):
         mask = onp.broadcast_to(mask[:, None], (T, B))
     if mask.shape != (T, B) or (single and B != 1):
         want = f"(T,) = ({T},)" if single else f"(T,) = ({T},) or (T, B) = ({T}, {B})"
         raise ValueError(f"mask must have shape {want}, got {shape_text(mask.shape)}")
+    if traced:                         # differentiated with respect to the mask: as given
+        return mask[:, :, None]
     if not onp.isfinite(mask).all() or (mask < 0).any() or not mask.any():
         raise ValueError("mask must hold finite weights >= 0, not all zero")
-    return mask[:, :, None]
+    # The loss divides by sum(mask): scale the weights to a largest of 1 (same loss) so that
+    # neither the sum nor the cast to float32 can overflow.
+    return (mask / mask.max()).astype(dtype)[:, :, None]
 
 
 def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool) -> tuple:

@@ -13,6 +13,8 @@ the one place that slices it.
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import numpy as onp
@@ -84,6 +86,33 @@ def _check_size(name, value):
     return int(value)
 
 
+def as_float_dtype(dtype: Any, name: str = "dtype") -> onp.dtype:
+    """``dtype`` as a numpy dtype if it is float32 or float64, else an error naming ``name``."""
+    try:
+        dtype = onp.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, arrays that need more than this machine's memory."""
+    total = memory_bytes()
+    if total is not None and nbytes > total:
+        raise ValueError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than this "
+                         f"machine's {total / 2**30:.3g} GiB of memory")
+
+
 def init_params(input_size: int, hidden_size: int, output_size: int | None = None, *,
                 seed: int = 0, forget_bias: float = 1.0,
                 dtype: Any = onp.float64) -> dict[str, onp.ndarray]:
@@ -105,12 +134,17 @@ def init_params(input_size: int, hidden_size: int, output_size: int | None = Non
     D = _check_size("input_size", input_size)
     H = _check_size("hidden_size", hidden_size)
     O = None if output_size is None else _check_size("output_size", output_size)
-    dtype = onp.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = as_float_dtype(dtype)
+    if isinstance(seed, bool) or not isinstance(seed, (int, onp.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, onp.number))
+            or not onp.isfinite(forget_bias)):
+        raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
+    shapes = param_shapes(D, H, O)
+    count = sum(math.prod(shape) for shape in shapes.values())
+    check_fits_in_memory(count * dtype.itemsize, f"init_params(D={D}, H={H}, O={O})")
     rng = onp.random.default_rng(seed)
     k = 1.0 / onp.sqrt(H)
-    shapes = param_shapes(D, H, O)
     params = {}
     for name in ("Wx", "Wh", "Wy", "by"):
         if name in shapes:
@@ -133,14 +167,20 @@ def check_params(params: dict, *, readout: bool = False) -> tuple[int, int, int 
       ``Wy (H, O)``, ``by (O,)``; numpy arrays or autograd boxes (tracing is not disturbed:
       only shapes and dtypes are inspected).
     - readout: require ``Wy`` and ``by``.
-    Raises ``TypeError`` when ``params`` is not a dict or an entry is not a float array, and
-    ``ValueError`` naming the entry, the expected shape and the given one otherwise.
+    Raises ``TypeError`` when ``params`` is not a dict or an entry is not a float array (numpy
+    subclasses such as ``np.matrix``, masked arrays and memmaps are refused: pass
+    ``np.asarray``), and ``ValueError`` naming the entry, the expected shape and the given one,
+    an unknown key (every method refuses them alike), or NaN/inf in a (plain) entry.
     """
     inner = untraced(params)
     if not isinstance(inner, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
     needed = CORE_KEYS + (READOUT_KEYS if readout else ())
     params = inner            # shapes and dtypes, read without recording anything
+    unknown = [k for k in params if k not in CORE_KEYS + READOUT_KEYS]
+    if unknown:
+        raise ValueError(f"params has unknown keys {unknown}; an LSTM's parameters are "
+                         "'Wx', 'Wh', 'b' and, for a readout, 'Wy', 'by'")
     missing = [k for k in needed if k not in params]
     if missing:
         readout_only = set(missing) <= set(READOUT_KEYS)
@@ -149,8 +189,11 @@ def check_params(params: dict, *, readout: bool = False) -> tuple[int, int, int 
                          f"it has {sorted(params)}")
     for key in needed + tuple(k for k in READOUT_KEYS if k in params and k not in needed):
         value = params[key]
-        if not (isinstance(value, onp.ndarray) or is_traced(value)):
-            raise TypeError(f"params[{key!r}] must be a numpy array, got {type(value).__name__}")
+        if not (type(value) is onp.ndarray or is_traced(value)):
+            kind = (f"a {type(value).__module__}.{type(value).__name__} (pass np.asarray of it)"
+                    if isinstance(value, onp.ndarray) or hasattr(value, "__array__")
+                    else type(value).__name__)
+            raise TypeError(f"params[{key!r}] must be a numpy array, got {kind}")
         if onp.dtype(value.dtype) not in FLOAT_DTYPES:
             raise TypeError(f"params[{key!r}] must be float32 or float64, got dtype {value.dtype}")
     Wx, Wh = params["Wx"], params["Wh"]
@@ -162,9 +205,12 @@ def check_params(params: dict, *, readout: bool = False) -> tuple[int, int, int 
                          f"got {shape_text(Wx.shape)}")
     D = Wx.shape[0]
     O = None
+    if Wx.shape[1] < 1 or H < 1:
+        raise ValueError(f"params['Wx'] and params['Wh'] must have H >= 1, got "
+                         f"{shape_text(Wx.shape)} and {shape_text(Wh.shape)}")
     if "Wy" in params:
-        if params["Wy"].ndim != 2:
-            raise ValueError(f"params['Wy'] must have shape (H, O) = ({H}, O), "
+        if params["Wy"].ndim != 2 or params["Wy"].shape[1] < 1:
+            raise ValueError(f"params['Wy'] must have shape (H, O) = ({H}, O) with O >= 1, "
                              f"got {shape_text(params['Wy'].shape)}")
         O = params["Wy"].shape[1]
     expected = param_shapes(D, H, O)
@@ -180,4 +226,10 @@ def check_params(params: dict, *, readout: bool = False) -> tuple[int, int, int 
     if len(dtypes) > 1:
         given = ", ".join(f"{k}: {params[k].dtype}" for k in expected if k in params)
         raise ValueError(f"params must share one dtype, got {given}")
+    for key in expected:
+        value = params.get(key)
+        if value is not None and not is_traced(value) and not onp.isfinite(value).all():
+            where = tuple(int(i) for i in onp.argwhere(~onp.isfinite(value))[0])
+            raise ValueError(f"params[{key!r}] contains NaN or inf (first at index {where}, "
+                             f"value {value[where]}): the parameters must be finite")
     return D, H, O

@@ -248,7 +248,7 @@ def test_non_numeric_xs(p, xs):
     ("Wh", np.zeros(16), r"params\['Wh'\] must have shape \(H, 4H\), got \(16,\)"),
     ("b", np.zeros((16, 1)), r"params\['b'\] must have shape \(16,\).*got \(16, 1\)"),
     ("Wy", np.zeros((5, 2)), r"params\['Wy'\] must have shape \(4, 2\).*got \(5, 2\)"),
-    ("Wy", np.zeros(4), r"params\['Wy'\] must have shape \(H, O\) = \(4, O\), got \(4,\)"),
+    ("Wy", np.zeros(4), r"params\['Wy'\] must have shape \(H, O\) = \(4, O\) with O >= 1, got \(4,\)"),
     ("by", np.zeros(3), r"params\['by'\] must have shape \(2,\).*got \(3,\)"),
 ])
 def test_wrongly_shaped_parameter(p, key, value, match):
