@@ -30,7 +30,11 @@ __all__ = ["from_concat", "to_concat", "from_split", "to_split", "from_torch", "
 def _numpy(value, name):
     """A float numpy array from an array, a scalar, a list or a torch tensor."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):   # a torch tensor
-        value = value.detach().cpu().numpy()
+        try:
+            value = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError):
+            raise TypeError(f"{name} is a tensor of dtype {value.dtype}, which numpy cannot "
+                            "hold; convert it with .double() or .float() first") from None
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as err:
@@ -99,7 +103,9 @@ def _finish(Wx, Wh, b, Wy, by, H, dtype_sources):
     params = {"Wx": Wx, "Wh": Wh, "b": b}
     if Wy is not None:
         params.update(Wy=Wy.T, by=by)
-    return {k: np.array(v, dtype=dtype, order="C") for k, v in params.items()}
+    params = {k: np.array(v, dtype=dtype, order="C") for k, v in params.items()}
+    check_params(params)                 # sizes >= 1, finite values: as every params dict
+    return params
 
 
 def from_concat(W, b=None, *, order="hx", Wy=None, by=None):
@@ -226,6 +232,9 @@ def from_torch(state_dict, linear=None):
                                   f"state_dict[{k!r}]", 4 * H, "(4H,)")
     Wy = by = None
     if linear is not None:
+        if not hasattr(linear, "keys"):
+            raise TypeError("linear must be an nn.Linear state dict (linear.state_dict()), "
+                            f"got {type(linear).__name__}")
         for k in ("weight", "bias"):
             if k not in linear:
                 raise ValueError(f"linear is missing {k!r} (an nn.Linear(H, O) state dict)")

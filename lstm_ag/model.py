@@ -186,6 +186,8 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
     (True, (3, 12))
     """
     check_method(method)
+    if isinstance(params, dict) and type(params) is not dict:
+        params = dict(params)             # an OrderedDict, say: autograd differentiates dicts
     arrays = loss_arguments(params, xs, targets, state, mask)      # validated once
     if method == "bptt":
         return loss_and_grads(params, *arrays)

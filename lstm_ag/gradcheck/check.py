@@ -55,6 +55,7 @@ from .compare import (
     block_entries,
     blocks,
     check_gate_order,
+    check_tolerances,
     compare_block,
     finite_differences,
 )
@@ -166,6 +167,13 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                          f"gate), got gate_order={gate_order!r} with layout={layout!r}")
     if backward is not None and not callable(backward):
         raise TypeError(f"backward must be a function, got {type(backward).__name__}")
+    tolerances = check_tolerances(tolerances)
+    if fd_samples is not None and (isinstance(fd_samples, bool)
+                                   or not isinstance(fd_samples, (int, np.integer))
+                                   or fd_samples < 1):
+        raise ValueError(f"fd_samples must be a positive integer or None, got {fd_samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     D, H, O = check_params(params, readout=upstream is None)
     dtype = np.dtype(params["Wx"].dtype)
     tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)

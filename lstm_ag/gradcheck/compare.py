@@ -28,8 +28,8 @@ import numpy as np
 from ..params import GATES, split_gates
 
 __all__ = ["TOLERANCES", "FD_EPS", "FD_TOL", "GATE_WIDE", "Block", "blocks", "permute_gates",
-           "check_gate_order", "errors", "finite_differences", "block_entries", "Row",
-           "compare_block"]
+           "check_gate_order", "check_tolerances", "errors", "finite_differences",
+           "block_entries", "Row", "compare_block"]
 
 #: Bounds on the normwise relative error against autograd, by the dtype of the backward under
 #: test. Measured on the library's own BPTT at H = 256, T = 100, B = 32: float64 2.9e-15,
@@ -92,6 +92,20 @@ def check_gate_order(order, name="gate_order"):
         raise ValueError(f"{name} must be the four gate letters i, f, g, o in some order "
                          f"(this library's is 'ifgo', CS231n's 'ifog'), got {order!r}")
     return order
+
+
+def check_tolerances(tolerances):
+    """``tolerances`` as a pair of positive finite floats (or None), else ``ValueError``."""
+    if tolerances is None:
+        return None
+    try:
+        pair = tuple(float(t) for t in tolerances)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(np.isfinite(t) and t > 0 for t in pair):
+        raise ValueError("tolerances must be a pair (rel vs autograd, rel vs finite "
+                         f"differences) of positive numbers, got {tolerances!r}")
+    return pair
 
 
 def errors(given, expected):

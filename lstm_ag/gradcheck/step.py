@@ -36,6 +36,7 @@ from scipy.special import expit
 from ..bptt import local_derivatives, lstm_backward, lstm_step_backward
 from ..cell import SequenceCache, lstm_step
 from ..ops import PLAIN, Elementwise
+from ..params import as_float_dtype
 from .compare import (
     FD_TOL,
     TOLERANCES,
@@ -43,6 +44,7 @@ from .compare import (
     block_entries,
     blocks,
     check_gate_order,
+    check_tolerances,
     compare_block,
     errors,
     finite_differences,
@@ -199,9 +201,10 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                         ("hidden_size", hidden_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    dtype = np.dtype(dtype)
-    if dtype not in TOLERANCES:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = as_float_dtype(dtype)
+    tolerances = check_tolerances(tolerances)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)
     rng = np.random.default_rng(seed)
     arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
