@@ -130,7 +130,8 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *,
     D, O = xs.shape[-1], untraced(untraced(params)["Wy"]).shape[1]
     if O != D:
         raise ValueError(f"forecast feeds each prediction back as the next input, so the "
-                         f"readout's outputs must be the inputs: O = {O} but D = {D}")
+                         f"readout's outputs must be the inputs: params has O = {O} outputs "
+                         f"but xs has D = {D} features")
     ys = []
     for _ in range(horizon):
         out = _hidden(params, xs, h, c, method)

@@ -360,5 +360,5 @@ def test_forecast_is_differentiable_and_checks_its_arguments():
         assert_allclose(fast[k], traced[k], rtol=1e-10, atol=1e-15)
     with pytest.raises(ValueError, match="horizon must be a positive integer, got 0"):
         lstm_ag.forecast(params, xs, 0)
-    with pytest.raises(ValueError, match=r"outputs must be the inputs: O = 2 but D = 1"):
+    with pytest.raises(ValueError, match=r"outputs must be the inputs: params has O = 2 outputs but xs has D = 1"):
         lstm_ag.forecast(lstm_ag.init_params(1, 3, 2), xs, 2)
