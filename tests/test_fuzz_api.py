@@ -45,7 +45,7 @@ MUTATIONS = {
         lambda x: x * 1e300,
         lambda x: np.where(x > 0, np.nan, x),
         lambda x: x.astype(complex),
-        lambda x: [list(r) for r in x.reshape(x.shape[0], -1)][:-1] + [[1.0]],
+        lambda x: [*[list(r) for r in x.reshape(x.shape[0], -1)][:-1], [1.0]],
         lambda x: x[None],
         lambda x: np.ma.masked_array(x),
         lambda x: x.astype(str),
@@ -115,7 +115,7 @@ FUNCTIONS = ["lstm_forward", "predict", "forecast", "mse", "value_and_grad:fast"
 
 def _fuzz(data):
     args, sizes = _problem(data)
-    target = data.draw(st.sampled_from(sorted(MUTATIONS) + ["none"]), label="argument")
+    target = data.draw(st.sampled_from([*sorted(MUTATIONS), "none"]), label="argument")
     if target != "none":
         mutate = data.draw(st.sampled_from(MUTATIONS[target]), label="mutation")
         args[target] = mutate(args[target])
