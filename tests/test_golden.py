@@ -1,4 +1,5 @@
-"""Golden values printed by the notebooks in shared/seeds, rebuilt through the public API.
+"""Golden values printed by the five teaching notebooks this project grew from (not part of
+the repository: the numbers are carried here), rebuilt through the public API.
 
 Each test redraws the notebook's weights with its own seeded ``np.random`` calls, in the
 notebook's order, converts them with ``lstm_ag.layouts`` and runs the library's forward.
