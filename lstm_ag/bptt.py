@@ -46,7 +46,7 @@ __all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "readout_
            "loss_and_grads", "bptt"]
 
 
-def local_derivatives(cache):
+def local_derivatives(cache: SequenceCache) -> tuple:
     """The local derivatives of every step, from a forward's stored activations.
 
     - cache: a :class:`lstm_ag.cell.SequenceCache` of T steps, batch B, H units.
@@ -66,7 +66,8 @@ def local_derivatives(cache):
     return h_c, c_z, h_zo, f
 
 
-def lstm_step_backward(dh_next, dc_next, cache, dz=None):
+def lstm_step_backward(dh_next: np.ndarray, dc_next: np.ndarray, cache: tuple,
+                       dz: np.ndarray | None = None) -> tuple:
     """Backward through one :func:`lstm_ag.cell.lstm_step`.
 
     - dh_next: dL/dh_t, the whole gradient reaching the step's output h_t, ``(B, H)``.
@@ -92,7 +93,8 @@ def lstm_step_backward(dh_next, dc_next, cache, dz=None):
     return dz, dz @ Wh.T, dc
 
 
-def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
+def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | None = None,
+                  dc_last: np.ndarray | None = None, *, inputs: bool = True) -> dict:
     """Backpropagation through time over a whole sequence.
 
     - dhs: dL/dh_t for every step from outside the recurrence (e.g. a readout), ``(T, B, H)``.
@@ -131,7 +133,8 @@ def lstm_backward(dhs, cache, dh_last=None, dc_last=None, *, inputs=True):
     return grads
 
 
-def readout_mse_backward(hs, Wy, by, targets, weights=None):
+def readout_mse_backward(hs: np.ndarray, Wy: np.ndarray, by: np.ndarray, targets: np.ndarray,
+                         weights: np.ndarray | None = None) -> tuple:
     """The loss of :func:`lstm_ag.cell.readout_mse` and its gradients, by hand.
 
     - hs ``(T, B, H)``, Wy ``(H, O)``, by ``(O,)``, targets ``(T, B, O)``, weights

@@ -21,6 +21,8 @@ arrays and keeps every activation for the hand-written backward (:mod:`lstm_ag.b
 """
 from __future__ import annotations
 
+from typing import Any
+
 import autograd.numpy as np
 import numpy as onp
 
@@ -30,7 +32,7 @@ from .params import split_gates
 __all__ = ["lstm_step", "scan", "SequenceCache", "readout_mse"]
 
 
-def lstm_step(Wh, zx_t, h, c, ops: Elementwise = TRACEABLE):
+def lstm_step(Wh: Any, zx_t: Any, h: Any, c: Any, ops: Elementwise = TRACEABLE) -> tuple:
     """One LSTM step from a precomputed input projection.
 
     - Wh: recurrent weights ``(H, 4H)``.
@@ -60,7 +62,8 @@ def lstm_step(Wh, zx_t, h, c, ops: Elementwise = TRACEABLE):
     return (h, c), (i, f, g, o, tanh_c)
 
 
-def scan(Wx, Wh, b, xs, h0, c0, ops: Elementwise = TRACEABLE):
+def scan(Wx: Any, Wh: Any, b: Any, xs: Any, h0: Any, c0: Any,
+         ops: Elementwise = TRACEABLE) -> tuple:
     """Run :func:`lstm_step` over a whole sequence (traceable by autograd).
 
     - Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``: the LSTM weights.
@@ -159,7 +162,7 @@ def _same_view(a, b):
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
-def readout_mse(params, hs, targets, weights):
+def readout_mse(params: dict, hs: Any, targets: Any, weights: Any) -> Any:
     """The MSE of the readout ``y = hs @ Wy + by`` against targets (traceable).
 
     - params: a dict with ``Wy (H, O)``, ``by (O,)``; hs ``(T, B, H)``; targets

@@ -62,7 +62,7 @@ def _check_finite(array, name):
                          f"value {array[where]}); {int(bad.sum())} such values in all")
 
 
-def as_sequence(xs, input_size, dtype, name="xs"):
+def as_sequence(xs: Any, input_size: int, dtype: onp.dtype, name: str = "xs") -> tuple:
     """Bring a sequence to time-major ``(T, B, D)``.
 
     - xs: ``(T, B, D)`` for a batch, ``(T, D)`` for one sequence, a list of T vectors of
@@ -87,7 +87,8 @@ def as_sequence(xs, input_size, dtype, name="xs"):
     return (xs[:, None, :] if single else xs), single
 
 
-def as_state(state, batch, hidden_size, dtype, single):
+def as_state(state: Any, batch: int, hidden_size: int, dtype: onp.dtype,
+             single: bool) -> tuple:
     """The initial state ``(h0, c0)``, each ``(B, H)``; zeros when ``state`` is None.
 
     - state: None, or a pair ``(h0, c0)``, each ``(B, H)``, or ``(H,)`` when xs is one sequence.
@@ -115,7 +116,7 @@ def as_state(state, batch, hidden_size, dtype, single):
     return tuple(out)
 
 
-def as_targets(targets, shape, dtype, single):
+def as_targets(targets: Any, shape: tuple, dtype: onp.dtype, single: bool) -> Any:
     """Targets of the predictions' shape, ``(T, B, O)``.
 
     - targets: ``(T, B, O)``, or ``(T, O)`` for one sequence (``(T,)`` when O = 1).
@@ -134,7 +135,7 @@ def as_targets(targets, shape, dtype, single):
     return targets[:, None, :] if single else targets
 
 
-def as_mask(mask, T, B, dtype, single):
+def as_mask(mask: Any, T: int, B: int, dtype: onp.dtype, single: bool) -> Any:
     """Per-step loss weights as ``(T, B, 1)``, or None.
 
     - mask: None, ``(T,)`` (same for every sequence) or ``(T, B)``; weights >= 0, not all 0.

@@ -19,6 +19,8 @@ C~ or W_c). Scalars count as 1x1 matrices, column vectors ``(H, 1)`` as ``(H,)``
 ``to_*`` returns a dict whose keys are the matching ``from_*``'s arguments, so
 ``from_concat(**to_concat(params))`` gives ``params`` back exactly.
 """
+from typing import Any
+
 import numpy as np
 
 from .params import GATES, check_params, shape_text, split_gates
@@ -108,7 +110,8 @@ def _finish(Wx, Wh, b, Wy, by, H, dtype_sources):
     return params
 
 
-def from_concat(W, b=None, *, order="hx", Wy=None, by=None):
+def from_concat(W: dict, b: dict | None = None, *, order: str = "hx", Wy: Any = None,
+                by: Any = None) -> dict[str, np.ndarray]:
     """Parameters from per-gate matrices on the stacked column ``[h; x]`` (or ``[x; h]``).
 
     - W: dict gate -> ``(H, H + D)`` matrix, ``z_k = W[k] @ [h; x] + b[k]`` for ``order="hx"``.
@@ -154,7 +157,7 @@ def _bias_per_gate(b):
     return {k: v[:, 0] for k, v in _per_gate(b[None, :]).items()}
 
 
-def to_concat(params, *, order="hx"):
+def to_concat(params: dict, *, order: str = "hx") -> dict:
     """The inverse of :func:`from_concat`: ``{"W": {gate: (H, H + D)}, "b": {gate: (H,)},
     "order": order[, "Wy": (O, H), "by": (O,)]}``."""
     if order not in ("hx", "xh"):
@@ -166,7 +169,8 @@ def to_concat(params, *, order="hx"):
     return _readout_out(params, {"W": W, "b": _bias_per_gate(params["b"]), "order": order})
 
 
-def from_split(W, U, b=None, *, Wy=None, by=None):
+def from_split(W: dict, U: dict, b: dict | None = None, *, Wy: Any = None,
+               by: Any = None) -> dict[str, np.ndarray]:
     """Parameters from per-gate input and recurrent matrices (notebooks 004 and 002).
 
     - W: dict gate -> ``(H, D)``, the input weights; U: dict gate -> ``(H, H)``, recurrent:
@@ -187,7 +191,7 @@ def from_split(W, U, b=None, *, Wy=None, by=None):
     return _finish(Wx, Wh, bias, Wy, by, H, Ws + Us + (bs or []))
 
 
-def to_split(params):
+def to_split(params: dict) -> dict:
     """The inverse of :func:`from_split`: ``{"W": {gate: (H, D)}, "U": {gate: (H, H)},
     "b": {gate: (H,)}[, "Wy": (O, H), "by": (O,)]}``."""
     check_params(params)
@@ -198,7 +202,7 @@ def to_split(params):
 _TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
-def from_torch(state_dict, linear=None):
+def from_torch(state_dict: Any, linear: Any = None) -> dict[str, np.ndarray]:
     """Parameters from a single-layer, unidirectional ``torch.nn.LSTM`` state dict.
 
     - state_dict: ``weight_ih_l0 (4H, D)``, ``weight_hh_l0 (4H, H)`` and, unless the LSTM has
@@ -251,7 +255,7 @@ def _tensors(arrays):
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
-def to_torch(params, *, linear=False):
+def to_torch(params: dict, *, linear: bool = False) -> Any:
     """An ``nn.LSTM`` layer-0 state dict from params (torch tensors if torch is installed,
     numpy arrays otherwise): ``weight_ih_l0 (4H, D)``, ``weight_hh_l0 (4H, H)``,
     ``bias_ih_l0 = b``, ``bias_hh_l0 = 0``.
@@ -269,7 +273,8 @@ def to_torch(params, *, linear=False):
     return lstm, _tensors(lin)
 
 
-def from_keras(kernel, recurrent_kernel, bias=None, *, Wy=None, by=None):
+def from_keras(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, Wy: Any = None,
+               by: Any = None) -> dict[str, np.ndarray]:
     """Parameters from a Keras ``LSTM`` layer's weights (gate order i, f, c, o = i, f, g, o).
 
     - kernel ``(D, 4H)``, recurrent_kernel ``(H, 4H)``, bias ``(4H,)`` (zeros if None).
@@ -294,7 +299,7 @@ def from_keras(kernel, recurrent_kernel, bias=None, *, Wy=None, by=None):
     return _finish(kernel, rk, bias, Wy, by, H, [kernel, rk])
 
 
-def to_keras(params):
+def to_keras(params: dict) -> dict[str, np.ndarray]:
     """The inverse of :func:`from_keras`: ``{"kernel": (D, 4H), "recurrent_kernel": (H, 4H),
     "bias": (4H,)[, "Wy": (H, O), "by": (O,)]}``; ``[d["kernel"], d["recurrent_kernel"],
     d["bias"]]`` is what a Keras LSTM's ``set_weights`` takes."""

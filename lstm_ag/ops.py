@@ -19,7 +19,7 @@ The rules are written with autograd's numpy, so they can themselves be different
 same functions without autograd's wrapper, for loops over plain arrays.
 """
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import autograd.numpy  # noqa: F401  (registers autograd's array boxes, which the rules use)
 import numpy as onp
@@ -30,7 +30,7 @@ __all__ = ["sigmoid", "tanh", "Elementwise", "TRACEABLE", "PLAIN"]
 
 
 @primitive
-def sigmoid(x):
+def sigmoid(x: Any) -> Any:
     """Logistic sigmoid 1 / (1 + exp(-x)), elementwise and overflow-free.
 
     - x: array of any shape (float32 stays float32).
@@ -40,7 +40,7 @@ def sigmoid(x):
 
 
 @primitive
-def tanh(x):
+def tanh(x: Any) -> Any:
     """Hyperbolic tangent, elementwise; its derivative is taken from the output, 1 - tanh**2.
 
     - x: array of any shape (float32 stays float32).

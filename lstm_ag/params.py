@@ -32,7 +32,7 @@ READOUT_KEYS = ("Wy", "by")
 FLOAT_DTYPES = (onp.dtype(onp.float32), onp.dtype(onp.float64))
 
 
-def split_gates(z):
+def split_gates(z: Any) -> tuple:
     """Split the last axis, ``(..., 4H)``, into the four ``(..., H)`` blocks ``i, f, g, o``.
 
     - z: an array (or autograd box) whose last axis holds the four gates side by side.
@@ -156,7 +156,8 @@ def init_params(input_size: int, hidden_size: int, output_size: int | None = Non
     return {name: params[name] for name in shapes}
 
 
-def shape_text(shape):
+def shape_text(shape: tuple) -> str:
+    """A shape as the messages print it: ``(3, 4)``, ``(4,)``."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 

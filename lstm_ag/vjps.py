@@ -19,6 +19,8 @@ speed.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from autograd import make_jvp, make_vjp
 from autograd.builtins import dict as traced_dict
@@ -82,7 +84,7 @@ def as_traced_dict(params: dict) -> dict:
 # --- the whole recurrence ---------------------------------------------------------------------
 
 @primitive
-def lstm_sequence(params, xs, h0, c0):
+def lstm_sequence(params: dict, xs: Any, h0: Any, c0: Any) -> tuple:
     """The whole sequence as one autograd primitive: ``(hs (T, B, H), c_T (B, H))``.
 
     - params: a dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (other entries get a

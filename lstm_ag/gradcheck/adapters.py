@@ -14,6 +14,8 @@ Gradients come back in the same layout and are converted by the same (linear) co
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import layouts
@@ -24,7 +26,7 @@ __all__ = ["LAYOUTS", "to_user", "from_user", "split_output"]
 LAYOUTS = ("dict", "concat", "split")
 
 
-def to_user(params, layout, gate_order):
+def to_user(params: dict, layout: str, gate_order: str) -> dict:
     """``params`` (this library's dict) as the backward under test takes them."""
     if layout == "dict":
         return {k: permute_gates(v, "ifgo", gate_order) if k in GATE_WIDE else np.array(v)
@@ -46,7 +48,7 @@ def _shape_problem(value, shape):
     return array
 
 
-def from_user(grads, layout, gate_order, shapes):
+def from_user(grads: Any, layout: str, gate_order: str, shapes: dict) -> dict:
     """The backward's gradients in this library's dict, float64.
 
     - grads: what the backward returned (its gradient part), in its layout.
@@ -90,7 +92,7 @@ def _from_gate_dicts(grads, layout, shapes):
     return out
 
 
-def split_output(out):
+def split_output(out: Any) -> tuple:
     """``(loss or None, grads)`` from what a backward returned: grads, or (loss, grads)."""
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
         loss = out[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _whole(a):
     return a
 
 
-def blocks(names, prefix="d"):
+def blocks(names: Any, prefix: str = "d") -> list[Block]:
     """The blocks of the arrays ``names``, in order: the 4H-wide ones by gate."""
     out = []
     for name in names:
@@ -73,7 +74,7 @@ def blocks(names, prefix="d"):
     return out
 
 
-def permute_gates(array, from_order, to_order):
+def permute_gates(array: Any, from_order: str, to_order: str) -> np.ndarray:
     """Reorder the gate blocks of the last (4H) axis from ``from_order`` to ``to_order``.
 
     - array: ``(..., 4H)``; from_order, to_order: strings of the four letters ``i f g o``
@@ -86,7 +87,7 @@ def permute_gates(array, from_order, to_order):
     return np.concatenate([parts[g] for g in to_order], axis=-1)
 
 
-def check_gate_order(order, name="gate_order"):
+def check_gate_order(order: Any, name: str = "gate_order") -> str:
     """``order`` if it is a permutation of ``"ifgo"``, else ``ValueError`` naming ``name``."""
     if not isinstance(order, str) or sorted(order) != sorted("ifgo"):
         raise ValueError(f"{name} must be the four gate letters i, f, g, o in some order "
@@ -94,7 +95,7 @@ def check_gate_order(order, name="gate_order"):
     return order
 
 
-def check_tolerances(tolerances):
+def check_tolerances(tolerances: Any) -> tuple[float, float] | None:
     """``tolerances`` as a pair of positive finite floats (or None), else ``ValueError``."""
     if tolerances is None:
         return None
@@ -108,7 +109,7 @@ def check_tolerances(tolerances):
     return pair
 
 
-def errors(given, expected):
+def errors(given: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     """``(abs, rel)``: ``max |given - expected|`` and that over the larger of both maxima
     (0 when both are zero; inf when anything is not finite)."""
     if given.size == 0:
@@ -120,7 +121,8 @@ def errors(given, expected):
     return diff, (diff / scale if scale > 0 else 0.0)
 
 
-def block_entries(block, shape, samples, rng):
+def block_entries(block: Block, shape: tuple, samples: int,
+                  rng: np.random.Generator) -> np.ndarray:
     """Flat indices into an array of ``shape`` of the entries of ``block`` to difference:
     all of them when there are at most ``samples``, else a seeded random subset (sorted)."""
     inside = block.view(np.arange(int(np.prod(shape))).reshape(shape)).reshape(-1)
@@ -129,7 +131,8 @@ def block_entries(block, shape, samples, rng):
     return np.sort(rng.choice(inside, samples, replace=False))
 
 
-def finite_differences(loss, arrays, name, flat_indices):
+def finite_differences(loss: Callable, arrays: dict, name: str,
+                       flat_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Central differences of ``loss(arrays)`` with respect to entries of ``arrays[name]``.
 
     - loss: a function of the dict ``arrays`` returning a float (evaluated in float64).
@@ -203,7 +206,8 @@ class Row:
         return max(ag, fd)
 
 
-def compare_block(block, given, expected, tolerance, *, fd=None):
+def compare_block(block: Block, given: Any, expected: np.ndarray, tolerance: float, *,
+                  fd: tuple | None = None) -> Row:
     """A :class:`Row` for one block.
 
     - block: a :class:`Block`; given, expected: the whole arrays (float64) of its parameter,
