@@ -222,10 +222,18 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
         return (f"{_names(zero)} should be exactly 0 {at}, and yours "
                 f"{'is' if len(zero) == 1 else 'are'} not: {because}.")
     # 6. patterns of gates and arrays
-    if gated and wrong_gates == ["i", "f", "g"] and all(r.name == "dprev_c" for r in others):
-        return ("The i, f and g blocks are wrong and the o blocks are right: all three "
-                "come from dc, the gradient reaching c_t, which o does not use; check "
-                "dc = dc_next + dh * o * (1 - tanh(c)**2)"
+    # i, f, g all use dc (a gate not tested here, as f from a zero state, cannot object)
+    untested = {r.gate for r in rows if r.gate is not None and r.status == "not tested"}
+    if (len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
+            and set(wrong_gates) | untested >= {"i", "f", "g"}
+            and all(r.name == "dprev_c" for r in others)):
+        blocks = ("The i, f and g blocks are wrong" if len(wrong_gates) == 3 else
+                  f"The {' and '.join(wrong_gates)} blocks are wrong ("
+                  f"{' and '.join(g for g in 'ifg' if g not in wrong_gates)} not tested here)")
+        return (f"{blocks} and the o blocks are right: i, f and g all come from dc, the "
+                "gradient reaching c_t, which o does not use; check "
+                "dc = dc_next + dh * o * (1 - tanh(c)**2), the derivative of tanh taken at c "
+                "(1 - tanh(c)**2, not 1 - c**2)"
                 + (" (dprev_c = dc * f is wrong with it)." if others else "."))
     if not others and gated:
         params_wrong = {r.param for r in gated}
