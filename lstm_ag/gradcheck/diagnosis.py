@@ -66,11 +66,11 @@ def _constant_ratio(rows, wrong):
     return k0, everywhere
 
 
-def _ratio_hint(k, counts, kind="sequence"):
-    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number). A step
-    check has no loss (its upstream gradients are given): no square, no mean to forget."""
+def _ratio_hint(k, counts, loss=True):
+    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number).
+    ``loss``: whether the loss's scaling can explain it (not in a step check, which has no
+    loss, nor when only some blocks are off, since the loss's scale reaches every block)."""
     hints = []
-    loss = kind == "sequence"
     if loss and abs(k - 0.5) < 1e-9:
         hints.append("half: the 2 of d(err**2)/d(err) = 2 err is missing")
     elif loss and abs(k - 2) < 1e-9:
@@ -186,7 +186,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     if ratio is not None:
         k, everywhere = ratio
         where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
-        hints = _ratio_hint(k, counts, kind)
+        hints = _ratio_hint(k, counts, loss=everywhere and kind == "sequence")
         hint = f" It is {hints[0]}." if hints else ""
         look = ("Look at the scaling of the loss's gradient (the 2 of the square, the mean's "
                 "1/N, a 1/B) before anything else." if everywhere and kind == "sequence" else
