@@ -366,8 +366,8 @@ def test_notebook_001_original_class_is_caught_at_length_2(one_sequence):
     ("dh_next = dz[:self.hidden_size, :]", "dh_next = dz[-self.hidden_size:, :]",
      1, 2, "the hidden path, dh_prev = dz @ Wh.T"),
     ("dzo = do * dsigmoid(o)", "dzo = do * dsigmoid(o) * 2", 1, 1,
-     "In the wrong blocks (dWx[o] and db[o]) your gradient is 2 times the expected one: "
-     "a missing or extra constant factor, not a wrong formula. Look for a stray constant"),
+     ("In the wrong blocks (dWx[o] and db[o]) your gradient is 2 times the expected one: "
+      "a missing or extra constant factor, not a wrong formula. Look for a stray constant")),
 ], ids=["dtanh of c, not of tanh(c)", "dh_next sliced from the x rows", "dzo doubled"])
 def test_notebook_001_bugs_are_named(one_sequence, old, new, count, length, phrase):
     params, xs = one_sequence

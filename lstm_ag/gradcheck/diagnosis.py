@@ -150,8 +150,9 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
                    + ": check the forward and the loss formula too.")
     if not wrong:
         return out
-    worst = max(wrong, key=lambda r: r.rel)
-    out.append(_worst_entries(worst))
+    # in a step, dx and dprev_h only echo a wrong dz: show the block the mistake is in
+    primary = [r for r in wrong if kind != "step" or r.name not in ("dx", "dprev_h")] or wrong
+    out.append(_worst_entries(max(primary, key=lambda r: r.rel)))
     return out
 
 
