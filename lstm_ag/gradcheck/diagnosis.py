@@ -66,11 +66,11 @@ def _constant_ratio(rows, wrong):
     return k0, everywhere
 
 
-def _ratio_hint(k, counts, kind="sequence"):
-    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number). A step
-    check has no loss (its upstream gradients are given): no square, no mean to forget."""
+def _ratio_hint(k, counts, loss=True):
+    """What a ratio ``k`` is likely to be, given the sizes ``counts`` (name -> number).
+    ``loss``: whether the loss's scaling can explain it (not in a step check, which has no
+    loss, nor when only some blocks are off, since the loss's scale reaches every block)."""
     hints = []
-    loss = kind == "sequence"
     if loss and abs(k - 0.5) < 1e-9:
         hints.append("half: the 2 of d(err**2)/d(err) = 2 err is missing")
     elif loss and abs(k - 2) < 1e-9:
@@ -150,8 +150,9 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
                    + ": check the forward and the loss formula too.")
     if not wrong:
         return out
-    worst = max(wrong, key=lambda r: r.rel)
-    out.append(_worst_entries(worst))
+    # in a step, dx and dprev_h only echo a wrong dz: show the block the mistake is in
+    primary = [r for r in wrong if kind != "step" or r.name not in ("dx", "dprev_h")] or wrong
+    out.append(_worst_entries(max(primary, key=lambda r: r.rel)))
     return out
 
 
@@ -186,7 +187,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     if ratio is not None:
         k, everywhere = ratio
         where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
-        hints = _ratio_hint(k, counts, kind)
+        hints = _ratio_hint(k, counts, loss=everywhere and kind == "sequence")
         hint = f" It is {hints[0]}." if hints else ""
         look = ("Look at the scaling of the loss's gradient (the 2 of the square, the mean's "
                 "1/N, a 1/B) before anything else." if everywhere and kind == "sequence" else
@@ -222,10 +223,18 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
         return (f"{_names(zero)} should be exactly 0 {at}, and yours "
                 f"{'is' if len(zero) == 1 else 'are'} not: {because}.")
     # 6. patterns of gates and arrays
-    if gated and wrong_gates == ["i", "f", "g"] and all(r.name == "dprev_c" for r in others):
-        return ("The i, f and g blocks are wrong and the o blocks are right: all three "
-                "come from dc, the gradient reaching c_t, which o does not use; check "
-                "dc = dc_next + dh * o * (1 - tanh(c)**2)"
+    # i, f, g all use dc (a gate not tested here, as f from a zero state, cannot object)
+    untested = {r.gate for r in rows if r.gate is not None and r.status == "not tested"}
+    if (len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
+            and set(wrong_gates) | untested >= {"i", "f", "g"}
+            and all(r.name == "dprev_c" for r in others)):
+        blocks = ("The i, f and g blocks are wrong" if len(wrong_gates) == 3 else
+                  f"The {' and '.join(wrong_gates)} blocks are wrong ("
+                  f"{' and '.join(g for g in 'ifg' if g not in wrong_gates)} not tested here)")
+        return (f"{blocks} and the o blocks are right: i, f and g all come from dc, the "
+                "gradient reaching c_t, which o does not use; check "
+                "dc = dc_next + dh * o * (1 - tanh(c)**2), the derivative of tanh taken at c "
+                "(1 - tanh(c)**2, not 1 - c**2)"
                 + (" (dprev_c = dc * f is wrong with it)." if others else "."))
     if not others and gated:
         params_wrong = {r.param for r in gated}

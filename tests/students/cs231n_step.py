@@ -1,7 +1,9 @@
-"""A correct CS231n-style LSTM step pair (gate order i, f, o, g), as students write it.
+"""A correct CS231n-style LSTM (gate order i, f, o, g), as students write ``rnn_layers.py``.
 
-Used by the checker's tests as the starting point for planted bugs, and by the command-line
-tests as a ``--step FILE.py``.
+The step pair ``lstm_step_forward``, ``lstm_step_backward`` and the sequence pair built on it,
+``lstm_forward(x, h0, Wx, Wh, b)``, ``lstm_backward(dh, cache)``, batch-major: x ``(N, T, D)``,
+h and dh ``(N, T, H)``. Used by the checker's tests as the starting point for planted bugs (one
+line changed, see ``mutate.py``), and by the command-line tests as a ``--step FILE.py``.
 """
 import numpy as np
 
@@ -39,3 +41,29 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     dWh = prev_h.T @ da
     db = da.sum(axis=0)
     return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    N, T, D = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H))
+    prev_h, prev_c = h0, np.zeros_like(h0)
+    cache = []
+    for t in range(T):
+        prev_h, prev_c, step_cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        cache.append(step_cache)
+    return h, cache
+
+
+def lstm_backward(dh, cache):
+    N, T, H = dh.shape
+    D = cache[0][0].shape[1]
+    dx = np.zeros((N, T, D))
+    dWx, dWh, db = 0, 0, 0
+    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        step = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[t])
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = step
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev_h, dWx, dWh, db

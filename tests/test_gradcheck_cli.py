@@ -1,0 +1,127 @@
+"""The command line lstm-ag-gradcheck (python -m lstm_ag.gradcheck) on students' files.
+
+Exit status 0 when everything agrees, 1 when something is wrong (or the user's code raised),
+2 for usage: one line on stderr, never a traceback.
+"""
+import subprocess
+import sys
+
+import pytest
+from students.mutate import HERE, mutated_source
+
+from lstm_ag.gradcheck.__main__ import main
+
+STEP = str(HERE / "cs231n_step.py")
+LOOP = str(HERE / "sequence_loop.py")
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_correct_step_file_exits_0(capsys):
+    assert main(["--step", STEP, "--gate-order", "ifog"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"checking {STEP}: lstm_step_forward and lstm_step_backward, gate "
+                          "order ifog, N=2 D=3 H=8 seed=0\n")
+    assert "dWx[i]" in out and "dprev_c" in out and "diagnosis" not in out
+    assert out.splitlines()[-1].startswith("OK: worst")
+
+
+def test_a_step_file_with_a_bug_exits_1_and_says_what_it_is(tmp_path, capsys):
+    path = write(tmp_path, "my_lstm.py", mutated_source(
+        "cs231n_step.py", "dprev_c = dc * f", "dprev_c = dc"))
+    assert main(["--step", path, "--gate-order", "ifog", "--batch", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "diagnosis:\n  - dprev_c is missing the forget gate" in out
+    assert out.splitlines()[-1].startswith("MISMATCH: worst dprev_c")
+
+
+def test_a_step_file_checked_in_the_wrong_gate_order_is_told_the_right_one(capsys):
+    assert main(["--step", STEP]) == 1
+    out = capsys.readouterr().out
+    assert "pass gate_order='ifog'" in out and "dWx[i]" not in out      # no gradient blamed
+
+
+def test_other_function_names(tmp_path, capsys):
+    text = (HERE / "cs231n_step.py").read_text()
+    text = text.replace("def lstm_step_forward(", "def step_fwd(").replace(
+        "def lstm_step_backward(", "def step_bwd(").replace(
+        "lstm_step_forward(x[:, t]", "step_fwd(x[:, t]").replace(
+        "lstm_step_backward(dh[:, t]", "step_bwd(dh[:, t]")
+    path = write(tmp_path, "renamed.py", text)
+    assert main(["--step", path, "--forward", "step_fwd", "--backward", "step_bwd",
+                 "--gate-order", "ifog"]) == 0
+    assert main(["--step", path, "--gate-order", "ifog"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        (f"lstm-ag-gradcheck: error: {path} defines no function 'lstm_step_forward' "
+         "(--forward); it defines: lstm_backward, lstm_forward, sigmoid, step_bwd, step_fwd")]
+
+
+@pytest.mark.parametrize(("upstream", "name"), [("all", "backward_all"),
+                                                ("last", "backward_last")])
+def test_a_correct_sequence_file_exits_0(capsys, upstream, name):
+    assert main(["--sequence", LOOP, "--backward", name, "--upstream", upstream,
+                 "--steps", "3", "--hidden-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert f"{name}, upstream {upstream}, layout dict" in out.splitlines()[0]
+    assert out.splitlines()[-1].startswith("OK: worst")
+
+
+def test_a_sequence_file_with_notebook_001s_bug_exits_1(tmp_path, capsys):
+    path = write(tmp_path, "loop.py", mutated_source(
+        "sequence_loop.py", "return np.array(hs), caches", "        return np.array(hs), caches"))
+    assert main(["--sequence", path, "--backward", "backward_last", "--upstream", "last",
+                 "--steps", "3", "--hidden-size", "4"]) == 1
+    out = capsys.readouterr().out
+    assert "Your gradients are those of the first step alone" in out
+    assert "first wrong at sequence length 2:" in out
+    assert out.splitlines()[-1].startswith("MISMATCH") and "first wrong at length 2" in out
+
+
+def test_user_code_that_raises_exits_1_naming_file_and_line(tmp_path, capsys):
+    text = mutated_source("cs231n_step.py", "dWh = prev_h.T @ da", "dWh = prev_h @ da")
+    line = text.splitlines().index("    dWh = prev_h @ da") + 1
+    path = write(tmp_path, "broken.py", text)
+    assert main(["--step", path, "--gate-order", "ifog"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lstm-ag-gradcheck: your code raised ValueError")
+    assert err[0].endswith(f"(broken.py line {line})")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--step", "no/such/file.py"], "no/such/file.py: no such file"),
+    (["--sequence", LOOP, "--backward", "backward_all"],
+     "--sequence needs --backward NAME and --upstream last|all"),
+    (["--sequence", LOOP, "--backward", "nope", "--upstream", "all"],
+     "defines no function 'nope' (--backward)"),
+])
+def test_usage_errors_exit_2_with_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_a_file_that_cannot_be_imported_exits_2(tmp_path, capsys):
+    path = write(tmp_path, "bad.py", "def lstm_step_forward(:\n")
+    assert main(["--step", path]) == 2
+    assert "cannot be imported: SyntaxError at line 1" in capsys.readouterr().err
+
+
+def test_a_bad_gate_order_exits_2():
+    with pytest.raises(SystemExit) as exit_:
+        main(["--step", STEP, "--gate-order", "iffo"])
+    assert exit_.value.code == 2
+
+
+def test_it_runs_as_a_module_with_its_exit_status(tmp_path):
+    path = write(tmp_path, "my_lstm.py", mutated_source(
+        "cs231n_step.py", "do = dnext_h * tanh_c * o * (1 - o)", "do = dnext_h * tanh_c"))
+    done = subprocess.run([sys.executable, "-m", "lstm_ag.gradcheck", "--step", path,
+                           "--gate-order", "ifog"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""
+    assert "Only the o gate is wrong" in done.stdout
