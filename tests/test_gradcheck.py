@@ -91,7 +91,7 @@ def test_float32_passes(shape, seed):
     for backward in (None, lambda p, x, y: lstm_ag.value_and_grad(p, x, y)):
         report = lstm_ag.check_gradients(params, xs, ys, backward=backward, fd_samples=8)
         assert report.ok, str(report)
-        assert report.dtype == "float32" and report.tolerances[0] == 1e-4
+        assert report.dtype == "float32" and report.tolerances == (1e-3, 1e-3)
 
 
 def test_a_float32_mistake_of_one_percent_in_one_gate_is_caught(problem):
@@ -123,8 +123,6 @@ def test_cs231n_sequence_pair_passes_with_its_gate_order(problem):
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason="reported: a sequence check has no forward to compare, "
-                   "and does not try the other gate orders before 'No known pattern fits'")
 def test_cs231n_sequence_pair_without_its_gate_order_is_told_to_pass_it(problem):
     report = run(problem, cs231n_backward(load("cs231n_step.py")), "all")
     assert not report.ok and report.first_bad_length == 1
@@ -207,8 +205,6 @@ def test_planted_sequence_bug_is_located_and_named(problem, upstream, old, new, 
     assert f"first wrong at length {length}" in text.splitlines()[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="reported: check_gradients passes the full T's sizes "
-                   "(T*B*O, T) to the diagnosis, which measures the ratio at first_bad_length")
 def test_a_missing_mean_is_named_with_the_sizes_where_it_is_measured(problem):
     params, xs, ys = problem
     student = mutate(LOOP, "dys = 2 * err / err.size", "dys = 2 * err")

@@ -16,9 +16,9 @@
 * ``python -m lstm_ag.gradcheck`` (``lstm-ag-gradcheck``): the command line.
 """
 from .check import UPSTREAMS, check_gradients
-from .compare import FD_EPS, FD_TOL, TOLERANCES, Row
+from .compare import FD_EPS, TOLERANCES, Row
 from .report import GradientReport
 from .step import check_step
 
 __all__ = ["check_gradients", "check_step", "GradientReport", "Row", "TOLERANCES", "FD_EPS",
-           "FD_TOL", "UPSTREAMS"]
+           "UPSTREAMS"]

@@ -16,7 +16,8 @@ The loss the backward differentiates is one of three (``upstream=``):
   ``lstm_backward(dh, cache)``); ``backward(params, xs, dhs)``, dhs ``(T, B, H)``.
 
 For the upstream modes the upstream gradient is ``targets`` when given, else drawn at random
-(seeded). With ``state=`` the backward is called with the state as a fourth argument.
+(seeded). With ``state=`` (or ``mask=``) the backward is called with ``state=...`` (or
+``mask=...``, cut to the prefix checked) as a keyword argument too.
 
 The references (see :mod:`lstm_ag.gradcheck.compare`) are autograd tracing the forward and
 central finite differences, both in float64. When the backward is wrong, the check is repeated
@@ -28,6 +29,8 @@ report says so); a broken recurrent path from length 2.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +53,6 @@ from ..model import lstm_forward, mse
 from ..params import check_params
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
-    FD_TOL,
     TOLERANCES,
     block_entries,
     blocks,
@@ -121,12 +123,12 @@ def _functional(upstream, params, xs, third, weights, h0, c0, method):
     return anp.sum(third * (h if upstream == "last" else hs))
 
 
-def _fd_samples(loss, n_blocks):
-    """Entries per block to difference within about :data:`FD_BUDGET` seconds, from the
-    measured time of one evaluation of ``loss()`` (four evaluations per entry)."""
-    start = time.perf_counter()
-    loss()
-    per_eval = max(time.perf_counter() - start, 1e-6)
+def _fd_samples(T, B, D, H, O, n_blocks):
+    """Entries per block to difference in about :data:`FD_BUDGET` seconds on a 2-core machine
+    (four evaluations of the loss per entry), from the sizes alone, so that a report does not
+    depend on how busy the machine is: a loss costs about T numpy calls per step and
+    2 T B 4H (D + H + O) flops."""
+    per_eval = T * 3e-5 + 2 * T * B * 4 * H * (D + H + O) / 5e9
     return int(np.clip(FD_BUDGET / (4 * n_blocks * per_eval), 1, 64))
 
 
@@ -176,7 +178,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     D, H, O = check_params(params, readout=upstream is None)
     dtype = np.dtype(params["Wx"].dtype)
-    tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)
+    tol_ag, tol_fd = tolerances if tolerances is not None else TOLERANCES[dtype]
     xs3, single = as_sequence(xs, D, dtype)
     T, B, _ = xs3.shape
     rng = np.random.default_rng(seed)
@@ -219,26 +221,27 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         w = None if w64 is None else w64[:length]
         return x64[:length], y, w
 
+    @functools.cache
     def reference(length):
         x, y, w = prefix(length)
         return autograd.value_and_grad(
             lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(p64)
 
-    def call(length):
+    def call(length, order=gate_order):
         x = xs3[:length]
         y = third if upstream == "last" else third[:length]
         if single:
             x, y = x[:, 0], (y[0] if upstream == "last" else y[:, 0])
-        user_params = to_user({k: params[k] for k in params}, layout, gate_order)
+        user_params = to_user({k: params[k] for k in params}, layout, order)
         extra = {} if state is None else {"state": state}
         if mask is not None:
             extra["mask"] = np.asarray(mask)[:length]
         loss, grads = split_output(backward(user_params, x, y, **extra))
-        return loss, from_user(grads, layout, gate_order, shapes)
+        return loss, from_user(grads, layout, order, shapes)
 
-    def rows_at(length, fd=False):
+    def rows_at(length, fd=False, order=gate_order):
         ref_loss, ref = reference(length)
-        loss, got = call(length)
+        loss, got = call(length, order)
         rows = []
         for block in blocks(names):
             fd_values = None
@@ -247,7 +250,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                 fd_values = (indices, *finite_differences(
                     lambda a: _plain_loss(a, length), p64, block.param, indices))
             rows.append(compare_block(block, got[block.param], ref[block.param], tol_ag,
-                                      fd=fd_values))
+                                      fd=fd_values, fd_tolerance=tol_fd))
         loss_problem = None
         if loss is not None and not abs(loss - ref_loss) <= tol_ag * max(abs(ref_loss), 1e-300):
             loss_problem = (float(ref_loss), loss)
@@ -257,7 +260,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         return float(_functional(upstream, arrays, *prefix(length), h64, c64, "fast"))
 
     samples = fd_samples if fd_samples is not None else _fd_samples(
-        lambda: _plain_loss(p64, T), len(blocks(names)))
+        T, B, D, H, O or 0, len(blocks(names)))
     rows, loss_problem = rows_at(T, fd=True)
     ok = all(r.ok for r in rows) and loss_problem is None
     first_tested = _first_tested(reference, names, T)
@@ -267,17 +270,25 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     located = bad_rows or rows
     candidates = () if ok else _candidates(params, x64, third64, h64, c64, w64, upstream,
                                             first_bad or T, names)
-    counts = {"T*B*O": T * B * (O or 1), "T*B": T * B, "B": B, "T": T, "O": O or 1}
+    L = first_bad or T                  # the sizes where the diagnosis measures
+    counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
         counts = {"B": B, "O": O}
-    diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
-                         first_tested=first_tested, candidates=candidates, counts=counts,
-                         loss=at_problem)
+    order = None if ok or layout != "dict" else _other_gate_order(rows_at, L, gate_order)
+    if order is not None:
+        cs231n = " (CS231n's order)" if order == "ifog" else ""
+        diagnosis = [(f"With gate_order={order!r}{cs231n} every gradient agrees: your "
+                      f"backward's 4H axis holds the gates in that order, not {gate_order!r}. "
+                      f"Pass gate_order={order!r}.")]
+    else:
+        diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
+                             first_tested=first_tested, candidates=candidates, counts=counts,
+                             loss=at_problem)
     notes = []
     if any(r.fd_entries < r.size for r in rows if r.fd_entries):
         notes.append(f"finite differences on a seeded random subset of at most {samples} "
                      "entries per block")
-    if B == 1:
+    if B == 1 and not single:
         notes.append("warning: a batch of one (B = 1) cannot show a mistake in the sum over "
                      "the batch (db from one row, a sum over the wrong axis); check with "
                      "B >= 2 too")
@@ -289,6 +300,21 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                           tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
                           bad_rows=bad_rows, first_tested=first_tested, diagnosis=diagnosis,
                           notes=notes, seconds=time.perf_counter() - start)
+
+
+def _other_gate_order(rows_at, length, gate_order):
+    """The gate order (other than ``gate_order``) with which the backward agrees at
+    ``length``, or None."""
+    for order in ("".join(p) for p in itertools.permutations("ifgo")):
+        if order == gate_order:
+            continue
+        try:
+            rows, problem = rows_at(length, order=order)
+        except Exception:
+            continue
+        if problem is None and all(r.ok for r in rows):
+            return order
+    return None
 
 
 def _first_tested(reference, names, T):

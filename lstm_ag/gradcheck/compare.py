@@ -28,20 +28,20 @@ import numpy as np
 
 from ..params import GATES, split_gates
 
-__all__ = ["TOLERANCES", "FD_EPS", "FD_TOL", "GATE_WIDE", "Block", "blocks", "permute_gates",
+__all__ = ["TOLERANCES", "FD_EPS", "GATE_WIDE", "Block", "blocks", "permute_gates",
            "check_gate_order", "check_tolerances", "errors", "finite_differences",
            "block_entries", "Row", "compare_block"]
 
-#: Bounds on the normwise relative error against autograd, by the dtype of the backward under
-#: test. Measured on the library's own BPTT at H = 256, T = 100, B = 32: float64 2.9e-15,
-#: float32 1.5e-6, so the bounds leave margins of 3e4 and 70, and still catch a 1e-3 error in
-#: one block (float64) and a 1e-4 one (float32).
-TOLERANCES = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
+#: Bounds on the normwise relative error, by the dtype of the backward under test:
+#: ``(against autograd, against finite differences)`` (the latter plus each entry's own error).
+#: Measured on the library's own BPTT: float64 at most 2.9e-15 against autograd (H = 256,
+#: T = 100, B = 32), float32 1.5e-6 there but up to 7.2e-5 on one-unit models whose blocks
+#: are single sums. So float64 is held to 1e-10 and still shows a 1e-3 error in one block;
+#: float32 to 1e-3, which still shows a 1e-2 error.
+TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-6), np.dtype(np.float32): (1e-3, 1e-3)}
 #: Step of the central finite differences: truncation (eps^2 L'''/6) and rounding (about
 #: 1e-16 |L| / eps) balance near eps = 1e-5 for float64.
 FD_EPS = 1e-5
-#: Relative part of the finite-difference bound (the entry's own error estimate is added).
-FD_TOL = 1e-6
 #: The arrays whose last axis holds the four gates.
 GATE_WIDE = ("Wx", "Wh", "b")
 _EPS64 = np.finfo(np.float64).eps
@@ -207,12 +207,13 @@ class Row:
 
 
 def compare_block(block: Block, given: Any, expected: np.ndarray, tolerance: float, *,
-                  fd: tuple | None = None) -> Row:
+                  fd: tuple | None = None, fd_tolerance: float = 1e-6) -> Row:
     """A :class:`Row` for one block.
 
     - block: a :class:`Block`; given, expected: the whole arrays (float64) of its parameter,
       ``given`` None when the backward did not return it, or a string saying what it returned.
-    - tolerance: the bound on the relative error against autograd.
+    - tolerance: the bound on the relative error against autograd; fd_tolerance: the
+      relative part of the bound against finite differences.
     - fd: None, or ``(flat_indices, fd_values, fd_bounds)``: flat indices into the whole
       array of entries inside this block (:func:`block_entries`), and their differences.
     """
@@ -233,7 +234,7 @@ def compare_block(block: Block, given: Any, expected: np.ndarray, tolerance: flo
         row.abs_fd = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("inf")
         row.rel_fd = (row.abs_fd / scale if scale > 0
                       else 0.0 if row.abs_fd == 0 else float("inf"))
-        row.fd_ok = bool(np.all(diff <= FD_TOL * scale + bounds))
+        row.fd_ok = bool(np.all(diff <= fd_tolerance * scale + bounds))
     if not np.any(exp) and not np.any(got):
         row.status = "not tested"
     elif not (rel_ag <= tolerance and row.fd_ok):

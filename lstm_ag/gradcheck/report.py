@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .compare import Row
 
-__all__ = ["GradientReport", "table"]
+__all__ = ["GradientReport", "table", "forward_table"]
 
 _MARK = {"ok": "yes", "WRONG": "NO", "not tested": "not tested", "missing": "MISSING",
          "bad shape": "BAD SHAPE"}
@@ -66,8 +66,8 @@ class GradientReport:
                      f"{self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} + each "
                      "entry's own error vs finite differences")
         if self.forward:
-            lines += ["", "forward (your next_h, next_c against lstm_ag's step):"]
-            lines += table(self.forward)
+            lines += ["", "forward: your next_h, next_c against lstm_ag's step"]
+            lines += forward_table(self.forward)
         if self.rows:
             lines += [""] if self.forward else []
             lines += table(self.rows, self.first_tested)
@@ -75,14 +75,40 @@ class GradientReport:
             lines += ["", f"first wrong at sequence length {self.first_bad_length}:"]
             lines += table(self.bad_rows, self.first_tested)
         lines += self.notes
-        name, gate, rel = self.worst
-        what = name if gate is None else f"{name}[{gate}]"
-        verdict = "OK" if self.ok else "MISMATCH"
-        first = ("" if self.first_bad_length is None
-                 else f", first wrong at length {self.first_bad_length}")
-        lines.append(f"{verdict}: worst {what or '-'}, rel error {rel:.1e}{first} "
-                     f"({self.seconds:.2f} s)")
+        lines.append(self.verdict())
         return "\n".join(lines)
+
+    def verdict(self) -> str:
+        """The last line: OK or MISMATCH, and the worst errors against each reference."""
+        if not self.ok:
+            name, gate, rel = self.worst
+            what = name if gate is None else f"{name}[{gate}]"
+            first = ("" if self.first_bad_length is None
+                     else f", first wrong at length {self.first_bad_length}")
+            return (f"MISMATCH: worst {what or '-'}, rel error {rel:.1e}{first} "
+                    f"({self.seconds:.2f} s)")
+        rows = [r for r in self.rows if r.status == "ok"]
+        if not rows:
+            return f"OK: nothing to compare ({self.seconds:.2f} s)"
+        ag = max(rows, key=lambda r: r.rel_autograd)
+        parts = [(f"worst vs autograd {ag.name} {ag.rel_autograd:.1e} (tol "
+                  f"{self.tolerances[0]:.0e})")]
+        with_fd = [r for r in rows if r.fd_entries]
+        if with_fd:
+            fd = max(with_fd, key=lambda r: r.rel_fd)
+            parts.append(f"vs finite differences {fd.name} {fd.rel_fd:.1e} (tol "
+                         f"{self.tolerances[1]:.0e} + their own error)")
+        return f"OK: {'; '.join(parts)} ({self.seconds:.2f} s)"
+
+
+def forward_table(rows: list) -> list[str]:
+    """The forward's rows: your next_h, next_c against lstm_ag's step."""
+    head = f"{'output':<10} {'size':>6}  {'rel error':>10}  ok"
+    out = [head, "-" * len(head)]
+    for r in rows:
+        error = r.problem if r.status == "bad shape" else f"{r.rel_autograd:>10.1e}"
+        out.append(f"{r.name:<10} {r.size:>6d}  {error:>10}  {_MARK[r.status]}")
+    return out
 
 
 def table(rows: list, first_tested: dict | None = None) -> list[str]:

@@ -38,7 +38,6 @@ from ..cell import SequenceCache, lstm_step
 from ..ops import PLAIN, Elementwise
 from ..params import as_float_dtype
 from .compare import (
-    FD_TOL,
     TOLERANCES,
     Row,
     block_entries,
@@ -205,7 +204,7 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     tolerances = check_tolerances(tolerances)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    tol_ag, tol_fd = tolerances if tolerances is not None else (TOLERANCES[dtype], FD_TOL)
+    tol_ag, tol_fd = tolerances if tolerances is not None else TOLERANCES[dtype]
     rng = np.random.default_rng(seed)
     arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
     user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
@@ -259,13 +258,15 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     for blk in blocks(STEP_ARRAYS):
         indices = block_entries(blk, arrays[blk.param].shape, fd_samples, rng)
         fd = (indices, *finite_differences(plain_loss, plain, blk.param, indices))
-        rows.append(compare_block(blk, got[blk.param], reference[blk.param], tol_ag, fd=fd))
+        rows.append(compare_block(blk, got[blk.param], reference[blk.param], tol_ag, fd=fd,
+                                  fd_tolerance=tol_fd))
     ok = all(r.ok for r in rows)
     diagnosis = [] if ok else diagnose(rows, kind="step",
                                        candidates=_simulated(arrays, dnext_h, dnext_c),
                                        counts={"N": batch})
     wrong = [r for r in rows if not r.ok]
-    worst = max(wrong or rows, key=lambda r: r.rel)
+    # dx and dprev_h follow from dz: a wrong gate block is where the mistake is
+    worst = max([r for r in wrong if r.gate] or wrong or rows, key=lambda r: r.rel)
     return GradientReport(ok=ok, rows=rows, worst=(worst.name.split("[")[0], worst.gate,
                                                    worst.rel),
                           kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
