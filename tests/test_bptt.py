@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 import lstm_ag
-from lstm_ag.bptt import bptt, lstm_backward, lstm_step_backward, local_derivatives
+from lstm_ag.bptt import bptt, local_derivatives, lstm_backward, lstm_step_backward
 from lstm_ag.cell import SequenceCache, lstm_step, scan
 
 
@@ -51,7 +51,7 @@ def test_all_methods_agree_on_params_inputs_and_state(size, with_state, seed):
     h0, c0 = state or (np.zeros((B, H)), np.zeros((B, H)))
     traced = autograd.grad(loss_of("autograd"), argnum=(0, 1, 2))(xs, h0, c0)
     fast = autograd.grad(loss_of("fast"), argnum=(0, 1, 2))(xs, h0, c0)
-    for name, a, b in zip(("xs", "h0", "c0"), fast, traced):
+    for name, a, b in zip(("xs", "h0", "c0"), fast, traced, strict=False):
         assert max_rel(a, b) <= 1e-10, name
 
 
@@ -67,7 +67,7 @@ def test_lstm_backward_takes_gradients_of_the_final_state():
         return np.sum(hs * dhs) + np.sum(hs[-1] * dh_last) + np.sum(cT * dc_last)
     ref = autograd.grad(objective, argnum=(0, 1, 2, 3, 4, 5))(*W, xs, h0, c0)
     grads = lstm_backward(dhs, SequenceCache.run(*W, xs, h0, c0), dh_last, dc_last)
-    for name, r in zip(("Wx", "Wh", "b", "xs", "h0", "c0"), ref):
+    for name, r in zip(("Wx", "Wh", "b", "xs", "h0", "c0"), ref, strict=False):
         assert_allclose(grads[name], r, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
@@ -86,7 +86,8 @@ def test_step_backward_is_the_derivative_of_lstm_step():
     cache = SequenceCache.run(np.eye(4 * H), Wh, np.zeros(4 * H), zx[None], h, c)
     h_c, c_z, h_zo, f = (a[0] for a in local_derivatives(cache))
     dz, dh_prev, dc_prev = lstm_step_backward(dh_next, dc_next, (Wh, h_c, c_z, h_zo, f))
-    for name, got, want in zip(("dz", "dh_prev", "dc_prev"), (dz, dh_prev, dc_prev), ref):
+    names = ("dz", "dh_prev", "dc_prev")
+    for name, got, want in zip(names, (dz, dh_prev, dc_prev), ref, strict=True):
         assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=name)
 
 

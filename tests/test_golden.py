@@ -38,7 +38,7 @@ def _steps(params, xs, h, c):
 def test_notebook_002_every_printed_number():
     W = {"f": 0.5, "i": 0.6, "g": 0.7, "o": 0.8}           # input weights
     U = {"f": 0.1, "i": 0.2, "g": 0.3, "o": 0.4}           # recurrent weights
-    b = {k: 0 for k in "figo"}
+    b = dict.fromkeys("figo", 0)
     params = layouts.from_split(W, U, b, Wy=4, by=0)
     X = [1, 2, 3]
     printed = [  # f, i, C~, C, o, h per time step
@@ -47,7 +47,7 @@ def test_notebook_002_every_printed_number():
         (0.827, 0.873, 0.980, 1.672, 0.934, 0.871),
     ]
     steps = _steps(params, np.array(X, float)[:, None], np.zeros((1, 1)), np.zeros((1, 1)))
-    for step, row in zip(steps, printed):
+    for step, row in zip(steps, printed, strict=False):
         got = [step[k].item() for k in ("f", "i", "g", "c", "o", "h")]
         assert [f"{v:.3f}" for v in got] == [f"{v:.3f}" for v in row]
     y = lstm_ag.predict(params, X)                           # a list of scalars, D = 1

@@ -70,7 +70,8 @@ def test_concat_matches_a_column_vector_step():
     b = {k: rng.standard_normal((H, 1)) for k in "ifgo"}
     x, h, c = rng.standard_normal((D, 1)), rng.standard_normal((H, 1)), rng.standard_normal((H, 1))
     v = np.vstack([h, x])
-    s = lambda z: 1 / (1 + np.exp(-z))
+    def s(z):
+        return 1 / (1 + np.exp(-z))
     i, f, o = (s(W[k] @ v + b[k]) for k in "ifo")
     g = np.tanh(W["g"] @ v + b["g"])
     c1 = f * c + i * g
@@ -81,8 +82,8 @@ def test_concat_matches_a_column_vector_step():
 
 
 def test_scalars_count_as_one_by_one():
-    p = layouts.from_split({k: 0.5 for k in "ifgo"}, {k: 0.1 for k in "ifgo"},
-                           {k: 0 for k in "ifgo"}, Wy=4, by=0)
+    p = layouts.from_split(dict.fromkeys("ifgo", 0.5), dict.fromkeys("ifgo", 0.1),
+                           dict.fromkeys("ifgo", 0), Wy=4, by=0)
     assert {k: v.shape for k, v in p.items()} == lstm_ag.param_shapes(1, 1, 1)
     assert p["Wx"].dtype == np.float64
 
@@ -92,18 +93,21 @@ def test_scalars_count_as_one_by_one():
      r"W must have exactly the gates .*missing \['g'\]"),
     (lambda: layouts.from_concat({**{k: np.zeros((2, 5)) for k in "ifo"}, "g": np.zeros((2, 4))}),
      ValueError, r"W\['g'\] must have shape \(H, H \+ D\) = \(2, 5\), got \(2, 4\)"),
-    (lambda: layouts.from_concat({k: np.zeros((2, 5)) for k in "ifgo"}, {k: np.zeros(3) for k in "ifgo"}),
+    (lambda: layouts.from_concat({k: np.zeros((2, 5)) for k in "ifgo"},
+                                 {k: np.zeros(3) for k in "ifgo"}),
      ValueError, r"b\['i'\] must have shape \(H,\) = \(2,\) or \(2, 1\), got \(3,\)"),
     (lambda: layouts.from_concat({k: np.zeros((2, 5)) for k in "ifgo"}, Wy=np.zeros((1, 3))),
      ValueError, r"Wy must have shape \(O, H\) = \(O, 2\), got \(1, 3\)"),
     (lambda: layouts.from_concat({k: np.zeros((2, 5)) for k in "ifgo"}, order="yx"),
      ValueError, r"order must be 'hx' or 'xh'"),
-    (lambda: layouts.from_split({k: np.zeros((2, 3)) for k in "ifgo"}, {k: np.zeros((2, 3)) for k in "ifgo"}),
+    (lambda: layouts.from_split({k: np.zeros((2, 3)) for k in "ifgo"},
+                                {k: np.zeros((2, 3)) for k in "ifgo"}),
      ValueError, r"U\['i'\] must have shape \(H, H\) = \(2, 2\), got \(2, 3\)"),
     (lambda: layouts.from_split([1, 2], {}), TypeError, r"W must be a dict keyed by gate"),
     (lambda: layouts.from_torch({"weight_ih_l0": np.zeros((8, 1))}), ValueError,
      r"state_dict is missing 'weight_hh_l0'"),
-    (lambda: layouts.from_torch({"weight_ih_l0": np.zeros((7, 1)), "weight_hh_l0": np.zeros((8, 2))}),
+    (lambda: layouts.from_torch({"weight_ih_l0": np.zeros((7, 1)),
+                                 "weight_hh_l0": np.zeros((8, 2))}),
      ValueError, r"weight_ih_l0'\] must have shape \(4H, D\) = \(8, D\), got \(7, 1\)"),
     (lambda: layouts.from_torch({"weight_ih_l0": np.zeros((8, 1)), "weight_hh_l0": np.zeros((8, 2)),
                                  "weight_ih_l1": np.zeros((8, 2))}),

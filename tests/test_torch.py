@@ -31,13 +31,15 @@ def test_nn_lstm_float64_outputs_and_final_state():
     xs = rng.standard_normal((7, 4, 3))
     h0, c0 = rng.standard_normal((2, 4, 5))
     with torch.no_grad():
-        out, (hT, cT) = lstm(torch.from_numpy(xs), (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None]))
+        state = (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None])
+        out, (hT, cT) = lstm(torch.from_numpy(xs), state)
         ys = linear(out)
     hs, (h, c) = lstm_ag.lstm_forward(params, xs, (h0, c0))
     np.testing.assert_allclose(hs, out.numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(h, hT[0].numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(c, cT[0].numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(lstm_ag.predict(params, xs, (h0, c0)), ys.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lstm_ag.predict(params, xs, (h0, c0)), ys.numpy(),
+                               rtol=0, atol=1e-12)
 
 
 def test_our_export_loads_into_nn_lstm():
