@@ -312,8 +312,9 @@ def _reading(name, what):
         raise
     except Exception as err:        # BadZipFile, zlib.error, EOFError, OSError, ValueError,
         # struct.error, NotImplementedError, MemoryError, ...: only reading runs in here
+        detail = str(err) if len(str(err)) <= 200 else str(err)[:197] + "..."
         raise CheckpointError(f"{name}: not a readable checkpoint, truncated or corrupt "
-                              f"({what}: {type(err).__name__}: {err})") from err
+                              f"({what}: {type(err).__name__}: {detail})") from err
 
 
 @contextlib.contextmanager
@@ -344,7 +345,7 @@ def _open_regular(name):
 
 def _shown(names):
     names = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
-    return ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return ", ".join(_shorten(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
 
 
 def _directory(infos, name, max_bytes):
@@ -478,29 +479,29 @@ def _parse_header(text, name):
 
 def _dtype(text, name, entry):
     if not isinstance(text, str) or not _DTYPE_TEXT.fullmatch(text):
-        raise CheckpointError(f"{name}: the header's dtype of {entry!r} is {text!r}, not a "
-                              "dtype a checkpoint holds")
+        raise CheckpointError(f"{name}: the header's dtype of {_shorten(entry)} is "
+                              f"{_shorten(text)}, not a dtype a checkpoint holds")
     try:
         return onp.dtype(text)
     except (TypeError, ValueError):
-        raise CheckpointError(f"{name}: the header's dtype of {entry!r} is {text!r}, not a "
-                              "dtype numpy knows") from None
+        raise CheckpointError(f"{name}: the header's dtype of {_shorten(entry)} is "
+                              f"{_shorten(text)}, not a dtype numpy knows") from None
 
 
 def _check_header(header, name):
     """(version, parameter names, arrays table or None, meta) of a well-formed header."""
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (format {found!r}, "
+        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (format {_shorten(found)}, "
                               f"expected {FORMAT!r})")
     version = header.get("version")
     if type(version) is not int or not 1 <= version <= VERSION:
-        raise CheckpointError(f"{name}: format version {version!r} is not supported "
+        raise CheckpointError(f"{name}: format version {_shorten(version)} is not supported "
                               f"(this lstm_ag reads versions 1 to {VERSION})")
     fields = {"format", "version", "params", "meta"} | ({"arrays"} if version >= 2 else set())
     if set(header) != fields:
         raise CheckpointError(f"{name}: the header lacks {sorted(fields - set(header))} and "
-                              f"has unexpected {sorted(set(header) - fields)} fields")
+                              f"has unexpected {_shown(set(header) - fields)} fields")
     keys = header["params"]
     if (not isinstance(keys, list) or not keys or len(keys) > 16
             or not all(isinstance(k, str) and _PARAM_NAME.fullmatch(k) for k in keys)
@@ -520,7 +521,7 @@ def _check_header(header, name):
                     or not isinstance(layout["shape"], list)
                     or len(layout["shape"]) > _MAX_NDIM
                     or not all(type(n) is int and n >= 0 for n in layout["shape"])):
-                raise CheckpointError(f"{name}: the header's layout of {entry!r} is not "
+                raise CheckpointError(f"{name}: the header's layout of {_shorten(entry)} is not "
                                       "{'dtype': ..., 'shape': [...]}")
             table[entry] = (tuple(layout["shape"]), _dtype(layout["dtype"], name, entry))
     return version, keys, table, header["meta"]
@@ -547,9 +548,10 @@ def _references(meta, name):
     return set(found)
 
 
-def _shorten(value):
+def _shorten(value, width=60):
+    """repr(value), cut to ``width`` characters: file contents never flood a message."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _decode(value, arrays):
@@ -591,8 +593,8 @@ def _load(file, name, max_bytes):
         held = set(infos) - {HEADER}
         if held != expected:
             raise CheckpointError(f"{name}: entries do not match the header (missing "
-                                  f"{sorted(expected - held)}, unexpected "
-                                  f"{sorted(held - expected)})")
+                                  f"[{_shown(expected - held)}], unexpected "
+                                  f"[{_shown(held - expected)}])")
         if table is not None and set(table) != expected:
             raise CheckpointError(f"{name}: the header's 'arrays' lists {_shown(table)}, "
                                   f"its params and meta use {_shown(expected)}")

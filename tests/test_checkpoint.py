@@ -296,7 +296,8 @@ def test_version_1_files_written_by_lstm_ag_0_1_still_load(tmp_path):
 @pytest.mark.parametrize("edit, match", [
     (lambda h: h.pop("meta"), r"lacks \['meta'\]"),
     (lambda h: h.pop("arrays"), r"lacks \['arrays'\]"),
-    (lambda h: h.update(extra=1), r"unexpected \['extra'\]"),
+    (lambda h: h.update(extra=1), r"unexpected 'extra' fields"),
+    (lambda h: h.update(version=[[["x" * 1000]]]), r"version \[\[\['x{50,}\.\.\. is not"),
     (lambda h: h.update(meta=[]), "'meta' is not a dict"),
     (lambda h: h.update(meta={"x": {"__array__": []}}), "malformed array reference"),
     (lambda h: h.update(meta={"x": {"__array__": "meta/0", "y": 1}}), "malformed array"),
