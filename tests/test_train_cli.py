@@ -44,7 +44,7 @@ def test_a_short_run_writes_model_and_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = _run(capsys, "sine", "--steps", 12, *SMALL, "--out", out)
     assert code == 0, stderr
-    assert sorted(os.listdir(out)) == ["metrics.json", "model.npz"]
+    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "model.npz"]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("task", "step", "train_loss", "val_mse", "baseline_mse", "seconds"):
         assert key in metrics, key
@@ -101,10 +101,10 @@ def test_ctrl_c_saves_exits_130_without_traceback(tmp_path, capsys, monkeypatch)
     assert "Traceback" not in stderr + stdout
     message = [line for line in stderr.splitlines() if "interrupted" in line]
     assert len(message) == 1 and "step 7" in message[0]
-    assert f"continue with: lstm-ag-train sine --out {out} --resume --steps 20" in message[0]
+    assert f"continue with: lstm-ag-train sine --out {out} --resume" in message[0]
     _, _, progress, _ = load_checkpoint(out / "model.npz")
     assert progress.step == 7
-    assert sorted(os.listdir(out)) == ["metrics.json", "model.npz"]    # no temporary left
+    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "model.npz"]  # no temporary
 
 
 def test_non_finite_loss_exits_non_zero_keeping_the_checkpoint(tmp_path, capsys):

@@ -17,9 +17,27 @@ Example::
     result = fit(params, task, config)
     print(result.last["val_mse"], task.baseline_mse)
 """
-from .config import ConfigError, TrainConfig
-from .data import TASKS, Task, make_task
-from .loop import Checkpoint, FitResult, Progress, fit, load_checkpoint, save_checkpoint
+import importlib
 
-__all__ = ["TrainConfig", "ConfigError", "Task", "TASKS", "make_task", "fit", "FitResult",
-           "Progress", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+#: The public names and the module that defines each. They are imported on first use, not
+#: with the package: ``lstm-ag-train`` (``train.__main__``) then installs its Ctrl-C handling
+#: before numpy and autograd load, so a Ctrl-C during start-up exits cleanly (status 130).
+_EXPORTS = {
+    "TrainConfig": "config", "ConfigError": "config",
+    "Task": "data", "TASKS": "data", "make_task": "data",
+    "fit": "loop", "FitResult": "loop", "Progress": "loop", "Checkpoint": "loop",
+    "save_checkpoint": "loop", "load_checkpoint": "loop",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})

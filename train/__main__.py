@@ -5,28 +5,32 @@
 The options, their defaults and ``--help`` come from :class:`train.config.TrainConfig`.
 
 Writes ``DIR/model.npz`` (a checkpoint: parameters, config, step, momentum buffers) and
-``DIR/metrics.json`` (task, step, train_loss, val_mse, baseline_mse, seconds, history), DIR being
-``--out`` (default ``runs/TASK``). Progress lines go to stderr, the final summary to stdout.
+``DIR/metrics.json`` (task, status, step, train_loss, val_mse, baseline_mse, seconds, history),
+DIR being ``--out`` (default ``runs/TASK``). Progress lines go to stderr, the final summary to
+stdout. A directory holding a model is replaced only with ``--overwrite`` (or continued with
+``--resume``); one in use by another trainer is refused (:mod:`train.rundir`).
 
 Exit status: 0 done; 1 the loss became non-finite (the last good checkpoint is kept);
-2 bad arguments or checkpoint; 130 interrupted by Ctrl-C (a checkpoint was saved).
+2 bad arguments or checkpoint, a run directory holding a model or in use, sizes too large for
+the memory; 3 the run's files cannot be written (disk full, read-only, not a directory: the
+last good checkpoint is kept); 130 interrupted by Ctrl-C (a checkpoint was saved). Every
+failure is one line, never a traceback.
+
+Ctrl-C is handled from the first line of :func:`main` on: this module imports only the
+standard library at the top, the trainer (numpy, autograd) inside the functions, after the
+handler is installed. Keep it so (a test checks it).
 """
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import textwrap
-from dataclasses import fields
-
-import lstm_ag
-
-from .config import FIXED_ON_RESUME, PER_TASK, SETTING_TYPES, ConfigError, TrainConfig
-from .data import TASKS, make_task
-from .loop import fit, load_checkpoint
+import threading
 
 __all__ = ["main", "build_parser"]
 
-EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_DIVERGED, EXIT_USAGE, EXIT_UNWRITABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 PLOT_HINT = ("--plot needs matplotlib, which is not installed; install it with "
              "pip install 'lstm-ag[plot]' (or pip install matplotlib)")
 
@@ -48,6 +52,8 @@ def _option(name):
 
 def _defaults_table():
     """One line per task: the per-task defaults, read from TrainConfig."""
+    from .config import PER_TASK, TrainConfig
+    from .data import TASKS
     configs = [TrainConfig(task=task) for task in TASKS]
     return "\n".join(f"  {config.task:9s}" + "  ".join(
         f"{_option(name)[2:]} {getattr(config, name)}" for name in PER_TASK)
@@ -58,6 +64,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser. Every field of TrainConfig is an option (the task a positional);
     a setting not given is absent from the parsed namespace (the task: None), so that
     TrainConfig's default applies, or on --resume the checkpoint's value."""
+    from dataclasses import fields
+
+    from .config import FIXED_ON_RESUME, PER_TASK, SETTING_TYPES, TrainConfig
     parser = argparse.ArgumentParser(
         prog=prog or _prog(), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the lstm_ag LSTM on a toy next-value task and compare it with a "
@@ -65,11 +74,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog="Defaults per task (an option given on the command line wins):\n"
                + _defaults_table() + "\n\nWrites DIR/model.npz and DIR/metrics.json "
                "(DIR: --out, default runs/TASK).\n" + textwrap.fill(
-                   "--resume continues DIR/model.npz to --steps in total, exactly as an "
-                   "uninterrupted run, with the checkpoint's settings; these may not change: "
-                   + ", ".join(_option(name) for name in FIXED_ON_RESUME) + ".", 79)
-               + "\nExit status: 0 done, 1 non-finite loss, 2 usage error, 130 interrupted "
-               "(Ctrl-C saves a checkpoint).")
+                   "--resume continues DIR/model.npz to its run's total steps (or to --steps), "
+                   "exactly as an uninterrupted run, with the checkpoint's settings; these may "
+                   "not change: " + ", ".join(_option(name) for name in FIXED_ON_RESUME)
+                   + ". A DIR holding a model is replaced only with --overwrite.", 79)
+               + "\nExit status: 0 done, 1 non-finite loss, 2 usage error, bad checkpoint or "
+               "DIR in use,\n3 DIR cannot be written, 130 interrupted (Ctrl-C saves a "
+               "checkpoint).")
     for f in fields(TrainConfig):
         meta = f.metadata
         default = "per task, below" if f.name in PER_TASK else f.default
@@ -82,7 +93,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                 default=argparse.SUPPRESS, help=text)
     parser.add_argument("--out", metavar="DIR", help="output directory (default: runs/TASK)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from DIR/model.npz up to --steps in total")
+                        help="continue DIR/model.npz to its run's total, or to --steps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model already in DIR (without it, refused)")
     parser.add_argument("--plot", action="store_true",
                         help="write DIR/plot.png (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -98,8 +111,8 @@ def _check_plot_available():
 
 def _summary(task, result):
     last, config = result.last, result.config
-    lines = [f"{task.name}: {result.step} steps in {result.progress.seconds:.2f} s, "
-             f"method {config.method}, optimizer {config.optimizer}"]
+    lines = [(f"{task.name}: {result.step} steps in {result.progress.seconds:.2f} s, "
+              f"method {config.method}, optimizer {config.optimizer}")]
     if last is not None:
         ratio = last["baseline_mse"] / last["val_mse"] if last["val_mse"] > 0 else float("inf")
         verdict = (f"{ratio:.1f}x lower" if ratio >= 1 else
@@ -109,52 +122,160 @@ def _summary(task, result):
     return "\n".join(lines)
 
 
+def _check_memory(config, n_val=None):
+    """Refuse sizes that need more memory than is available, before generating the task.
+
+    - n_val: the task's validation sequences (default: its generator's default).
+    Only for the toy tasks, whose D and O come from a tiny instance.
+    """
+    import inspect
+
+    from .data import TASKS, make_task
+    from .rundir import check_memory
+    if config.task not in TASKS:
+        return
+    tiny = make_task(config.task, 8, n_train=1, n_val=1)
+    if n_val is None:
+        n_val = inspect.signature(TASKS[config.task]).parameters["n_val"].default
+    check_memory(config, tiny.input_size, tiny.output_size, n_val)
+
+
+def _resume(run_dir, given):
+    """The checkpoint of ``run_dir``: ``(params, config, start, task)``, validated."""
+    import lstm_ag
+
+    from .config import FIXED_ON_RESUME, ConfigError
+    from .data import make_task
+    from .loop import load_checkpoint
+    checkpoint = run_dir.checkpoint
+    try:
+        params, saved, start, task_spec = load_checkpoint(checkpoint)
+    except OSError as err:
+        raise UsageError(f"--resume: cannot read {checkpoint}: {err.strerror or err}") from None
+    try:
+        config = saved.resumed(**given)
+    except ConfigError as err:
+        if err.name not in FIXED_ON_RESUME:
+            raise                                        # a bad value of steps, method, ...
+        raise UsageError(f"{_option(err.name)} {err.problem} in {checkpoint}; leave it "
+                         "out to resume, or start a new run (another --out, or no "
+                         "--resume)") from None
+    n_val = task_spec.get("n_val")
+    _check_memory(config, n_val if isinstance(n_val, int) else None)
+    try:
+        task = make_task(**task_spec)
+    except (TypeError, ValueError) as err:
+        raise lstm_ag.CheckpointError(f"{checkpoint}: task_spec: {err}") from None
+    D, _, O = lstm_ag.check_params(params, readout=True)
+    if (task.input_size, task.output_size) != (D, O):
+        raise lstm_ag.CheckpointError(f"{checkpoint}: params: D={D}, O={O}, the task "
+                                      f"{task.name!r} has D={task.input_size}, "
+                                      f"O={task.output_size}")
+    return params, config, start, task
+
+
 def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     """Run the command line's job for parsed ``args``. Returns the exit status."""
+    from dataclasses import fields
+
+    from .config import TrainConfig
+    from .loop import fit
+    from .rundir import open_run_dir
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the model in --out, --overwrite replaces it: "
+                         "give one of them")
     if args.plot:
         _check_plot_available()
     out = args.out or os.path.join("runs", given.get("task", TrainConfig.task))
-    checkpoint, metrics = os.path.join(out, "model.npz"), os.path.join(out, "metrics.json")
-    if args.resume:
-        if not os.path.exists(checkpoint):
-            raise UsageError(f"--resume: no checkpoint at {checkpoint} (run without --resume "
-                             "first, or give the run's --out)")
-        params, saved, start, task_spec = load_checkpoint(checkpoint)
-        try:
-            config = saved.resumed(**given)
-        except ConfigError as err:
-            if err.name not in FIXED_ON_RESUME:
-                raise                                    # a bad value of steps, method, ...
-            raise UsageError(f"{_option(err.name)} {err.problem} in {checkpoint}; leave it "
-                             "out to resume, or start a new run (another --out, or no "
-                             "--resume)") from None
-        task = make_task(**task_spec)
-    else:
+    if not args.resume:
         config = TrainConfig(**given)
-        task = config.make_task()
-        params, start = config.init_params(task), None
-    os.makedirs(out, exist_ok=True)
-    with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as log:
-        result = fit(params, task, config, start=start, checkpoint=checkpoint, metrics=metrics,
-                     callback=callback, log=log)
-    if result.status == "interrupted":
-        print(f"{result.message}; continue with: {prog} {config.task} --out {out} --resume "
-              f"--steps {config.steps}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.status == "diverged":
-        print(f"error: {result.message}", file=sys.stderr)
-        return EXIT_DIVERGED
-    if start is not None and result.message.startswith("already"):
-        print(f"{checkpoint}: {result.message}", file=sys.stderr)
-    print(_summary(task, result))
-    written = [checkpoint, metrics]
-    if args.plot:
-        from .plot import plot_run
-        written.append(plot_run(result.params, task, result.history, os.path.join(out, "plot.png")))
+        _check_memory(config)
+    with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir:
+        if args.resume:
+            params, config, start, task = _resume(run_dir, given)
+        else:
+            task = config.make_task()
+            params, start = config.init_params(task), None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_dir.plot)                 # the replaced run's picture
+        with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as log:
+            result = fit(params, task, config, start=start, checkpoint=run_dir.checkpoint,
+                         metrics=run_dir.metrics, callback=callback, log=log)
+        if result.status == "interrupted":
+            print(f"{result.message}; continue with: {prog} {config.task} --out {out} "
+                  "--resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if result.status == "diverged":
+            print(f"{prog}: error: {result.message}", file=sys.stderr)
+            return EXIT_DIVERGED
+        if start is not None and result.message.startswith("already"):
+            print(f"{run_dir.checkpoint}: {result.message}", file=sys.stderr)
+        print(_summary(task, result))
+        written = [run_dir.checkpoint, run_dir.metrics]
+        if args.plot:
+            from .plot import plot_run
+            written.append(plot_run(result.params, task, result.history, run_dir.plot))
     print("wrote " + ", ".join(written))
     return 0
+
+
+class _CtrlC:
+    """SIGINT while the command line runs: the first Ctrl-C raises KeyboardInterrupt (the run
+    stops, saving its checkpoint); later ones are ignored, the program being on its way out
+    (:func:`train.fit` also defers a Ctrl-C until a checkpoint being written is complete).
+    Installed only in the main thread; the previous handler is restored on exit."""
+
+    def __enter__(self):
+        self.count, self.previous = 0, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _report(prog, message, status, usage=None):
+    if usage is not None:
+        usage.print_usage(sys.stderr)
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _main(argv, callback):
+    """Parse and run; every expected failure becomes one line and an exit status."""
+    import lstm_ag
+
+    from .config import ConfigError
+    from .rundir import RunError, unwritable
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        return run(args, prog, callback=callback)
+    except (UsageError, ConfigError) as err:
+        message = (f"{_option(err.name)} {err.problem}" if isinstance(err, ConfigError)
+                   else str(err))
+        return _report(prog, message, EXIT_USAGE, usage=parser)
+    except RunError as err:
+        return _report(prog, str(err), err.exit_status)
+    except (lstm_ag.CheckpointError, FileNotFoundError) as err:
+        return _report(prog, str(err), EXIT_USAGE)
+    except MemoryError:
+        return _report(prog, "out of memory: the run's sizes (--hidden, --train-size, "
+                             "--seq-len, --batch) need more than this machine has; choose "
+                             "smaller ones", EXIT_USAGE)
+    except OSError as err:                              # writing the run's files
+        where = err.filename or args.out or "the run directory"
+        return _report(prog, str(unwritable(where, err)), EXIT_UNWRITABLE)
 
 
 def main(argv: list[str] | None = None, *, callback=None) -> int:
@@ -162,24 +283,16 @@ def main(argv: list[str] | None = None, *, callback=None) -> int:
 
     - argv: the arguments (default ``sys.argv[1:]``); callback: passed to :func:`train.fit`
       (``callback(step, params, info)`` after every step; tests raise KeyboardInterrupt there).
-    Returns the exit status (0, 1, 2 or 130; see the module docstring).
+    Returns the exit status (0, 1, 2, 3 or 130; see the module docstring).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args, parser.prog, callback=callback)
-    except (UsageError, ConfigError) as err:
-        message = (f"{_option(err.name)} {err.problem}" if isinstance(err, ConfigError)
-                   else str(err))
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except (lstm_ag.CheckpointError, FileNotFoundError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:             # outside the training loop (setup, plot, a save)
-        print("interrupted; any checkpoint on disk is the last complete one", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _CtrlC() as ctrl_c:
+        try:
+            return _main(argv, callback)
+        except KeyboardInterrupt:         # outside the training loop: start-up, plot, ...
+            ctrl_c.count += 1             # from now on Ctrl-C is ignored: we are leaving
+            print(f"{_prog()}: interrupted; any checkpoint on disk is the last complete one",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

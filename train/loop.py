@@ -7,16 +7,30 @@ checkpoints, and clean stops.
   what an uninterrupted run computes.
 * Every ``eval_every`` steps, and at the last, the validation MSE is computed and one progress
   line goes to ``log`` (stderr); the checkpoint and the metrics file are rewritten there, each
-  atomically.
+  atomically, the checkpoint first. A progress line averages the training losses and gradient
+  norms since the previous evaluation; a checkpoint written between evaluations (on Ctrl-C)
+  holds those, so that after a resume the progress lines equal an uninterrupted run's.
+* ``metrics.json`` always describes the checkpoint on disk: its ``step`` is the checkpoint's,
+  its ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"``
+  (a file could not be written). Should metrics.json itself fail to be written after the
+  checkpoint was, it is one evaluation behind (and fit raises the ``OSError``).
 * Ctrl-C (KeyboardInterrupt, also from a callback) saves a checkpoint of the last completed
-  step and returns with ``status="interrupted"``.
+  step and returns with ``status="interrupted"``. A Ctrl-C that arrives while a file is being
+  written waits until the write is complete.
 * A non-finite loss or gradient stops training before the update, with
   ``status="diverged"``; the checkpoint on disk is the last good one.
+* A file that cannot be written (disk full, read-only) raises ``OSError`` naming it; the
+  checkpoint on disk is the last good one.
 """
+import contextlib
+import inspect
 import json
 import math
+import numbers
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +41,7 @@ import numpy as np
 import lstm_ag
 
 from .config import TrainConfig
-from .data import Task
+from .data import TASKS, Task
 from .optim import clip_by_global_norm, init_velocity, learning_rate, momentum_update
 
 __all__ = ["Progress", "FitResult", "Checkpoint", "fit", "evaluate", "batch_indices",
@@ -41,11 +55,15 @@ class Progress:
     - step: steps completed; velocity: SGD momentum buffers (dict like params) or None.
     - history: one dict per evaluation (step, train_loss, val_mse, baseline_mse, grad_norm,
       lr, seconds, steps_per_second); seconds: training time so far, over every session.
+    - losses, norms: the training losses and gradient norms of the steps since the last
+      evaluation (what its progress line will average).
     """
     step: int = 0
     velocity: dict | None = None
     history: list = field(default_factory=list)
     seconds: float = 0.0
+    losses: list = field(default_factory=list)
+    norms: list = field(default_factory=list)
 
 
 @dataclass
@@ -116,49 +134,176 @@ def evaluate(params: dict, task: Task) -> float:
 def save_checkpoint(path, params: dict, progress: Progress, config: TrainConfig,
                     task_spec: dict) -> str:
     """Save parameters, the config (whole), the task's spec and the progress (momentum buffers
-    included) with ``lstm_ag.save``: an ``.npz``, never pickled, written atomically.
+    and the steps since the last evaluation included) with ``lstm_ag.save``: an ``.npz``,
+    never pickled, written atomically.
 
     - path: the ``.npz`` file; params: the parameter dict; progress: a :class:`Progress`;
       config: the run's :class:`TrainConfig`; task_spec: ``task.spec``.
     Returns ``path``.
     """
+    window = {"losses": np.array(progress.losses, dtype=np.float64),
+              "norms": np.array(progress.norms, dtype=np.float64)}
     return lstm_ag.save(path, params, config=config.to_dict(), task_spec=task_spec,
                         step=progress.step, velocity=progress.velocity,
-                        history=progress.history, seconds=progress.seconds,
+                        history=progress.history, seconds=progress.seconds, window=window,
                         lstm_ag_version=lstm_ag.__version__)
 
 
+#: The metadata of a checkpoint: required, then optional (window: older checkpoints lack it,
+#: and their first progress line after a resume averages the resumed steps only).
+CHECKPOINT_FIELDS = ("config", "task_spec", "step", "velocity", "history", "seconds")
+OPTIONAL_FIELDS = ("window", "lstm_ag_version")
+#: The keys of a row of the history, one row per evaluation.
+HISTORY_KEYS = ("step", "train_loss", "val_mse", "baseline_mse", "grad_norm", "lr", "seconds",
+                "steps_per_second")
+
+
 def load_checkpoint(path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`, validating every field.
 
     Returns a :class:`Checkpoint` ``(params, config, progress, task_spec)``. Raises
-    ``lstm_ag.CheckpointError`` naming the file when it lacks the trainer's metadata, its config
-    is not a valid :class:`TrainConfig`, or the parameters or momentum buffers do not fit it.
+    ``lstm_ag.CheckpointError`` naming the file and the field when it lacks the trainer's
+    metadata or has other fields, its config is not a valid :class:`TrainConfig`, its step,
+    history, seconds or window are not what this trainer writes, the task's spec does not
+    describe the config's task, or the parameters or momentum buffers do not fit the config.
     """
     name = os.fspath(path)
     params, meta = lstm_ag.load(path)
-    missing = [k for k in ("config", "task_spec", "step", "velocity", "history", "seconds")
-               if k not in meta]
+    missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
     if missing:
         raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
                                       f"lacks {missing})")
+    unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (unknown "
+                                      f"metadata {unknown})")
     try:
         config = TrainConfig.from_dict(meta["config"])
     except ValueError as err:
         raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}") from None
+    try:
+        progress = _checked_progress(params, meta, config)
+        task_spec = _checked_task_spec(meta["task_spec"], config)
+    except _BadField as err:
+        raise lstm_ag.CheckpointError(f"{name}: {err.field} {err.problem} (a checkpoint of "
+                                      "this trainer never has that; the file was altered)"
+                                      ) from None
+    return Checkpoint(params, config, progress, task_spec)
+
+
+class _BadField(Exception):
+    def __init__(self, field, problem):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def _number(value, field, *, low=0.0, none=False, integer=False):
+    """``value`` if it is a finite number >= low (an int if ``integer``; None if ``none``)."""
+    if value is None and none:
+        return value
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _BadField(field, f"must be {'an integer' if integer else 'a number'}"
+                               f"{' or null' if none else ''}, got {value!r}")
+    if not math.isfinite(value) or value < low:
+        raise _BadField(field, f"must be a finite number >= {low}, got {value!r}")
+    return value
+
+
+def _checked_progress(params, meta, config):
     hidden = lstm_ag.check_params(params, readout=True)[1]
     if hidden != config.hidden:
-        raise lstm_ag.CheckpointError(f"{name}: the parameters have H={hidden}, its config "
-                                      f"hidden={config.hidden}")
-    velocity = meta["velocity"]
-    if velocity is not None:
-        bad = [k for k in params if k not in velocity or velocity[k].shape != params[k].shape]
-        if bad or set(velocity) != set(params):
-            raise lstm_ag.CheckpointError(f"{name}: momentum buffers do not match the "
-                                          f"parameters (at {bad or sorted(velocity)})")
-    progress = Progress(step=int(meta["step"]), velocity=velocity,
-                        history=list(meta["history"]), seconds=float(meta["seconds"]))
-    return Checkpoint(params, config, progress, dict(meta["task_spec"]))
+        raise _BadField("params", f"have H={hidden}, its config hidden={config.hidden}")
+    step = _number(meta["step"], "step", integer=True)
+    if step > config.steps:
+        raise _BadField("step", f"{step} exceeds its config's steps={config.steps}")
+    seconds = float(_number(meta["seconds"], "seconds"))
+    history = meta["history"]
+    if not isinstance(history, list):
+        raise _BadField("history", f"must be a list of rows, got {type(history).__name__}")
+    previous = 0
+    for i, row in enumerate(history):
+        where = f"history[{i}]"
+        if not isinstance(row, dict) or sorted(row) != sorted(HISTORY_KEYS):
+            raise _BadField(where, f"must be a dict with the keys {list(HISTORY_KEYS)}, got "
+                                   f"{sorted(row) if isinstance(row, dict) else row!r}")
+        row_step = _number(row["step"], f"{where}.step", low=previous + 1, integer=True)
+        if row_step > step:
+            raise _BadField(f"{where}.step", f"{row_step} exceeds the checkpoint's step {step}")
+        previous = row_step
+        for key in ("val_mse", "baseline_mse", "seconds", "steps_per_second"):
+            _number(row[key], f"{where}.{key}")
+        for key in ("train_loss", "grad_norm", "lr"):
+            _number(row[key], f"{where}.{key}", none=True)
+    velocity = _checked_velocity(meta["velocity"], params, config)
+    window = meta.get("window", {"losses": np.zeros(0), "norms": np.zeros(0)})
+    if not isinstance(window, dict) or sorted(window) != ["losses", "norms"]:
+        raise _BadField("window", "must be a dict of 'losses' and 'norms'")
+    since = step - previous
+    for key in ("losses", "norms"):
+        values = window[key]
+        if (not isinstance(values, np.ndarray) or values.dtype != np.float64
+                or values.ndim != 1 or len(values) > since):
+            raise _BadField(f"window.{key}", f"must be a float64 vector of at most {since} "
+                                             "values (the steps since the last evaluation)")
+        if not (np.isfinite(values).all() and (values >= 0).all()):
+            raise _BadField(f"window.{key}", "must hold finite values >= 0")
+    if len(window["losses"]) != len(window["norms"]):
+        raise _BadField("window", "must hold as many losses as norms")
+    version = meta.get("lstm_ag_version", "")
+    if not isinstance(version, str):
+        raise _BadField("lstm_ag_version", f"must be a string, got {version!r}")
+    return Progress(step=step, velocity=velocity, history=list(history), seconds=seconds,
+                    losses=window["losses"].tolist(), norms=window["norms"].tolist())
+
+
+def _checked_velocity(velocity, params, config):
+    """SGD: momentum buffers like the parameters; L-BFGS: None."""
+    if config.optimizer == "lbfgs":
+        if velocity is not None:
+            raise _BadField("velocity", "must be null for optimizer lbfgs")
+        return None
+    if config.optimizer != "sgd":
+        return velocity
+    if not isinstance(velocity, dict) or set(velocity) != set(params):
+        given = sorted(velocity) if isinstance(velocity, dict) else repr(velocity)
+        raise _BadField("velocity", f"must hold momentum buffers for {sorted(params)}, got "
+                                    f"{given}")
+    for key, value in velocity.items():
+        if (not isinstance(value, np.ndarray) or value.shape != params[key].shape
+                or value.dtype != params[key].dtype or not np.isfinite(value).all()):
+            raise _BadField(f"velocity[{key!r}]", "must be a finite momentum buffer like the "
+                                                  f"parameter: {params[key].dtype}, shape "
+                                                  f"{params[key].shape}")
+    return velocity
+
+
+def _checked_task_spec(spec, config):
+    """The task's spec: the config's task, seq_len and train_size, and only arguments of its
+    generator (their values are checked when the task is made)."""
+    if not isinstance(spec, dict):
+        raise _BadField("task_spec", f"must be a dict, got {type(spec).__name__}")
+    if config.task not in TASKS:
+        return dict(spec)
+    expected = {"name": config.task, "seq_len": config.seq_len, "n_train": config.train_size}
+    for key, value in expected.items():
+        given = spec.get(key)
+        if type(given) is not type(value) or given != value:
+            raise _BadField(f"task_spec.{key}", f"must be its config's {value!r}, got "
+                                                f"{given!r}")
+    allowed = set(inspect.signature(TASKS[config.task]).parameters) | {"name"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise _BadField("task_spec", f"has arguments {unknown} that task {config.task!r} "
+                                     "does not take")
+    for key, value in spec.items():
+        if not isinstance(value, (str, int, float)):
+            raise _BadField(f"task_spec.{key}", f"must be a number, got {value!r}")
+    for key in ("n_val", "seed"):
+        if key in spec:
+            _number(spec[key], f"task_spec.{key}", low=1 if key == "n_val" else 0,
+                    integer=True)
+    return dict(spec)
 
 
 def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None = None,
@@ -173,29 +318,31 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
       (``config.make_task()`` makes it).
     - config: a :class:`TrainConfig`; its seed seeds the minibatches (:func:`batch_indices`).
     - start: a :class:`Progress` to continue from (as :func:`load_checkpoint` returns), or None.
-    - checkpoint: ``.npz`` path rewritten at every evaluation, on Ctrl-C and at the end; None
-      for none. metrics: JSON path rewritten at every evaluation; None for none.
+    - checkpoint: ``.npz`` path written at the start, at every evaluation, on Ctrl-C and at
+      the end; None for none. metrics: JSON path rewritten after every checkpoint, and when
+      the run stops (its status); None for none.
     - callback: ``callback(step, params, info)`` after each step (step = steps completed,
       info = ``{"loss", "grad_norm", "lr"}``); raising KeyboardInterrupt there acts as Ctrl-C.
     - log: where progress lines go (default ``sys.stderr``); one line per evaluation.
-    Returns a :class:`FitResult`.
+    Returns a :class:`FitResult`. Raises ``OSError`` (naming the file) when the checkpoint or
+    the metrics file cannot be written; the checkpoint on disk is then the last good one.
     """
     _check_fit(params, task, config)
+    run = _Run(task, config, start, checkpoint, metrics, sys.stderr if log is None else log)
     start = Progress() if start is None else start
     velocity = start.velocity
     if velocity is None and config.optimizer == "sgd":
         velocity = init_velocity(params)
-    run = _Run(task, config, start, checkpoint, metrics, sys.stderr if log is None else log)
     state = _State(start.step, params, velocity)
-    if state.step == 0:
-        run.save(state)                                 # a good checkpoint exists from step 0
     if state.step >= config.steps:
+        run.save(state, status="done")
         return run.result(state, "done", f"already at step {state.step} "
                                          f"(>= steps={config.steps}); nothing to do")
     if config.optimizer == "lbfgs":
         return _fit_lbfgs(state, task, config, run, callback)
 
     try:
+        run.save(state)                   # a checkpoint from the start; metrics: running
         while state.step < config.steps:
             step, params, velocity = state
             idx = batch_indices(config.seed, step, config.train_size, config.batch)
@@ -215,9 +362,9 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
             run.record(loss, norm)
             if callback is not None:
                 callback(state.step, params, {"loss": loss, "grad_norm": norm, "lr": lr})
-            if state.step % config.eval_every == 0 or state.step == config.steps:
-                if not run.evaluate_and_save(state, lr=lr if config.lr_decay else None):
-                    return run.diverged(state, "the validation MSE")
+            evaluation = state.step % config.eval_every == 0 or state.step == config.steps
+            if evaluation and not run.evaluate_and_save(state, lr=lr if config.lr_decay else None):
+                return run.diverged(state, "the validation MSE")
     except KeyboardInterrupt:
         return run.interrupted(state)
     return run.done(state)
@@ -230,7 +377,7 @@ def _check_fit(params, task, config):
     if (D, out) != (task.input_size, task.output_size):
         raise ValueError(f"params have D={D}, O={out}; task {task.name!r} needs "
                          f"D={task.input_size}, O={task.output_size}")
-    if H != config.hidden:
+    if config.hidden != H:
         raise ValueError(f"params have H={H}, config.hidden is {config.hidden}")
     given = (task.name, task.seq_len, task.train_x.shape[1])
     if given != (config.task, config.seq_len, config.train_size):
@@ -259,11 +406,16 @@ class _Run:
     def __init__(self, task, config, start, checkpoint, metrics, log):
         self.task, self.config, self.log = task, config, log
         self.checkpoint, self.metrics = checkpoint, metrics
+        resumed = start is not None
+        start = Progress() if start is None else start
         self.history, self.seconds0 = list(start.history), start.seconds
         self.baseline_mse = task.baseline_mse
         self.started = time.perf_counter()
-        self.saved_step = start.step if checkpoint is not None else None
-        self.losses, self.norms = [], []                # since the last evaluation
+        # The step of the checkpoint on disk (a resumed run's: its start), and the progress
+        # last written to disk (checkpoint or metrics), which metrics.json must describe.
+        self.saved_step = start.step if checkpoint is not None and resumed else None
+        self.saved = None
+        self.losses, self.norms = list(start.losses), list(start.norms)  # since the last eval
         self.window_start, self.window_step = time.perf_counter(), start.step
 
     def seconds(self):
@@ -271,7 +423,8 @@ class _Run:
 
     def progress(self, state):
         return Progress(step=state.step, velocity=state.velocity, history=list(self.history),
-                        seconds=self.seconds())
+                        seconds=self.seconds(), losses=list(self.losses),
+                        norms=list(self.norms))
 
     def record(self, loss, norm):
         self.losses.append(loss)
@@ -294,25 +447,50 @@ class _Run:
         self.save(state)
         return True
 
-    def save(self, state, status="running"):
-        """Rewrite the checkpoint and the metrics file (each atomically), if asked for."""
+    def save(self, state, status="running", message=None):
+        """Write the checkpoint of ``state`` (unless the one on disk is of this step), then
+        the metrics file, each atomically, if asked for. A Ctrl-C meanwhile waits for the
+        writes; then it is raised if the run is running (else the run is stopping anyway)."""
         progress = self.progress(state)
-        if self.checkpoint is not None:
-            save_checkpoint(self.checkpoint, state.params, progress, self.config, self.task.spec)
-            self.saved_step = state.step
-        if self.metrics is not None and self.history:
-            content = _metrics(self.task, self.config, progress, status)
-            lstm_ag.atomic_write(self.metrics, lambda file: file.write(
-                json.dumps(content, indent=1) + "\n"), mode="w")
+        with _ctrl_c_deferred(replay=status == "running"):
+            if self.checkpoint is not None and self.saved_step != state.step:
+                self._write(self.checkpoint, lambda path: save_checkpoint(
+                    path, state.params, progress, self.config, self.task.spec))
+                self.saved_step = state.step
+            self.saved = progress
+            self.write_metrics(progress, status, message)
         self.window_start = time.perf_counter()         # steps/s counts training time only
+
+    def write_metrics(self, progress, status, message=None):
+        if self.metrics is not None:
+            content = json.dumps(_metrics(self.task, self.config, progress, status, message),
+                                 indent=1) + "\n"
+            self._write(self.metrics, lambda path: lstm_ag.atomic_write(
+                path, lambda file: file.write(content), mode="w"))
+
+    def _write(self, path, write):
+        """``write(path)``; an OSError becomes one naming ``path`` (not a temporary file),
+        and metrics.json is told, if it can be, that the run failed at the saved step."""
+        try:
+            write(path)
+        except OSError as err:
+            failed = OSError(err.errno, err.strerror or str(err), os.fspath(path))
+            if self.saved is not None and path != self.metrics:
+                with contextlib.suppress(OSError):
+                    self.write_metrics(self.saved, "failed", f"cannot write {path}: "
+                                                             f"{failed.strerror}")
+            raise failed from err
 
     def result(self, state, status, message):
         return FitResult(state.params, self.progress(state), status, message, self.config)
 
     def interrupted(self, state):
-        self.save(state, status="interrupted")
+        if not all(np.isfinite(v).all() for v in state.params.values()):
+            return self.diverged(state, "the parameters")   # Ctrl-C just as the run diverged
         where = f"; checkpoint saved to {self.checkpoint}" if self.checkpoint else ""
-        return self.result(state, "interrupted", f"interrupted at step {state.step}{where}")
+        message = f"interrupted at step {state.step}{where}"
+        self.save(state, status="interrupted", message=message)
+        return self.result(state, "interrupted", message)
 
     def diverged(self, state, what):
         if self.saved_step is not None:
@@ -322,25 +500,54 @@ class _Run:
                     f"{self.checkpoint}")
         else:
             kept = "no checkpoint was written"
-        return self.result(state, "diverged", f"training stopped at step {state.step}: {what} "
-                                              f"is not finite; {kept}. Try a smaller --lr or "
-                                              f"--clip.")
+        message = (f"training stopped at step {state.step}: {what} is not finite; {kept}. Try "
+                   "a smaller --lr or --clip.")
+        if self.saved is not None:                     # metrics: the saved step, diverged
+            with _ctrl_c_deferred(replay=False):
+                self.write_metrics(self.saved, "diverged", message)
+        return self.result(state, "diverged", message)
 
     def done(self, state):
-        if not self.history or self.history[-1]["step"] != state.step:
-            if not self.evaluate_and_save(state):
-                return self.diverged(state, "the validation MSE")
-        self.save(state, status="done")
-        return self.result(state, "done", f"done: step {state.step}")
+        evaluated = self.history and self.history[-1]["step"] == state.step
+        if not evaluated and not self.evaluate_and_save(state):
+            return self.diverged(state, "the validation MSE")
+        message = f"done: step {state.step}"
+        self.save(state, status="done", message=message)
+        return self.result(state, "done", message)
 
 
-def _metrics(task, config, progress, status):
-    """The content of metrics.json: the last evaluation, the config, the whole history."""
-    row = progress.history[-1]
-    ratio = row["baseline_mse"] / row["val_mse"] if row["val_mse"] > 0 else None
-    return {"task": task.name, "status": status, "step": row["step"],
-            "train_loss": row["train_loss"], "val_mse": row["val_mse"],
-            "baseline_mse": row["baseline_mse"], "baseline": task.baseline,
+@contextlib.contextmanager
+def _ctrl_c_deferred(replay):
+    """Hold a Ctrl-C (SIGINT) back while files are written: no file is left half done by a
+    Ctrl-C (nor by a second one while stopping). Afterwards, if one came and ``replay``, it
+    goes to the handler in place before (by default: KeyboardInterrupt is raised). Only in
+    the main thread (where Python runs signal handlers), and only over a Python handler."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and replay:
+        if callable(previous):
+            previous(signal.SIGINT, held[0])
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
+def _metrics(task, config, progress, status, message=None):
+    """The content of metrics.json: the checkpoint's step and the run's status, the last
+    evaluation (None before the first), the config, the whole history."""
+    row = progress.history[-1] if progress.history else dict.fromkeys(HISTORY_KEYS)
+    val = row["val_mse"]
+    ratio = task.baseline_mse / val if val else None
+    return {"task": task.name, "status": status, "step": progress.step, "message": message,
+            "evaluated_at": row["step"], "train_loss": row["train_loss"], "val_mse": val,
+            "baseline_mse": task.baseline_mse, "baseline": task.baseline,
             "baseline_over_val": ratio, "grad_norm": row["grad_norm"],
             "seconds": progress.seconds, "steps_per_second": row["steps_per_second"],
             "config": config.to_dict(), "task_spec": task.spec, "history": progress.history}
@@ -378,13 +585,14 @@ def _fit_lbfgs(state, task, config, run, callback):
         run.record(last["loss"], last["norm"])
         if callback is not None:
             callback(state.step, state.params, {"loss": last["loss"], "grad_norm": last["norm"]})
-        if state.step % config.eval_every == 0 or state.step == config.steps:
-            if not run.evaluate_and_save(state):
-                raise NonFinite("the validation MSE")
+        evaluation = state.step % config.eval_every == 0 or state.step == config.steps
+        if evaluation and not run.evaluate_and_save(state):
+            raise NonFinite("the validation MSE")
         if state.step >= config.steps:
             raise StopIteration
 
     try:
+        run.save(state)                   # a checkpoint from the start; metrics: running
         result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
                           options={"maxiter": config.steps - state.step,
                                    "maxfun": 20 * config.steps, "ftol": 0.0, "gtol": 1e-12})
