@@ -17,9 +17,82 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["blas_threads", "set_blas_threads", "blas_info", "cpu_model", "machine_info",
+__all__ = ["PIN_VARS", "pin_in_effect", "unpinned_env", "thread_pools", "torch_kernels",
+           "blas_threads", "set_blas_threads", "blas_info", "cpu_model", "machine_info",
            "versions", "matmul_peak",
            "cpu_snapshot", "others_cpu", "RssPeak"]
+
+#: Environment variables that pin OpenBLAS to a kernel (``OPENBLAS_CORETYPE=Haswell``) or a
+#: cache size, set on some machines for old OpenBLAS builds. OpenBLAS reads them once, when it
+#: is loaded (with numpy), so a benchmark that should measure without them runs in a child
+#: process whose environment lacks them.
+PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def pin_in_effect(environ=None):
+    """The pin variables set (non-empty) in ``environ`` (default: this process's), as a dict."""
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in PIN_VARS if environ.get(k)}
+
+
+def unpinned_env(environ=None):
+    """A copy of ``environ`` (default: this process's) without the :data:`PIN_VARS`."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k not in PIN_VARS}
+
+
+#: Libraries that bring their own native thread pools, recognised in a pool's file path.
+_OWNERS = ("numpy", "scipy", "torch", "jaxlib", "sklearn")
+
+
+def _owner(path):
+    for part in reversed(Path(path).parts[:-1]):
+        for name in _OWNERS:
+            if part == name or part.startswith((name + ".", name + "_", name + "-")):
+                return name
+    return "other"
+
+
+def thread_pools():
+    """threadpoolctl's view of the native thread pools loaded in this process: a list of dicts
+    (``owner`` = the package whose directory holds the library, e.g. numpy or torch;
+    ``user_api``, ``internal_api``, ``version``, ``architecture`` = the kernel in use for
+    OpenBLAS, ``threading_layer``, ``num_threads``, ``file`` = the library's file name).
+    None when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer",
+            "num_threads")
+    return [{"owner": _owner(d.get("filepath", "")), **{k: d.get(k) for k in keys},
+             "file": Path(d.get("filepath") or "").name} for d in threadpool_info()]
+
+
+def torch_kernels():
+    """torch's CPU kernels, if torch has been imported: the SIMD level its kernels dispatch to
+    (``cpu_capability``), its BLAS (from its build configuration; MKL is linked statically,
+    so threadpoolctl does not see it), oneDNN, threads and its thread pools (threadpoolctl).
+    None when torch is not imported."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    info = {"threads": torch.get_num_threads()}
+    with contextlib.suppress(Exception):
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    with contextlib.suppress(Exception):
+        config = torch.__config__.show()
+        match = re.search(r"BLAS_INFO=(\w+)", config)
+        info["blas"] = match.group(1) if match else None
+        match = re.search(r"Math Kernel Library Version ([\w.-]+)", config)
+        if match:
+            info["mkl_version"] = match.group(1)
+    with contextlib.suppress(Exception):
+        info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+    pools = thread_pools()
+    if pools is not None:
+        info["thread_pools"] = [p for p in pools if p["owner"] == "torch"]
+    return info
 
 
 def _openblas_handles():
@@ -69,7 +142,9 @@ def blas_threads():
     """
     try:
         from threadpoolctl import threadpool_info
-        counts = [d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"]
+        blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+        counts = [d["num_threads"] for d in blas if _owner(d.get("filepath", "")) == "numpy"]
+        counts += [d["num_threads"] for d in blas]          # numpy's first, else any
         if counts:
             return int(counts[0])
     except ImportError:
@@ -105,8 +180,14 @@ def blas_info():
     core = _openblas_call("get_corename", ctypes.c_char_p)
     if core:
         info["openblas_core"] = core.decode()
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        info["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
+    info.update(pin_in_effect())
+    pools = thread_pools()
+    if pools is not None:                    # threadpoolctl's view of numpy's own BLAS
+        mine = [p for p in pools if p["owner"] == "numpy" and p["user_api"] == "blas"]
+        info["threadpoolctl"] = mine
+        if mine:
+            info["kernel"] = mine[0]["architecture"]
+            info["internal_api"] = mine[0]["internal_api"]
     info["threads"] = blas_threads()
     return info
 

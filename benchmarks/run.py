@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import tracemalloc
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ import numpy as np
 
 import lstm_ag
 
-from . import machine
+from . import child, machine
 from .bench_step import TimeStep
 from .contenders import (
     DTYPES,
@@ -295,6 +296,43 @@ def detail_table(rows):
     return "\n".join(lines)
 
 
+def _kernel_text(blas):
+    """numpy's BLAS kernel as threadpoolctl (or OpenBLAS itself) reports it."""
+    pools = blas.get("threadpoolctl")
+    if pools:
+        p = pools[0]
+        return (f"kernel {p.get('architecture') or 'n/a'} (threadpoolctl: {p['internal_api']} "
+                f"{p.get('version')}, {p.get('threading_layer')})")
+    if blas.get("openblas_core"):
+        return f"kernel {blas['openblas_core']} (OpenBLAS's openblas_get_corename)"
+    return "kernel not reported (threadpoolctl is not installed)"
+
+
+def pin_text(env):
+    """One sentence: was the OpenBLAS pin in effect for this run."""
+    if not env:
+        return "OpenBLAS pin: not recorded"
+    fmt = lambda d: ", ".join(f"{k}={v}" for k, v in d.items())   # noqa: E731
+    if env["pin_in_effect"]:
+        return (f"OpenBLAS pin **in effect**: {fmt(env['pin_in_effect'])} "
+                "(pinned run: numpy's BLAS held to that kernel)")
+    if env["pin_removed"]:
+        return (f"OpenBLAS pin removed for this run: {fmt(env['pin_removed'])} set in the "
+                "calling environment, unset in the child process that timed (numpy's BLAS "
+                "picks its kernel for this CPU, as on users' machines)")
+    return (f"OpenBLAS pin: none ({' and '.join(env['pin_vars'])} unset; numpy's BLAS picks "
+            "its kernel for this CPU)")
+
+
+def _torch_text(tk):
+    pools = ", ".join(f"{p['internal_api']} {p['num_threads']} threads"
+                      for p in tk.get("thread_pools") or [])
+    return (f"CPU capability {tk.get('cpu_capability', 'n/a')}, BLAS {tk.get('blas', 'n/a')}"
+            + (f" {tk['mkl_version']}" if tk.get("mkl_version") else "")
+            + (", oneDNN" if tk.get("mkldnn") else "")
+            + f", {tk['threads']} threads" + (f" ({pools})" if pools else ""))
+
+
 def render(result):
     """The whole markdown report."""
     m, v = result["machine"], result["versions"]
@@ -303,9 +341,11 @@ def render(result):
             "MSE at every step)"), ""]
     out.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cpus']} usable), "
                f"{m['memory_gib']} GiB, {m['os']}, Python {m['python']}")
-    out.append(f"- numpy BLAS: {blas.get('name')} {blas.get('version')}"
-               + (f" (core {blas['openblas_core']})" if blas.get("openblas_core") else "")
-               + f", {blas.get('threads')} threads")
+    out.append(f"- numpy BLAS: {blas.get('name')} {blas.get('version')}, "
+               + _kernel_text(blas) + f", {blas.get('threads')} threads")
+    out.append("- " + pin_text(result.get("environment")))
+    if result.get("torch_kernels"):
+        out.append("- torch kernels: " + _torch_text(result["torch_kernels"]))
     vs = ", ".join(f"{k} {val}" for k, val in v.items() if val and k != "git_commit")
     out.append(f"- versions: {vs}" + (f"; commit {v['git_commit']}" if v.get("git_commit") else ""))
     th = result["threads"]
@@ -321,7 +361,7 @@ def render(result):
             out.append(f"- {lib}.matmul peak (same sizes, for reference): "
                        + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in pk[lib].items()))
     la, busy = result["load_average"], result["others_cpu_max"]
-    out.append(f"- load average (1 min) at start {la['start']:.2f}, at end {la['end']:.2f}; "
+    out.append(f"- load average (1 min) at start {_num(la['start'])}, at end {_num(la['end'])}; "
                + (f"other processes used up to {busy:.2f} CPUs during a size/dtype group; "
                   if busy is not None else "")
                + f"run took {result['elapsed_s']:.0f} s"
@@ -339,10 +379,48 @@ def render(result):
     out += ["", "### Median time per step (ms)", "", summary_table(result["results"],
                                                                     result["contenders"])]
     out += ["", "### Details", "", detail_table(result["results"])]
+    if result.get("pinned"):
+        out += ["", *render_pinned(result)]
     if result.get("sweep"):
         out += ["", f"Sweep for the plot ({result['sweep']['dtype']}, median ms):", ""]
         out.append(summary_table(result["sweep"]["results"], result["contenders"]))
     return "\n".join(out) + "\n"
+
+
+def render_pinned(result):
+    """The secondary section of a ``--compare-pinned`` run: the pinned run's kernel, peak,
+    table, and its times over the unpinned ones."""
+    pinned = result["pinned"]
+    env, blas = pinned.get("environment") or {}, pinned["machine"]["blas"]
+    pin = ", ".join(f"{k}={v}" for k, v in (env.get("pin_in_effect") or {}).items())
+    out = [f"### Secondary: pinned ({pin or 'no pin'}), median time per step (ms)", "",
+           ("The same suite in a child process that kept the pin, timed size by size "
+            "alternately with the unpinned run above."), "",
+           f"- numpy BLAS: {_kernel_text(blas)}, {blas.get('threads')} threads",
+           "- matmul peak: " + ", ".join(f"{d} {g:.1f} GFLOP/s"
+                                          for d, g in pinned["matmul_peak"]["gflops"].items()),
+           "", summary_table(pinned["results"], pinned["contenders"]), "",
+           "Pinned median / unpinned median (> 1: the pin makes it slower):", "",
+           ratio_table(pinned["results"], result["results"], pinned["contenders"])]
+    return out
+
+
+def ratio_table(rows, base_rows, names):
+    """``rows``' medians over ``base_rows``' at the same size, dtype and contender."""
+    base = {(r["size"], r["dtype"], r["contender"]): r.get("median_s") for r in base_rows}
+    lines = ["| size | dtype | " + " | ".join(names) + " |",
+             "|---|---|" + "---:|" * len(names)]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["size"], r["dtype"]), {})[r["contender"]] = r
+    for (size, dtype), by_name in groups.items():
+        cells = []
+        for name in names:
+            t = (by_name.get(name) or {}).get("median_s")
+            ref = base.get((size, dtype, name))
+            cells.append(_num(t / ref) if t and ref else "n/a")
+        lines.append(f"| {size} | {dtype} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _json_safe(obj):
@@ -474,7 +552,27 @@ def parse_args(argv=None):
                    help="threads for numpy's BLAS and for torch (default: leave numpy's BLAS "
                         "as it is and give torch as many); JAX cannot be limited from inside "
                         "(run the suite under taskset for that)")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--pinned", action="store_true",
+                     help="time in this process with the environment as it is (keep "
+                          f"{' and '.join(machine.PIN_VARS)} if set); by default the timing "
+                          "runs in a child process without them, as users' machines run")
+    pin.add_argument("--compare-pinned", nargs="?", const="", metavar="CORETYPE",
+                     help="run both: size by size, a child without the pin and a child with "
+                          "it (the inherited pin, or OPENBLAS_CORETYPE=CORETYPE if given); "
+                          "the pinned numbers come as a secondary table")
+    p.add_argument(child.CHILD_FLAG, type=child.child_info, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _environment(args):
+    """The pin as this process runs: in effect, removed by the parent, where it is timed."""
+    info = args.child or {}
+    in_effect = machine.pin_in_effect()
+    return {"pin_vars": list(machine.PIN_VARS), "pin_in_effect": in_effect,
+            "pin_removed": info.get("removed") or {},
+            "process": "child" if args.child is not None else "main",
+            "mode": "pinned" if in_effect else "unpinned"}
 
 
 def run(args):
@@ -542,7 +640,8 @@ def run(args):
         "dtypes": dtypes, "contenders": names, "availability": availability,
         "machine": machine.machine_info(),
         "versions": machine.versions(tuple(peers) + (("matplotlib",) if sweep else ())),
-        "threads": threads,
+        "threads": threads, "environment": _environment(args),
+        "torch_kernels": machine.torch_kernels() if "torch" in peers else None,
         "matmul_peak": matmul, "settings": settings,
         "load_average": {"start": load_start,
                          "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")},
@@ -555,16 +654,115 @@ def run(args):
     return result
 
 
+def _child_argv(args, size, out, plot=None):
+    """The command line of one child of :func:`compare_pinned`: ``args`` at one size."""
+    argv = ["--quick"] if args.quick else []
+    argv += ["--sizes", size]
+    if args.dtypes:
+        argv += ["--dtypes", ",".join(args.dtypes)]
+    if args.contenders:
+        argv += ["--contenders", ",".join(args.contenders)]
+    if args.no_peers:
+        argv.append("--no-peers")
+    if args.budget is not None:
+        argv += ["--budget", repr(args.budget)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    argv += ["--out", str(out)]
+    if plot:
+        argv += ["--plot", str(Path(plot).resolve())]
+    return argv
+
+
+def _merge(parts):
+    """One result from several children's (one size each), as if one run had made them."""
+    merged = dict(parts[0])
+    merged["results"] = [r for part in parts for r in part["results"]]
+    merged["sizes"] = {k: v for part in parts for k, v in part["sizes"].items()}
+    peak = dict(parts[0]["matmul_peak"], per_size=[part["matmul_peak"] for part in parts])
+    for lib in ("gflops", "torch", "jax"):
+        values = [part["matmul_peak"].get(lib) for part in parts]
+        if all(values):
+            peak[lib] = {d: max(v[d] for v in values) for d in values[0]}
+    merged["matmul_peak"] = peak
+    availability = {}
+    for name in merged["contenders"]:
+        states = [part["availability"].get(name) for part in parts]
+        availability[name] = "ok" if "ok" in states else states[0]
+    merged["availability"] = availability
+    merged["checks_ok"] = all(part["checks_ok"] for part in parts)
+    merged["load_average"] = {"start": parts[0]["load_average"]["start"],
+                              "end": parts[-1]["load_average"]["end"]}
+    busy = [part["others_cpu_max"] for part in parts if part["others_cpu_max"] is not None]
+    merged["others_cpu_max"] = max(busy, default=None)
+    merged["elapsed_s"] = sum(part["elapsed_s"] for part in parts)
+    swept = [part for part in parts if part.get("sweep")]
+    merged["sweep"] = swept[0]["sweep"] if swept else None
+    merged["plot"] = swept[0]["plot"] if swept else None
+    _add_ratios(merged["results"], peak["gflops"])
+    return merged
+
+
+def compare_pinned(args, command):
+    """Run the suite twice, size by size, in child processes: without the pin and with it
+    (the order alternates from size to size). Returns ``(exit status, merged result)``,
+    the pinned run under ``result["pinned"]``; result is None when a child failed to report."""
+    pin = ({"OPENBLAS_CORETYPE": args.compare_pinned} if args.compare_pinned
+           else machine.pin_in_effect())
+    if not pin:
+        _log(f"--compare-pinned: no pin to compare with ({' and '.join(machine.PIN_VARS)} "
+             "are unset here); name a kernel, e.g. --compare-pinned Haswell")
+        return 2, None
+    t_start = time.perf_counter()
+    sizes = args.sizes or (["tiny"] if args.quick else list(SIZES))
+    parts = {"unpinned": [], "pinned": []}
+    worst = 0
+    with tempfile.TemporaryDirectory(prefix="lstm_ag_bench_") as tmp:
+        for i, size in enumerate(sizes):
+            for mode in (("unpinned", "pinned") if i % 2 == 0 else ("pinned", "unpinned")):
+                out = Path(tmp) / f"{mode}-{size}.json"
+                plot = args.plot if mode == "unpinned" and i == len(sizes) - 1 else None
+                _log(f"--- {size}, {mode} (child process) ---")
+                status, _ = child.run_child("benchmarks", _child_argv(args, size, out, plot),
+                                            pin=pin if mode == "pinned" else None,
+                                            command=command)
+                if not out.exists():
+                    _log(f"the {mode} child at {size} wrote no result (exit status {status})")
+                    return status or 1, None
+                worst = max(worst, status)
+                parts[mode].append(json.loads(out.read_text()))
+    result = _merge(parts["unpinned"])
+    result["pinned"] = _merge(parts["pinned"])
+    result["elapsed_s"] = time.perf_counter() - t_start
+    return worst, result
+
+
 def main(argv=None):
-    """Entry point; returns the exit status (0, or 1 when a contender disagrees or fails)."""
+    """Entry point; returns the exit status (0, or 1 when a contender disagrees or fails;
+    2 when ``--compare-pinned`` has no pin to compare with)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    result = run(args)
-    result["command"] = " ".join(["python -m benchmarks", *argv])
+    command = " ".join(["python -m benchmarks", *argv])
+    if args.child is not None:
+        command = args.child.get("command") or "python -m benchmarks (child)"
+    if args.compare_pinned is not None:
+        status, result = compare_pinned(args, command)
+        if result is None:
+            return status
+    elif args.child is None and not args.pinned and machine.pin_in_effect():
+        # OpenBLAS has read the pin already in this process: time in a child without it
+        _log(f"timing in a child process without {', '.join(machine.pin_in_effect())}")
+        status, text = child.run_child("benchmarks", argv, command=command)
+        print(text or "", end="", flush=True)
+        return status
+    else:
+        result = run(args)
+        status = 0 if result["checks_ok"] else 1
+    result["command"] = command
     text = render(result)
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n"
     lstm_ag.atomic_write(args.out, lambda file: file.write(payload), mode="w")
     _log(f"JSON written to {args.out}")
-    return 0 if result["checks_ok"] else 1
+    return status
