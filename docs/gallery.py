@@ -1,0 +1,277 @@
+"""Rerun every example output of docs/gradcheck.md and the README's "Checking gradients".
+
+::
+
+    python docs/gallery.py            rewrite each block between <!-- gallery:NAME --> and
+                                      <!-- /gallery:NAME --> with what the checker prints today
+    python docs/gallery.py --check    exit 1, naming the stale blocks, when any differs from
+                                      today's output in anything but its timings ("(0.42 s)")
+
+Run it from the repository's root. Each gallery entry is a correct student file of
+``tests/students/`` with one line changed by ``tests/students/mutate.py`` (as the checker's tests
+plant their bugs), written to a temporary directory as ``my_lstm.py`` or ``my_loop.py`` and
+checked there with the command line the page shows (its ``main``, in this process: the same code
+``lstm-ag-gradcheck`` runs). Python examples are the page's own ``python`` block just before the
+output block, executed as they stand. Tables are trimmed to their wrong rows as the page says;
+a block whose only change is its timing is left as it is, so rerunning does not churn.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import io
+import os
+import pathlib
+import re
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from students import notebook_001  # noqa: E402
+from students.mutate import HERE, mutated_source  # noqa: E402
+
+import lstm_ag  # noqa: E402
+from lstm_ag.gradcheck.__main__ import main as gradcheck  # noqa: E402
+
+DOC = ROOT / "docs" / "gradcheck.md"
+README = ROOT / "README.md"
+TIMING = re.compile(r"\(\d+\.\d+ s\)")
+BLOCK = re.compile(r"(<!-- gallery:(?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+                   r"(<!-- /gallery:(?P=name) -->)", re.S)
+PYTHON = re.compile(r"```python\n(.*?)```", re.S)
+STEP = ["--step", "my_lstm.py", "--gate-order", "ifog"]
+SEQ = ["--sequence", "my_loop.py", "--steps", "5", "--hidden-size", "4"]
+ALL = [*SEQ[:2], "--backward", "backward_all", "--upstream", "all", *SEQ[2:]]
+LAST = [*SEQ[:2], "--backward", "backward_last", "--upstream", "last", *SEQ[2:]]
+
+
+# ---------------------------------------------------------------- running the checker
+
+def run_cli(argv, cwd):
+    """What ``lstm-ag-gradcheck ARGV`` prints in ``cwd``, and its exit status."""
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = gradcheck(argv)
+    finally:
+        os.chdir(old)
+    if err.getvalue():
+        raise RuntimeError(f"lstm-ag-gradcheck {' '.join(argv)} wrote to stderr:\n{err.getvalue()}")
+    return out.getvalue().rstrip("\n"), status
+
+
+def run_python(code, namespace):
+    """What the page's python block ``code`` prints, run in ``namespace``."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "<docs python block>", "exec"), dict(namespace))
+    return out.getvalue().rstrip("\n")
+
+
+# ---------------------------------------------------------------- trimming tables
+
+def is_row(line):
+    return bool(re.search(r"  (yes|NO|not tested \(.*\))$", line))
+
+
+def tables(lines):
+    """(header index, [row indices]) of each table: a header, a line of dashes, rows."""
+    found = []
+    for n, line in enumerate(lines):
+        if line and set(line) == {"-"} and n > 0:
+            rows = []
+            for m in range(n + 1, len(lines)):
+                if not is_row(lines[m]):
+                    break
+                rows.append(m)
+            found.append((n - 1, rows))
+    return found
+
+
+def trim_yes(text):
+    """Rows marked ``yes`` dropped from the gradient tables (header ``block``); their count."""
+    lines = text.splitlines()
+    drop = {m for head, rows in tables(lines) if lines[head].startswith("block")
+            for m in rows if lines[m].endswith("  yes")}
+    return "\n".join(line for n, line in enumerate(lines) if n not in drop), len(drop)
+
+
+def trim_full_length_table(text):
+    """The first table (the full-length one of a sequence check) replaced by one line."""
+    lines = text.splitlines()
+    head, rows = tables(lines)[0]
+    marks = {lines[m].rsplit(None, 1)[-1] for m in rows}
+    length = re.search(r"gradient check of T=(\d+)", text).group(1)
+    note = f"(the table at T={length} trimmed: every row {marks.pop()})" if len(marks) == 1 \
+        else f"(the table at T={length} trimmed)"
+    return "\n".join([*lines[:head], note, *lines[rows[-1] + 1:]])
+
+
+def trim_to_diagnosis(text):
+    """The diagnosis and the last line, every table between them replaced by one line."""
+    lines = text.splitlines()
+    blank = lines.index("")
+    length = re.search(r"gradient check of T=(\d+)", text).group(1)
+    note = f"(... the tables at T={length} and at the first wrong length trimmed ...)"
+    return "\n".join([*lines[:blank], "", note, lines[-1]])
+
+
+# ---------------------------------------------------------------- the entries
+
+@dataclasses.dataclass
+class Cli:
+    """A student's file with one line changed, checked by ``lstm-ag-gradcheck argv``."""
+    argv: list
+    old: str | None = None
+    new: str | None = None
+    said: str | None = None           # how the change is described, when not "`old` became `new`"
+
+    def render(self, _before, _body):
+        source, name = ("cs231n_step.py", "my_lstm.py") if "--step" in self.argv \
+            else ("sequence_loop.py", "my_loop.py")
+        text = (HERE / source).read_text() if self.old is None \
+            else mutated_source(source, self.old, self.new)
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / name).write_text(text)
+            out, status = run_cli(self.argv, tmp)
+        out, trimmed = trim_yes(out)
+        parts = []
+        if self.old is not None:
+            parts.append((self.said or f"`{self.old}` became `{self.new.strip()}`") + ":\n\n")
+        parts.append(f"```console\n$ lstm-ag-gradcheck {' '.join(self.argv)}\n{out}\n"
+                     f"$ echo $?\n{status}\n```\n")
+        if trimmed:
+            parts.append(f"\n({trimmed} rows marked `yes` trimmed.)\n")
+        return "".join(parts)
+
+
+@dataclasses.dataclass
+class Shell:
+    """``lstm-ag-gradcheck argv`` run from the repository's root, its output in full."""
+    argv: list
+
+    def render(self, _before, _body):
+        out, _ = run_cli(self.argv, ROOT)
+        command = " ".join(["lstm-ag-gradcheck", *self.argv])
+        return f"```console\n$ {command}\n{out}\n```\n"
+
+
+@dataclasses.dataclass
+class Python:
+    """A page's ``python`` block run with ``namespace``, its output (``trim``-med) after it.
+
+    The block is the one inside the markers, kept as it is, or else the last one before them.
+    """
+    namespace: dict
+    trim: object = None
+
+    def render(self, before, body):
+        inside = PYTHON.search(body)
+        code = inside.group(1) if inside else PYTHON.findall(before)[-1]
+        out = run_python(code, self.namespace)
+        shown = f"```text\n{self.trim(out) if self.trim else out}\n```\n"
+        return f"{inside.group(0)}\n{shown}" if inside else shown
+
+
+def notebook_problem(LSTM):
+    """What the page's notebook snippet is given: one sequence of T=7, D=3, H=4."""
+    return {"np": np, "lstm_ag": lstm_ag, "LSTM": LSTM, "params": lstm_ag.init_params(3, 4, seed=1),
+            "xs": np.random.default_rng(1).standard_normal((7, 3))}
+
+
+DC = "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)"
+ENTRIES = {
+    # docs/gradcheck.md: section 2, notebook 001's class
+    "notebook-original": Python(notebook_problem(notebook_001.LSTMNotebook),
+                                trim_full_length_table),
+    "notebook-fixed": Python(notebook_problem(notebook_001.LSTM),
+                             lambda out: out.splitlines()[-1]),
+    # docs/gradcheck.md: section 3, step pairs
+    "gate-order": Cli(STEP[:2]),
+    "sigma-2x": Cli(STEP, "return 1 / (1 + np.exp(-x))", "return 0.5 * (np.tanh(x) + 1)"),
+    "o-derivative": Cli(STEP, "do = dnext_h * tanh_c * o * (1 - o)", "do = dnext_h * tanh_c"),
+    "tanh-of-tanh-c": Cli(STEP, DC, "dc = dnext_c + dnext_h * o * (1 - np.tanh(tanh_c) ** 2)"),
+    "tanh-of-g": Cli(STEP, "dg = dc * i * (1 - g ** 2)", "dg = dc * i * (1 - np.tanh(g) ** 2)"),
+    "i-f-swapped": Cli(STEP, "da = np.hstack((di, df, do, dg))",
+                       "da = np.hstack((df, di, do, dg))"),
+    "dc-without-o": Cli(STEP, DC, "dc = dnext_c + dnext_h * (1 - tanh_c ** 2)"),
+    "dprev-c-without-f": Cli(STEP, "dprev_c = dc * f", "dprev_c = dc"),
+    "dwh-from-next-h": Cli(STEP, "dWh = prev_h.T @ da", "dWh = (o * tanh_c).T @ da"),
+    "db-first-row": Cli(STEP, "db = da.sum(axis=0)", "db = da[0]"),
+    "db-mean": Cli(STEP, "db = da.sum(axis=0)", "db = da.mean(axis=0)"),
+    # docs/gradcheck.md: section 3, sequence loops
+    "no-dc-next": Cli(ALL, "dc = dc_next + dh * o * (1 - tanh_c ** 2)",
+                      "dc = dh * o * (1 - tanh_c ** 2)"),
+    "no-dh-next": Cli(ALL, "dh = dhs[t] + dh_next", "dh = dhs[t]"),
+    "return-in-loop": Cli(LAST, "return np.array(hs), caches",
+                          "        return np.array(hs), caches",
+                          "`return np.array(hs), caches` moved into the loop (indented under "
+                          "`for t in range(T):`)"),
+    "loop-skips-0": Cli(ALL, "for t in reversed(range(len(caches))):",
+                        "for t in reversed(range(1, len(caches))):"),
+    "dwh-from-h-t": Cli(ALL, "dWh += h_prev.T @ da", "dWh += h.T @ da"),
+    "df-from-c-t": Cli(ALL, "df = dc * c_prev * f * (1 - f)", "df = dc * c * f * (1 - f)"),
+    # README.md: "Checking gradients"
+    "readme-default": Shell([]),
+    "readme-step": Shell(["--step", "tests/students/cs231n_step.py", "--gate-order", "ifog"]),
+    "readme-sequence": Python({}),
+    "readme-notebook": Python({}, trim_to_diagnosis),
+}
+
+
+# ---------------------------------------------------------------- rewriting the pages
+
+def regenerate(text, seen):
+    """``text`` with every marked block rendered anew (kept when only its timings differ)."""
+    def block(match):
+        name, body = match.group("name"), match.group("body")
+        if name not in ENTRIES:
+            raise KeyError(f"no gallery entry {name!r} in docs/gallery.py")
+        seen.add(name)
+        new = ENTRIES[name].render(text[:match.start()], body)
+        if TIMING.sub("(_ s)", new) == TIMING.sub("(_ s)", body):
+            new = body
+        return match.group(1) + new + match.group(4)
+    return BLOCK.sub(block, text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="compare only (timings aside); exit 1 when a block is stale")
+    args = parser.parse_args(argv)
+    seen, stale = set(), []
+    for page in (DOC, README):
+        old = page.read_text()
+        new = regenerate(old, seen)
+        if new == old:
+            continue
+        if args.check:
+            stale.append(page.relative_to(ROOT).as_posix())
+            sys.stdout.writelines(difflib.unified_diff(
+                old.splitlines(True), new.splitlines(True), f"{stale[-1]} (committed)",
+                f"{stale[-1]} (today's output)"))
+        else:
+            page.write_text(new)
+            print(f"rewrote {page.relative_to(ROOT).as_posix()}")
+    missing = sorted(set(ENTRIES) - seen)
+    if missing:
+        print(f"no markers in the pages for: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if stale:
+        print(f"stale output in {' and '.join(stale)}: run python docs/gallery.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
