@@ -148,14 +148,16 @@ def _lock(path):
 # ----------------------------------------------------------------------------- memory
 
 #: float64 values per (time step, sequence, hidden unit) that one training step holds at its
-#: peak: the gate pre-activations and activations, the cells, the states and their gradients
-#: (measured with tracemalloc: about 25 for method fast, 60 for autograd; the larger, with a
-#: margin, for every method).
-STEP_VALUES_PER_UNIT = 80
-#: float64 values per weight at the peak of a step: weights, velocity, gradients, the update.
+#: peak: gate pre-activations and activations, cells, states and their gradients (measured
+#: with tracemalloc at T=50, B=64, H=64: 18 for method fast, 17 bptt, 23 autograd; an
+#: evaluation 8), with a margin.
+STEP_VALUES_PER_UNIT = 32
+#: float64 values per weight at the peak of a step: the weights, the velocity, the gradients
+#: and autograd's intermediates (measured: 5), the update.
 WEIGHT_COPIES = 8
-#: float64 values per (time step, sequence, feature) of a task while it is generated.
-DATA_COPIES = 6
+#: float64 values per (time step, sequence, feature) of a task while it is generated
+#: (measured: at most 1.7).
+DATA_COPIES = 3
 
 
 def available_memory() -> int | None:
@@ -201,7 +203,7 @@ def memory_estimate(config, input_size: int, output_size: int, n_val: int) -> li
     batch = config.train_size if config.optimizer == "lbfgs" else config.batch
     weights = ((D + H + 1) * 4 * H + (H + 1) * O) * WEIGHT_COPIES * 8
     data = (T + 1) * (config.train_size + 2 * n_val) * (D + O) * DATA_COPIES * 8
-    step = T * (batch + n_val) * (H * STEP_VALUES_PER_UNIT + D + O) * 8
+    step = T * max(batch, n_val) * (H * STEP_VALUES_PER_UNIT + D + O) * 8
     batch_option = (f"--train-size {config.train_size} (L-BFGS uses every sequence at each "
                     "step)" if config.optimizer == "lbfgs" else f"--batch {config.batch}")
     return [(data, "the training data", f"--train-size {config.train_size} with --seq-len {T}"),
