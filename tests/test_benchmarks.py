@@ -2,7 +2,9 @@
 
 Nothing here asserts a time: the numbers come from `python -m benchmarks`, never from tests.
 The smoke test leaves torch and jax out (`--no-peers`); their agreement with lstm_ag is tested
-separately, skipped when they are not installed.
+separately, skipped when they are not installed. The OpenBLAS pin (OPENBLAS_CORETYPE,
+OPENBLAS_L2_SIZE) is set or removed per test: with it the runners time in a child process
+without it, which the tests check from the child's own report.
 """
 import json
 import subprocess
@@ -18,15 +20,28 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:             # benchmarks/ is not installed, only in the work tree
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import contenders, run  # noqa: E402
+from benchmarks import contenders, machine, run, threads  # noqa: E402
 from benchmarks.bench_step import TimeStep  # noqa: E402
 
 QUICK = dict(run.QUICK, budget=0.05, min_repeats=2, max_repeats=3, warmup=0.0)
 
 
-def test_quick_run_table_json_and_checks(tmp_path, capsys):
+@pytest.fixture
+def no_pin(monkeypatch):
+    """No OpenBLAS pin in the environment: the runners time in this process."""
+    for var in machine.PIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+def _kernel():
+    """The kernel numpy's BLAS runs here (pinning to it is safe on any CPU), or None."""
+    pools = machine.blas_info().get("threadpoolctl") or []
+    return pools[0]["architecture"] if pools and pools[0]["internal_api"] == "openblas" else None
+
+
+def test_quick_run_table_json_and_checks(tmp_path, capsys, no_pin):
     out = tmp_path / "quick.json"
-    status = run.main(["--quick", "--no-peers", "--out", str(out)])
+    status = run.main(["--quick", "--no-peers", "--budget", "0.2", "--out", str(out)])
     text = capsys.readouterr().out
     assert status == 0
     result = json.loads(out.read_text())
@@ -61,6 +76,115 @@ def test_quick_run_table_json_and_checks(tmp_path, capsys):
     assert header in text
     assert text.count("| tiny | float") == len(rows)
     assert "all agree" in text
+    assert result["environment"] == {"pin_vars": list(machine.PIN_VARS), "pin_in_effect": {},
+                                     "pin_removed": {}, "process": "main", "mode": "unpinned"}
+    assert "OpenBLAS pin: none" in text
+
+
+def test_default_run_times_in_a_child_without_the_pin(tmp_path, capsys, monkeypatch):
+    kernel = _kernel() or "Haswell"      # the pin is never in effect in the timing process
+    monkeypatch.setenv("OPENBLAS_CORETYPE", kernel)
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    out = tmp_path / "child.json"
+    status = run.main(["--quick", "--no-peers", "--dtypes", "float64", "--budget", "0.05",
+                       "--out", str(out)])
+    text = capsys.readouterr().out                       # the child's report, relayed
+    assert status == 0
+    result = json.loads(out.read_text())
+    env = result["environment"]
+    assert env["process"] == "child" and env["mode"] == "unpinned"
+    assert env["pin_in_effect"] == {}                     # the child's own os.environ
+    assert env["pin_removed"] == {"OPENBLAS_CORETYPE": kernel, "OPENBLAS_L2_SIZE": "1048576"}
+    assert "OpenBLAS_CORETYPE" not in result["machine"]["blas"]
+    assert result["command"].startswith("python -m benchmarks --quick --no-peers")
+    assert "OpenBLAS pin removed for this run: OPENBLAS_CORETYPE=" in text
+    assert "### Median time per step (ms)" in text and result["checks_ok"]
+
+
+def test_kernel_is_reported(no_pin):
+    blas = machine.blas_info()
+    pools = blas["threadpoolctl"]                         # threadpoolctl is installed here
+    assert pools and all(p["owner"] == "numpy" and p["user_api"] == "blas" for p in pools)
+    assert {"internal_api", "version", "architecture", "num_threads"} <= set(pools[0])
+    assert blas["internal_api"] == pools[0]["internal_api"]
+    if blas["internal_api"] == "openblas":
+        assert blas["kernel"] and blas["kernel"] == pools[0]["architecture"]
+    line = run._kernel_text(blas)
+    assert line.startswith(f"kernel {pools[0]['architecture'] or 'n/a'} (threadpoolctl: ")
+    assert "/" not in json.dumps(pools)                   # file names only, no paths
+
+
+def test_torch_kernels_are_reported():
+    pytest.importorskip("torch")
+    info = machine.torch_kernels()
+    assert info["threads"] >= 1 and info["cpu_capability"]
+    assert isinstance(info["thread_pools"], list)
+    assert info["cpu_capability"] in run._torch_text(info)
+
+
+def test_compare_pinned_runs_both_and_adds_a_secondary_table(tmp_path, capsys, no_pin):
+    kernel = _kernel()
+    if kernel is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS")
+    out = tmp_path / "both.json"
+    status = run.main(["--quick", "--no-peers", "--dtypes", "float64", "--contenders",
+                       "fast,bptt", "--budget", "0.05", "--compare-pinned", kernel,
+                       "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0
+    result = json.loads(out.read_text())
+    pinned = result["pinned"]
+    assert result["environment"]["pin_in_effect"] == {}
+    assert result["environment"]["process"] == pinned["environment"]["process"] == "child"
+    assert pinned["environment"]["pin_in_effect"] == {"OPENBLAS_CORETYPE": kernel}
+    assert pinned["machine"]["blas"]["kernel"] == kernel
+    assert [(r["size"], r["contender"]) for r in result["results"]] == [
+        ("tiny", "fast"), ("tiny", "bptt")]
+    assert [r["contender"] for r in pinned["results"]] == ["fast", "bptt"]
+    assert all(r["median_s"] > 0 for r in result["results"] + pinned["results"])
+    assert f"### Secondary: pinned (OPENBLAS_CORETYPE={kernel})" in text
+    assert "Pinned median / unpinned median" in text
+    assert text.index("### Median time per step") < text.index("### Secondary")
+
+
+def test_compare_pinned_without_a_pin_is_a_usage_error(tmp_path, no_pin):
+    out = tmp_path / "none.json"
+    assert run.main(["--quick", "--no-peers", "--compare-pinned", "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_thread_probe_quick(tmp_path, capsys, no_pin):
+    before = machine.blas_threads()
+    out = tmp_path / "threads.json"
+    status = threads.main(["--quick", "--dtypes", "float64", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert machine.blas_threads() == before               # the limit is restored afterwards
+    result = json.loads(out.read_text())
+    assert result["thread_counts"] == [1, 2] and result["loads"] == ["idle", "busy"]
+    assert result["environment"]["pin_in_effect"] == {}
+    rows = result["results"]
+    assert [(r["load"], r["op"]) for r in rows] == [
+        (load, op) for load in ("idle", "busy") for op in threads.OPS]
+    B, T, D, H = contenders.SIZES["tiny"]
+    shapes = {r["op"]: r["shape"] for r in rows}
+    assert shapes["h @ Wh"] == f"({B}, {H}) x ({H}, {4 * H})"
+    assert shapes["H^T dZ"] == f"({H}, {T * B}) x ({T * B}, {4 * H})"
+    assert {r["op"]: r["per_step"] for r in rows}["h @ Wh"] == T
+    for r in rows:
+        assert set(r["threads"]) == {"1", "2"} and r["best"] in (1, 2)
+        assert all(t["median_s"] > 0 and t["n"] >= 3 for t in r["threads"].values())
+        assert r["ratio"]["1"] == 1.0
+    assert len(result["verdicts"]) == len(threads.OPS)
+    assert "### Median time per call" in text and "### Fastest thread count" in text
+    assert text.count("| tiny | float64 | `") == len(rows) + len(threads.OPS)
+
+
+def test_busy_neighbour_is_killed_whatever_happens():
+    with pytest.raises(RuntimeError), threads.busy_neighbour(settle=0.0) as proc:
+        assert proc.poll() is None
+        raise RuntimeError("stop")
+    assert proc.poll() is not None
 
 
 def test_missing_peer_is_na_crash_is_an_error_and_wrong_one_is_flagged(monkeypatch):
@@ -147,3 +271,8 @@ def test_runs_as_module_and_as_script():
                               timeout=60)
         assert done.returncode == 0, done.stderr
         assert "--quick" in done.stdout and "--plot" in done.stdout
+        assert "--compare-pinned" in done.stdout and "--child" not in done.stdout
+    done = subprocess.run([sys.executable, "-m", "benchmarks.threads", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--threads" in done.stdout and "--loads" in done.stdout
