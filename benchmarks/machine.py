@@ -84,7 +84,7 @@ def torch_kernels():
         config = torch.__config__.show()
         match = re.search(r"BLAS_INFO=(\w+)", config)
         info["blas"] = match.group(1) if match else None
-        match = re.search(r"Math Kernel Library Version ([\w.-]+)", config)
+        match = re.search(r"Math Kernel Library Version ([\d.]+)", config)
         if match:
             info["mkl_version"] = match.group(1)
     with contextlib.suppress(Exception):
