@@ -1,8 +1,8 @@
 """The two nonlinearities of the LSTM, as autograd primitives whose derivatives use their outputs.
 
-``sigmoid`` is :func:`scipy.special.expit` and ``tanh`` is :func:`numpy.tanh`, each wrapped as
-one autograd primitive with a reverse-mode rule (VJP) and a forward-mode rule (JVP), both
-written from the stored output ``ans`` (as CS231n's backward does)::
+``sigmoid`` and ``tanh`` (:func:`numpy.tanh`) are each one autograd primitive with a
+reverse-mode rule (VJP) and a forward-mode rule (JVP), both written from the stored output
+``ans`` (as CS231n's backward does)::
 
     sigmoid'(x) = ans * (1 - ans)        tanh'(x) = 1 - ans**2
 
@@ -13,6 +13,18 @@ Why not the alternatives:
 * autograd's ``autograd.scipy.special.expit`` has a VJP but no JVP, so forward mode fails;
 * ``1 / (1 + exp(-x))`` overflows in ``exp`` at x = -1000 (a warning, and NaN gradients);
 * ``0.5 * (tanh(x) + 1)`` is sigma(2x), not sigma(x): a known trap.
+
+The sigmoid's values: :func:`scipy.special.expit` is exact but a scalar loop (about 2 ns an
+element, six times numpy's vectorised tanh), so from :data:`VECTOR_SIZE` elements on the
+sigmoid is ``where(x >= 0, 1, e) / (1 + e)`` with ``e = exp(-|x|)``, in numpy's vectorised
+``exp`` and ``divide``: no overflow at any input (``e <= 1``), no cancellation (the negative
+half divides a small number by a number near 1). Measured over the whole float range against
+expit computed in float64 (``tests/test_forward.py`` holds the bounds): at most 2.0 eps
+relative in float64 and 2.3 eps in float32, 0.75 eps absolute in both (eps of the dtype;
+expit itself is 1.2 eps off in float32). Smaller arrays (one sequence, a few units) keep expit,
+which costs one call where the vectorised form costs seven.
+``0.5 * tanh(x / 2) + 0.5`` would be faster still but loses all relative accuracy below
+x = -30 (float64) or -10 (float32).
 
 The rules are written with autograd's numpy, so they can themselves be differentiated
 (second order). :data:`TRACEABLE` is the pair for code autograd may trace; :data:`PLAIN` the
@@ -26,7 +38,31 @@ import numpy as onp
 from autograd.extend import defjvp, defvjp, primitive
 from scipy.special import expit
 
-__all__ = ["sigmoid", "tanh", "Elementwise", "TRACEABLE", "PLAIN"]
+__all__ = ["sigmoid", "tanh", "sigmoid_values", "Elementwise", "TRACEABLE", "PLAIN",
+           "VECTOR_SIZE"]
+
+#: From this many elements on, the sigmoid's values come from numpy's vectorised exp.
+VECTOR_SIZE = 512
+
+
+def sigmoid_values(x: Any) -> Any:
+    """The logistic sigmoid 1 / (1 + exp(-x)) of a plain array: expit below
+    :data:`VECTOR_SIZE` elements, the vectorised exp form from there on (module docstring).
+
+    - x: array of any shape (float32 stays float32).
+    Returns a new array of the same shape and dtype, in [0, 1].
+    """
+    x = onp.asarray(x)
+    if x.size < VECTOR_SIZE or x.dtype.kind != "f":
+        return expit(x)
+    e = onp.abs(x)
+    onp.negative(e, out=e)
+    with onp.errstate(under="ignore"):
+        onp.exp(e, out=e)                       # e = exp(-|x|), in (0, 1]
+    denominator = e + 1
+    onp.copyto(e, 1, where=x >= 0)             # the numerator: 1, or e for x < 0
+    onp.divide(e, denominator, out=e)
+    return e
 
 
 @primitive
@@ -36,7 +72,7 @@ def sigmoid(x: Any) -> Any:
     - x: array of any shape (float32 stays float32).
     Returns an array of the same shape and dtype, in [0, 1].
     """
-    return expit(x)
+    return sigmoid_values(x)
 
 
 @primitive
@@ -73,4 +109,4 @@ class Elementwise(NamedTuple):
 TRACEABLE = Elementwise(sigmoid, tanh)
 #: The same functions without autograd's wrapper (about 0.6 us a call saved), for loops over
 #: plain arrays: the hand BPTT's forward and a forward nobody differentiates. Same numbers.
-PLAIN = Elementwise(expit, onp.tanh)
+PLAIN = Elementwise(sigmoid_values, onp.tanh)

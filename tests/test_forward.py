@@ -367,3 +367,22 @@ def test_forecast_is_differentiable_and_checks_its_arguments():
         lstm_ag.forecast(params, xs, 0)
     with pytest.raises(ValueError, match=r"must be the inputs: params has O = 2 .* xs has D = 1"):
         lstm_ag.forecast(lstm_ag.init_params(1, 3, 2), xs, 2)
+
+
+@pytest.mark.parametrize("dtype, lowest", [(np.float64, -745.0), (np.float32, -104.0)])
+def test_vectorised_sigmoid_is_within_a_few_eps_of_expit_over_the_whole_range(dtype, lowest):
+    from scipy.special import expit
+
+    from lstm_ag.ops import VECTOR_SIZE, sigmoid_values
+    info = np.finfo(dtype)
+    x = np.concatenate([np.linspace(lowest, 40, 400_001), np.linspace(-1e-3, 1e-3, 10_001),
+                        [info.min, info.max, -0.0, 0.0, info.tiny, -info.tiny]]).astype(dtype)
+    assert x.size >= VECTOR_SIZE
+    got = sigmoid_values(x)                       # no warning at any input (pytest: errors)
+    assert got.dtype == dtype and np.all((got >= 0) & (got <= 1))
+    ref = expit(x.astype(np.float64))
+    normal = ref > info.tiny                      # relative error where the value is normal
+    rel = np.abs(got[normal] - ref[normal]) / ref[normal]
+    assert rel.max() <= 2.5 * info.eps and np.abs(got - ref).max() <= info.eps
+    small = x[:VECTOR_SIZE - 1]                  # below the threshold: expit itself
+    assert np.array_equal(sigmoid_values(small), expit(small))
