@@ -1,4 +1,4 @@
-"""SGD with momentum, global-norm clipping and decay, on cases computed by hand."""
+"""SGD with momentum, Adam, global-norm clipping and decay, on cases computed by hand."""
 import math
 
 import numpy as np
@@ -6,8 +6,10 @@ import pytest
 from numpy.testing import assert_allclose
 
 from train.optim import (
+    adam_update,
     clip_by_global_norm,
     global_norm,
+    init_moments,
     init_velocity,
     learning_rate,
     momentum_update,
@@ -97,3 +99,55 @@ def test_learning_rate_schedule_depends_on_the_step_only():
 def test_bad_arguments_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_adam_two_steps_by_hand():
+    params = {"w": np.array([1.0, -2.0])}
+    moments = init_moments(params)
+    assert np.array_equal(moments["m"]["w"], [0, 0]) and np.array_equal(moments["v"]["w"], [0, 0])
+    g1, g2 = {"w": np.array([0.5, -1.0])}, {"w": np.array([-1.0, 2.0])}
+    p1, m1 = adam_update(params, g1, moments, lr=0.1, step=0)
+    assert_allclose(m1["m"]["w"], [0.05, -0.1])                      # 0.1 * g
+    assert_allclose(m1["v"]["w"], [0.00025, 0.001])                  # 0.001 * g**2
+    # t = 1: m_hat = g, v_hat = g**2, so the step is lr * sign(g) (less eps)
+    assert_allclose(p1["w"], [1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 1.0 / (1.0 + 1e-8)],
+                    rtol=1e-15)
+    p2, m2 = adam_update(p1, g2, m1, lr=0.1, step=1)
+    m = np.array([0.9 * 0.05 + 0.1 * -1.0, 0.9 * -0.1 + 0.1 * 2.0])      # [-0.055, 0.11]
+    v = np.array([0.999 * 0.00025 + 0.001 * 1.0, 0.999 * 0.001 + 0.001 * 4.0])
+    assert_allclose(m2["m"]["w"], m) and assert_allclose(m2["v"]["w"], v)
+    m_hat, v_hat = m / (1 - 0.9 ** 2), v / (1 - 0.999 ** 2)
+    assert_allclose(p2["w"], p1["w"] - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8), rtol=1e-15)
+    assert_allclose(params["w"], [1.0, -2.0])                        # pure: inputs untouched
+    assert np.array_equal(moments["m"]["w"], [0, 0])
+
+
+def test_adam_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.Adam(list(tensors.values()), lr=0.05)
+    moments = init_moments(params)
+    for step in range(5):
+        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        for k, t in tensors.items():
+            t.grad = torch.tensor(grads[k])
+        opt.step()
+        params, moments = adam_update(params, grads, moments, lr=0.05, step=step)
+    for k, t in tensors.items():          # torch's bias correction divides differently
+        assert_allclose(params[k], t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_adam_keeps_float32_and_names_bad_arguments():
+    params = {"w": np.ones(3, dtype=np.float32)}
+    out, moments = adam_update(params, {"w": np.ones(3, dtype=np.float32)},
+                               init_moments(params), lr=0.1, step=0)
+    assert out["w"].dtype == moments["m"]["w"].dtype == moments["v"]["w"].dtype == np.float32
+    g = {"w": np.ones(3)}
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got -1"):
+        adam_update(params, g, init_moments(params), lr=0.1, step=-1)
+    with pytest.raises(ValueError, match="moments"):
+        adam_update(params, g, {"m": init_velocity(params)}, lr=0.1, step=0)
+    with pytest.raises(ValueError, match="betas"):
+        adam_update(params, g, init_moments(params), lr=0.1, step=0, betas=(1.0, 0.9))

@@ -1,4 +1,4 @@
-"""The optimizer: SGD with momentum, global-norm clipping and learning-rate decay.
+"""The optimizers: SGD with momentum, and Adam; global-norm clipping and learning-rate decay.
 
 Pure functions over parameter dicts (``{"Wx": array, ...}``): nothing is updated in place,
 every function returns new dicts. One step, with g the gradient, as :func:`train.fit` takes
@@ -10,6 +10,12 @@ it::
     v    = momentum * v + g                                      velocity (PyTorch's convention)
     p    = p - lr_t * v
 
+or, with Adam (Kingma & Ba 2015, as ``torch.optim.Adam``), t = step + 1::
+
+    m    = beta1 * m + (1 - beta1) * g                           first moment
+    v    = beta2 * v + (1 - beta2) * g**2                        second moment
+    p    = p - lr_t * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+
 The schedule depends on the step number only, never on the total number of steps, so a run
 that is stopped and resumed follows the same schedule as one that was not.
 """
@@ -18,7 +24,11 @@ import math
 import numpy as np
 
 __all__ = ["global_norm", "clip_by_global_norm", "learning_rate", "init_velocity",
-           "momentum_update"]
+           "momentum_update", "init_moments", "adam_update", "ADAM_BETAS", "ADAM_EPS"]
+
+#: Adam's decay rates of the first and second moments, and its epsilon (PyTorch's defaults).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 
 def global_norm(grads: dict) -> float:
@@ -85,3 +95,40 @@ def momentum_update(params: dict, grads: dict, velocity: dict, *, lr: float,
     new_p = {k: params[k] - lr * new_v[k] for k in params}
     return new_p, new_v
 
+
+
+def init_moments(params: dict) -> dict:
+    """Zero Adam moments: ``{"m": zeros like params, "v": zeros like params}``."""
+    return {"m": init_velocity(params), "v": init_velocity(params)}
+
+
+def adam_update(params: dict, grads: dict, moments: dict, *, lr: float, step: int,
+                betas: tuple[float, float] = ADAM_BETAS,
+                eps: float = ADAM_EPS) -> tuple[dict, dict]:
+    """One Adam step (bias-corrected, as ``torch.optim.Adam`` without weight decay).
+
+    - params, grads: dicts with the same keys and shapes; moments: ``{"m": dict, "v": dict}``
+      like params (:func:`init_moments` at step 0).
+    - lr: the step size (> 0); step: the steps taken before this one (0-based; the bias
+      correction uses t = step + 1); betas: ``(beta1, beta2)``, each in [0, 1); eps: > 0.
+    Returns ``(params, moments)``, new dicts.
+    """
+    beta1, beta2 = betas
+    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    if not (isinstance(moments, dict) and set(moments) == {"m", "v"}) or \
+            not set(grads) == set(moments["m"]) == set(moments["v"]) == set(params):
+        raise ValueError(f"grads, moments['m'] and moments['v'] must have the keys of params "
+                         f"{sorted(params)}")
+    m, v = moments["m"], moments["v"]
+    t = step + 1
+    new_m = {k: beta1 * m[k] + (1 - beta1) * grads[k] for k in params}
+    new_v = {k: beta2 * v[k] + (1 - beta2) * grads[k] * grads[k] for k in params}
+    c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t
+    new_p = {k: params[k] - lr * (new_m[k] / c1) / (np.sqrt(new_v[k] / c2) + eps)
+             for k in params}
+    return new_p, {"m": new_m, "v": new_v}
