@@ -38,6 +38,8 @@ class Task:
     - baseline: what the baseline does, in words.
     - spec: the generator's settings, JSON-ready; ``make_task(**spec)`` regenerates the task.
     - scale: what the values were divided by (counting), 1.0 otherwise.
+    - val_mask: per-step weights ``(T,)`` of the validation MSE when they differ from the
+      training mask (a series scores one target per validation window); None: ``mask``.
     """
     name: str
     train_x: np.ndarray
@@ -49,6 +51,7 @@ class Task:
     baseline: str
     spec: dict = field(default_factory=dict)
     scale: float = 1.0
+    val_mask: np.ndarray | None = None
 
     @property
     def input_size(self):
@@ -66,9 +69,14 @@ class Task:
         return self.train_x.shape[0]
 
     @property
+    def val_weights(self):
+        """The per-step weights of the validation MSE ``(T,)``: ``val_mask``, else ``mask``."""
+        return self.mask if self.val_mask is None else self.val_mask
+
+    @property
     def baseline_mse(self):
-        """The baseline's validation MSE (same mask as the model's), a float."""
-        return masked_mse(self.val_baseline, self.val_y, self.mask)
+        """The baseline's validation MSE (same weights as the model's), a float."""
+        return masked_mse(self.val_baseline, self.val_y, self.val_weights)
 
 
 def masked_mse(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -225,8 +233,12 @@ def make_task(name: str, seq_len: int, *, seed: int = 0, **kwargs) -> Task:
     - name: one of :data:`TASKS`; seq_len: T >= 2.
     - seed: ``np.random.default_rng`` seed of the data; kwargs: passed to the generator
       (``n_train``, ``n_val``, ...). ``make_task(**task.spec)`` regenerates ``task``.
-    Returns a :class:`Task`.
+    Returns a :class:`Task`. ``"series"`` (a user's series, :mod:`train.series`; its spec
+    holds the values) is made by :func:`train.series.series_task`.
     """
+    if name == "series":
+        from .series import series_task  # series builds on this module
+        return series_task(seq_len, seed=seed, **kwargs)
     if name not in TASKS:
         raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {name!r}")
     return TASKS[name](seq_len, seed=seed, **kwargs)
