@@ -44,7 +44,7 @@ def test_a_short_run_writes_model_and_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = _run(capsys, "sine", "--steps", 12, *SMALL, "--out", out)
     assert code == 0, stderr
-    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "model.npz"]
+    assert sorted(os.listdir(out)) == [".lock", "best.npz", "metrics.json", "model.npz"]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("task", "step", "train_loss", "val_mse", "baseline_mse", "seconds"):
         assert key in metrics, key
@@ -104,7 +104,8 @@ def test_ctrl_c_saves_exits_130_without_traceback(tmp_path, capsys, monkeypatch)
     assert f"continue with: lstm-ag-train sine --out {out} --resume" in message[0]
     _, _, progress, _ = load_checkpoint(out / "model.npz")
     assert progress.step == 7
-    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "model.npz"]  # no temporary
+    assert sorted(os.listdir(out)) == [".lock", "best.npz", "metrics.json",
+                                       "model.npz"]                          # no temporary
 
 
 def test_non_finite_loss_exits_non_zero_keeping_the_checkpoint(tmp_path, capsys):
@@ -190,7 +191,9 @@ def test_help_shows_each_tasks_defaults_from_trainconfig(monkeypatch):
 #: A valid value differing from the first run's below, for every setting of TrainConfig.
 OTHER_VALUE = dict(task="counting", steps=9, hidden=7, seq_len=11, batch=9, train_size=1999,
                    lr=0.2, lr_decay=0.5, momentum=0.5, clip=2.0, optimizer="lbfgs",
-                   method="bptt", seed=1, eval_every=3)
+                   method="bptt", seed=1, eval_every=3,
+                   patience=3, threads=2, data="x.csv", column="x", diff=True, val_frac=0.1,
+                   test_frac=0.1, horizon=5)
 
 
 def test_every_setting_has_an_other_value_to_try():
@@ -203,7 +206,7 @@ def test_resume_refuses_exactly_the_fixed_settings(name, tmp_path, capsys):
     assert _run(capsys, "sine", "--steps", 6, *SMALL, "--out", out)[0] == 0
     option = name if name == "task" else "--" + name.replace("_", "-")
     value = OTHER_VALUE[name]
-    argv = [value] if name == "task" else [option, value]
+    argv = [value] if name == "task" else [option] if value is True else [option, value]
     code, _, err = _run(capsys, *argv, "--out", out, "--resume", "--steps", 9)
     if name in FIXED_ON_RESUME:
         assert code == 2

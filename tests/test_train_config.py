@@ -5,9 +5,22 @@ import numpy as np
 import pytest
 
 import lstm_ag
-from train.config import FIXED_ON_RESUME, PER_TASK, TASK_DEFAULTS, ConfigError, TrainConfig
+from train.config import (
+    ADAM_LR,
+    FIXED_ON_RESUME,
+    PER_TASK,
+    TASK_DEFAULTS,
+    ConfigError,
+    TrainConfig,
+)
 from train.data import TASKS
 from train.loop import Progress, load_checkpoint, save_checkpoint
+
+
+def test_adam_takes_its_own_default_learning_rate():
+    assert TrainConfig(optimizer="adam").lr == ADAM_LR
+    assert TrainConfig(optimizer="adam", lr=0.5).lr == 0.5
+    assert TrainConfig(task="series", data="s.csv", optimizer="adam").lr == ADAM_LR
 
 
 def test_defaults_are_the_contracts():
@@ -30,10 +43,11 @@ def test_per_task_defaults_come_from_the_table_and_the_generator(name):
 
 
 def test_the_table_holds_the_per_task_settings_and_nothing_else():
-    assert PER_TASK == ("steps", "seq_len", "batch", "train_size", "lr")
-    for name in TASKS:
+    assert PER_TASK == ("steps", "seq_len", "batch", "train_size", "lr", "eval_every",
+                        "patience")
+    for name in TASK_DEFAULTS:
         assert set(TASK_DEFAULTS[name]) == set(PER_TASK) - {"train_size"}, name
-    assert set(TASK_DEFAULTS) == set(TASKS)
+    assert set(TASK_DEFAULTS) == set(TASKS) | {"series"}
 
 
 def test_fixed_on_resume_is_derived_from_the_field_metadata():
@@ -41,7 +55,8 @@ def test_fixed_on_resume_is_derived_from_the_field_metadata():
                     if f.metadata["fixed_on_resume"])
     assert FIXED_ON_RESUME == flagged
     assert set(FIXED_ON_RESUME) == {"task", "hidden", "seq_len", "batch", "train_size", "lr",
-                                    "lr_decay", "momentum", "clip", "optimizer", "seed"}
+                                    "lr_decay", "momentum", "clip", "optimizer", "seed",
+                                    "data", "column", "diff", "val_frac", "test_frac"}
 
 
 def test_resumed_refuses_a_changed_fixed_setting_and_takes_the_others():
@@ -59,13 +74,16 @@ def test_a_config_round_trips_through_a_checkpoint(tmp_path):
     config = TrainConfig(task="adding", steps=7, hidden=3, seq_len=6, batch=5, train_size=40,
                          lr=0.25, lr_decay=0.5, momentum=0.0, clip=0.0, optimizer="sgd",
                          method="bptt", seed=11, eval_every=2)
-    params = config.init_params(config.make_task())
-    path = save_checkpoint(tmp_path / "m.npz", params, Progress(step=3), config, {"name": "x"})
+    task = config.make_task()
+    params = config.init_params(task)
+    velocity = {k: np.zeros_like(v) for k, v in params.items()}       # SGD's buffers
+    path = save_checkpoint(tmp_path / "m.npz", params, Progress(step=3, velocity=velocity),
+                           config, task.spec)
     _, meta = lstm_ag.load(path)
     assert meta["config"] == dataclasses.asdict(config)                # stored whole
     loaded = load_checkpoint(path)
     assert loaded.config == config and isinstance(loaded.config.lr, float)
-    assert loaded.progress.step == 3 and loaded.task_spec == {"name": "x"}
+    assert loaded.progress.step == 3 and loaded.task_spec == task.spec
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
@@ -87,7 +105,8 @@ def test_a_checkpoint_with_a_bad_config_is_refused_naming_the_file(tmp_path, cha
 
 
 @pytest.mark.parametrize("settings, name, message", [
-    (dict(task="music"), "task", "must be one of 'sine', 'counting', 'adding', got 'music'"),
+    (dict(task="music"), "task", ("must be one of 'sine', 'counting', 'adding', 'series', "
+                                  "got 'music'")),
     (dict(steps=0), "steps", "must be >= 1, got 0"),
     (dict(steps=2.0), "steps", "must be an integer, got 2.0"),
     (dict(hidden=True), "hidden", "must be an integer, got True"),
@@ -98,7 +117,17 @@ def test_a_checkpoint_with_a_bad_config_is_refused_naming_the_file(tmp_path, cha
     (dict(momentum=1), "momentum", "must be in [0, 1), got 1.0"),
     (dict(clip=float("nan")), "clip", "must be a finite number, got nan"),
     (dict(method="magic"), "method", "must be one of 'fast', 'bptt', 'autograd', got 'magic'"),
-    (dict(optimizer="adam"), "optimizer", "must be one of 'sgd', 'lbfgs', got 'adam'"),
+    (dict(optimizer="rmsprop"), "optimizer", ("must be one of 'sgd', 'adam', 'lbfgs', got "
+                                              "'rmsprop'")),
+    (dict(patience=-1), "patience", "must be >= 0, got -1"),
+    (dict(train_size=0), "train_size", "must be >= 1, got 0 (0, every window: series only)"),
+    (dict(task="series"), "data", "is needed by the series task: --data FILE"),
+    (dict(diff=True), "diff", "is a setting of the series task only"),
+    (dict(diff=1), "diff", "must be True or False, got 1"),
+    (dict(column=3), "column", "must be a string, got 3"),
+    (dict(val_frac=0.5, test_frac=0.5), "test_frac",
+     "0.5 with val_frac 0.5 leaves no training part"),
+    (dict(test_frac=1.0), "test_frac", "must be in (0, 1), got 1.0"),
     (dict(seed=-1), "seed", "must be >= 0, got -1"),
     (dict(batch=65, train_size=64), "batch", "65 exceeds the training set (64 sequences)"),
 ])

@@ -109,7 +109,7 @@ def test_ctrl_c_saves_the_last_step_and_resumes_exactly(tmp_path):
     _same(params, stopped.params)
     resumed = fit(params, task, config, start=progress, checkpoint=path, log=io.StringIO())
     _same(_run(task, 30).params, resumed.params)
-    assert os.listdir(tmp_path) == ["model.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["best.npz", "model.npz"]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -125,7 +125,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert progress.step < result.step < 50
     assert all(np.isfinite(v).all() for v in params.values())
     assert math.isfinite(evaluate(params, task))
-    assert os.listdir(tmp_path) == ["model.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["best.npz", "model.npz"]
 
 
 def test_one_progress_line_per_evaluation_and_metrics_file(tmp_path):

@@ -1,4 +1,6 @@
-"""The command line: ``lstm-ag-train [sine|counting|adding] [options]``.
+"""The command line: ``lstm-ag-train [sine|counting|adding] [options]``,
+``lstm-ag-train series --data FILE [options]`` (your own series: :mod:`train.series`) and
+``lstm-ag-train forecast --out DIR [--horizon K] [--from-end | --on-test] [--plot]``.
 
 ``python -m train`` runs the same from the repository's root (anywhere else a ``train.py`` or
 ``train/`` in the working directory would be run instead; the console script is immune).
@@ -52,9 +54,9 @@ def _option(name):
 
 def _defaults_table():
     """One line per task: the per-task defaults, read from TrainConfig."""
-    from .config import PER_TASK, TrainConfig
-    from .data import TASKS
-    configs = [TrainConfig(task=task) for task in TASKS]
+    from .config import PER_TASK, TASK_NAMES, TrainConfig
+    configs = [TrainConfig(task=task, data="FILE" if task == "series" else "")
+               for task in TASK_NAMES]
     return "\n".join(f"  {config.task:9s}" + "  ".join(
         f"{_option(name)[2:]} {getattr(config, name)}" for name in PER_TASK)
         for config in configs)
@@ -69,8 +71,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from .config import FIXED_ON_RESUME, PER_TASK, SETTING_TYPES, TrainConfig
     parser = argparse.ArgumentParser(
         prog=prog or _prog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train the lstm_ag LSTM on a toy next-value task and compare it with a "
-                    "naive baseline.",
+        description="Train the lstm_ag LSTM on a toy next-value task, or on your own series "
+                    "(series --data FILE), and compare it with naive baselines; forecast "
+                    "--out DIR forecasts with a trained series model.",
         epilog="Defaults per task (an option given on the command line wins):\n"
                + _defaults_table() + "\n\nWrites DIR/model.npz and DIR/metrics.json "
                "(DIR: --out, default runs/TASK).\n" + textwrap.fill(
@@ -86,7 +89,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default = "per task, below" if f.name in PER_TASK else f.default
         text = f"{meta['doc']} (default: {default})"
         if f.name == "task":
-            parser.add_argument("task", nargs="?", choices=meta["choices"], help=text)
+            parser.add_argument("task", nargs="?", choices=(*meta["choices"], "forecast"),
+                                help=text + "; forecast: with the model in --out")
+        elif SETTING_TYPES[f.name] is bool:
+            parser.add_argument(_option(f.name), action="store_true", default=argparse.SUPPRESS,
+                                help=meta["doc"])
+        elif meta["alias"]:
+            parser.add_argument(_option(f.name), _option(meta["alias"]), dest=f.name,
+                                type=SETTING_TYPES[f.name], metavar=meta["metavar"],
+                                default=argparse.SUPPRESS, help=text)
         else:
             parser.add_argument(_option(f.name), type=SETTING_TYPES[f.name],
                                 choices=meta["choices"], metavar=meta["metavar"],
@@ -99,6 +110,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--plot", action="store_true",
                         help="write DIR/plot.png (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--from-end", action="store_true",
+                       help="forecast: the --horizon values after the series (the default)")
+    where.add_argument("--on-test", action="store_true",
+                       help="forecast: from the start of the test part, beside the truth")
     return parser
 
 
@@ -110,9 +126,13 @@ def _check_plot_available():
 
 
 def _summary(task, result):
-    last, config = result.last, result.config
+    config = result.config
+    last = result.best if config.patience else result.last
     lines = [(f"{task.name}: {result.step} steps in {result.progress.seconds:.2f} s, "
               f"method {config.method}, optimizer {config.optimizer}")]
+    if config.patience and last is not None:
+        stopped = "stopped early, " if result.step < config.steps else ""
+        lines[0] += f" ({stopped}best step {last['step']}, --patience {config.patience})"
     if last is not None:
         ratio = last["baseline_mse"] / last["val_mse"] if last["val_mse"] > 0 else float("inf")
         verdict = (f"{ratio:.1f}x lower" if ratio >= 1 else
@@ -174,15 +194,123 @@ def _resume(run_dir, given):
     return params, config, start, task
 
 
+def _series_report(result, task, metrics):
+    """Evaluate a series run in data units (:func:`train.series.evaluate`), add it to
+    metrics.json (``"series"``, ``"validation"``, ``"test"``) and return the lines to print."""
+    import json
+
+    import lstm_ag
+
+    from .series import evaluate
+    config = result.config
+    evaluation = evaluate(result.params, task, config.horizon)
+    n1, n2 = task.bounds
+    spec = task.spec
+    info = {"source": spec["source"], "column": spec["column"], "values": len(task.values),
+            "missing_filled": spec["missing"], "train": n1, "validation": n2 - n1,
+            "test": len(task.values) - n2, "scaler": spec["scaler"],
+            "params_step": result.best_step if config.patience else result.step}
+    with open(metrics, encoding="utf-8") as file:
+        content = json.load(file)
+    content.update(series=info, validation=evaluation["val"], test=evaluation["test"])
+    text = json.dumps(content, indent=1) + "\n"
+    lstm_ag.atomic_write(metrics, lambda file: file.write(text), mode="w")
+
+    test = evaluation["test"]
+    name = spec["source"] + (f", column {spec['column']}" if spec["column"] else "")
+    diff = "; modelled as differences" if task.scaler.diff else ""
+    lines = [(f"series {name}: {len(task.values)} values ({spec['missing']} missing, filled); "
+              f"train {n1}, validation {n2 - n1}, test {len(task.values) - n2}{diff}"),
+             (f"test, one step ahead ({test['n']} values, data units; the model of step "
+              f"{info['params_step']}):"),
+             f"  {'':14s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}"]
+    rows = [("LSTM", test), ("naive (last)", test["naive"]),
+            (f"AR({test['ar']['order']})", test["ar"])]
+    for label, row in rows:
+        lines.append(f"  {label:14s}{row['mse']:12.4g}{row['mae']:12.4g}{row['mase']:8.3f}")
+    horizon = test.get("horizon")
+    if horizon:
+        lines.append(f"test, 1 to {horizon['steps']} steps ahead ({horizon['origins']} "
+                     "origins): MSE " + ", ".join(
+                         f"{label} {horizon[key]['mse']:.4g}" for label, key in
+                         (("LSTM", "lstm"), ("naive", "naive"), ("AR", "ar"))))
+    return "\n".join(lines)
+
+
+def run_forecast(args: argparse.Namespace, given: dict) -> int:
+    """``forecast --out DIR``: the model of a series run (DIR/best.npz, else DIR/model.npz)
+    forecasts ``--horizon`` values; writes DIR/forecast.csv (and DIR/forecast.png)."""
+    import lstm_ag
+
+    from .data import make_task
+    from .loop import BEST_NAME, load_checkpoint
+    from .series import forecast_levels
+    if not args.out:
+        raise UsageError("forecast needs --out DIR, the directory of a series run")
+    unknown = sorted(set(given) - {"horizon", "threads", "task"})
+    if unknown or args.resume or args.overwrite:
+        extra = [_option(name) for name in unknown] + \
+            [f"--{name}" for name in ("resume", "overwrite") if getattr(args, name)]
+        raise UsageError(f"forecast takes --out, --horizon, --from-end or --on-test and "
+                         f"--plot, not {', '.join(extra)}")
+    path = os.path.join(args.out, BEST_NAME)
+    if not os.path.exists(path):
+        path = os.path.join(args.out, "model.npz")
+    if not os.path.exists(path):
+        raise UsageError(f"forecast: no model in {args.out} (neither {BEST_NAME} nor "
+                         "model.npz); train one with: series --data FILE --out DIR")
+    if args.plot:
+        _check_plot_available()
+    params, config, progress, spec = load_checkpoint(path)
+    if config.task != "series":
+        raise UsageError(f"forecast: {path} is a model of the {config.task!r} task; forecast "
+                         "needs a series run")
+    horizon = given.get("horizon", config.horizon)
+    if horizon < 1:
+        raise UsageError(f"--horizon must be >= 1 for forecast, got {horizon}")
+    try:
+        task = make_task(**spec)
+    except (TypeError, ValueError) as err:
+        raise lstm_ag.CheckpointError(f"{path}: task_spec: {err}") from None
+    n, n2 = len(task.values), task.bounds[1]
+    origin = n2 if args.on_test else n
+    values = forecast_levels(params, task, horizon, origin=origin)
+    lines = ["step,value" + (",actual" if args.on_test else "")]
+    for k, value in enumerate(values):
+        row = f"{k + 1},{value:.10g}"
+        if args.on_test:
+            row += f",{task.values[origin + k]:.10g}" if origin + k < n else ","
+        lines.append(row)
+    out = os.path.join(args.out, "forecast.csv")
+    text = "\n".join(lines) + "\n"
+    lstm_ag.atomic_write(out, lambda file: file.write(text), mode="w")
+    where = (f"from the first test value (index {origin})" if args.on_test
+             else f"after the last value (index {n - 1})")
+    print(f"forecast of {horizon} values {where} of {spec['source']} with "
+          f"{os.path.basename(path)} (step {progress.step}): "
+          + ", ".join(f"{v:.4g}" for v in values[:10]) + (" ..." if horizon > 10 else ""))
+    written = [out]
+    if args.plot:
+        from .plot import plot_forecast
+        written.append(plot_forecast(params, task, values, origin,
+                                     os.path.join(args.out, "forecast.png")))
+    print("wrote " + ", ".join(written))
+    return 0
+
+
 def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     """Run the command line's job for parsed ``args``. Returns the exit status."""
     from dataclasses import fields
 
     from .config import TrainConfig
-    from .loop import fit
+    from .loop import BEST_NAME, fit
     from .rundir import open_run_dir
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if args.task == "forecast":
+        return run_forecast(args, given)
+    if args.from_end or args.on_test:
+        raise UsageError("--from-end and --on-test are options of forecast")
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the model in --out, --overwrite replaces it: "
                          "give one of them")
@@ -198,8 +326,9 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         else:
             task = config.make_task()
             params, start = config.init_params(task), None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run_dir.plot)                 # the replaced run's picture
+            for old in (run_dir.plot, os.path.join(run_dir.path, BEST_NAME)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(old)                      # the replaced run's picture and best
         with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as log:
             result = fit(params, task, config, start=start, checkpoint=run_dir.checkpoint,
                          metrics=run_dir.metrics, callback=callback, log=log)
@@ -214,6 +343,10 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
             print(f"{run_dir.checkpoint}: {result.message}", file=sys.stderr)
         print(_summary(task, result))
         written = [run_dir.checkpoint, run_dir.metrics]
+        if os.path.exists(os.path.join(run_dir.path, BEST_NAME)):
+            written.insert(1, os.path.join(run_dir.path, BEST_NAME))
+        if task.name == "series":
+            print(_series_report(result, task, run_dir.metrics))
         if args.plot:
             from .plot import plot_run
             written.append(plot_run(result.params, task, result.history, run_dir.plot))
@@ -244,8 +377,13 @@ class _CtrlC:
 
 
 def _report(prog, message, status, usage=None):
+    """Print the error in one line (a value's repr may span lines: joined, and shortened when
+    long) after the usage if given; return ``status``."""
     if usage is not None:
         usage.print_usage(sys.stderr)
+    message = " ".join(message.split())
+    if len(message) > 500:
+        message = f"{message[:380]} ... {message[-100:]}"
     print(f"{prog}: error: {message}", file=sys.stderr)
     return status
 
@@ -256,6 +394,7 @@ def _main(argv, callback):
 
     from .config import ConfigError
     from .rundir import RunError, unwritable
+    from .series import SeriesError
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -267,6 +406,8 @@ def _main(argv, callback):
         return _report(prog, message, EXIT_USAGE, usage=parser)
     except RunError as err:
         return _report(prog, str(err), err.exit_status)
+    except SeriesError as err:
+        return _report(prog, f"--data {err}", EXIT_USAGE)
     except (lstm_ag.CheckpointError, FileNotFoundError) as err:
         return _report(prog, str(err), EXIT_USAGE)
     except MemoryError:

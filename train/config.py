@@ -4,8 +4,10 @@ Everything else is derived from the fields below: the command line's options wit
 ``--help`` texts and defaults, the config a checkpoint stores whole, and the settings a resumed
 run may not change (:data:`FIXED_ON_RESUME`). A field whose default is None depends on the task
 (:data:`PER_TASK`): it takes its task's value from :data:`TASK_DEFAULTS`, or for
-``train_size`` the task generator's own ``n_train``. After construction every field holds a
-value, validated: a bad one raises :class:`ConfigError` naming the setting.
+```train_size`` the task generator's own ``n_train`` (for ``series``, 0: every training window
+of the data). With ``optimizer="adam"`` the default learning rate is :data:`ADAM_LR`. After
+construction every field holds a value, validated: a bad one raises :class:`ConfigError`
+naming the setting.
 
 Example::
 
@@ -19,21 +21,29 @@ import numbers
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import numpy as np
+
 import lstm_ag
 
 from .data import TASKS, Task, make_task
 
 __all__ = ["TrainConfig", "ConfigError", "TASK_DEFAULTS", "PER_TASK", "FIXED_ON_RESUME",
-           "OPTIMIZERS", "SETTING_TYPES"]
+           "OPTIMIZERS", "SETTING_TYPES", "TASK_NAMES", "ADAM_LR", "ALIASES"]
 
-#: The optimizers: minibatch SGD (:mod:`train.optim`) or full-batch scipy L-BFGS-B.
-OPTIMIZERS = ("sgd", "lbfgs")
+#: The optimizers: minibatch SGD or Adam (:mod:`train.optim`), or full-batch scipy L-BFGS-B.
+OPTIMIZERS = ("sgd", "adam", "lbfgs")
+#: The tasks: the toy generators of :mod:`train.data`, and a user's series (:mod:`train.series`).
+TASK_NAMES = (*TASKS, "series")
+#: The default learning rate of Adam (the per-task ``lr`` defaults are SGD's).
+ADAM_LR = 0.01
 
 #: The defaults that depend on the task (the fields of TrainConfig whose default is None).
 TASK_DEFAULTS = {
-    "sine": dict(seq_len=50, steps=1500, batch=32, lr=0.1),
-    "counting": dict(seq_len=20, steps=2000, batch=32, lr=0.5),
-    "adding": dict(seq_len=50, steps=3000, batch=64, lr=0.1),
+    "sine": dict(seq_len=50, steps=1500, batch=32, lr=0.1, eval_every=100, patience=0),
+    "counting": dict(seq_len=20, steps=2000, batch=32, lr=0.5, eval_every=100, patience=0),
+    "adding": dict(seq_len=50, steps=3000, batch=64, lr=0.1, eval_every=100, patience=0),
+    # a series is small and noisy: evaluate often, keep the best, stop when it stays best
+    "series": dict(seq_len=30, steps=3000, batch=32, lr=0.1, eval_every=20, patience=10),
 }
 
 
@@ -45,16 +55,19 @@ class ConfigError(ValueError):
         self.name, self.problem = name, problem
 
 
-def _setting(default, doc, metavar=None, *, check=None, choices=None, fixed_on_resume=False):
+def _setting(default, doc, metavar=None, *, check=None, choices=None, fixed_on_resume=False,
+             alias=None):
     """A TrainConfig field: its default, and what the command line and a resume need.
 
     - doc: the option's help text; metavar: the name of its value in ``--help``.
     - check: ``(test, expected)`` for numbers: ``test(value)`` is true for an allowed value,
       ``expected`` says which are (``">= 1"``); choices: the allowed strings.
     - fixed_on_resume: a resumed run keeps the checkpoint's value (a different one is refused).
+    - alias: another name of the option on the command line (``window`` for ``seq_len``).
+    A str setting without choices takes any string; a bool setting is a flag.
     """
     return field(default=default, metadata=dict(doc=doc, metavar=metavar, check=check,
-                                                choices=choices,
+                                                choices=choices, alias=alias,
                                                 fixed_on_resume=fixed_on_resume))
 
 
@@ -66,49 +79,90 @@ def _at_least(low):
 class TrainConfig:
     """The settings of one training run (immutable; :func:`dataclasses.replace` changes one).
 
-    None for a per-task setting (seq_len, steps, batch, lr, train_size) means the task's
-    default; the constructed config always holds the value. Raises :class:`ConfigError` (a
-    ``ValueError``) naming the first setting that is not allowed.
+    None for a per-task setting (seq_len, steps, batch, lr, train_size, eval_every, patience)
+    means the task's default; the constructed config always holds the value. Raises
+    :class:`ConfigError` (a ``ValueError``) naming the first setting that is not allowed.
     """
-    task: str = _setting("sine", "the task", choices=tuple(TASKS), fixed_on_resume=True)
+    task: str = _setting("sine", "the task (series: your own, from --data FILE)",
+                         choices=TASK_NAMES, fixed_on_resume=True)
     steps: int | None = _setting(
         None, "total training steps (SGD updates or L-BFGS iterations); with --resume, the "
               "total to reach", "N", check=_at_least(1))
     hidden: int = _setting(32, "hidden units", "H", check=_at_least(1), fixed_on_resume=True)
-    seq_len: int | None = _setting(None, "sequence length: steps per sequence", "T",
-                                   check=_at_least(2), fixed_on_resume=True)
+    seq_len: int | None = _setting(None, "sequence length: steps per sequence (series: the "
+                                         "window, also --window)", "T",
+                                   check=_at_least(2), fixed_on_resume=True, alias="window")
     batch: int | None = _setting(None, "sequences per minibatch", "B", check=_at_least(1),
                                  fixed_on_resume=True)
     train_size: int | None = _setting(
         None, "sequences in the training set; with --optimizer lbfgs every step uses all of "
-              "them", "N", check=_at_least(1), fixed_on_resume=True)
-    lr: float | None = _setting(None, "learning rate", "LR", check=(lambda v: v > 0, "> 0"),
-                                fixed_on_resume=True)
+              "them (series: 0, every training window)", "N", check=_at_least(0),
+        fixed_on_resume=True)
+    lr: float | None = _setting(None, f"learning rate (adam: {ADAM_LR})", "LR",
+                                check=(lambda v: v > 0, "> 0"), fixed_on_resume=True)
     lr_decay: float = _setting(0.0, "learning-rate decay: lr / (1 + D * step); 0: constant",
                                "D", check=_at_least(0), fixed_on_resume=True)
     momentum: float = _setting(0.9, "momentum M in [0, 1): v = M v + g", "M",
                                check=(lambda v: 0 <= v < 1, "in [0, 1)"), fixed_on_resume=True)
     clip: float = _setting(1.0, "clip the global gradient norm to C; 0: off", "C",
                            check=_at_least(0), fixed_on_resume=True)
-    optimizer: str = _setting("sgd", "sgd, or lbfgs: full-batch scipy L-BFGS-B over the whole "
-                                     "training set, --steps iterations", choices=OPTIMIZERS,
-                              fixed_on_resume=True)
+    optimizer: str = _setting("sgd", "sgd (with --momentum), adam, or lbfgs: full-batch scipy "
+                                     "L-BFGS-B over the whole training set, --steps iterations",
+                              choices=OPTIMIZERS, fixed_on_resume=True)
     method: str = _setting("fast", "gradient method (may change on --resume: the run is then "
                                    "exact to rounding only)", choices=tuple(lstm_ag.METHODS))
     seed: int = _setting(0, "seed of the data, the initial weights and the minibatches", "S",
                          check=_at_least(0), fixed_on_resume=True)
-    eval_every: int = _setting(100, "steps between evaluations, progress lines and checkpoints",
-                               "N", check=_at_least(1))
+    eval_every: int | None = _setting(None, "steps between evaluations, progress lines and "
+                                            "checkpoints", "N", check=_at_least(1))
+    patience: int | None = _setting(
+        None, "stop after N evaluations without a lower validation MSE, and return the best "
+              "parameters (best.npz is written at each improvement either way); 0: never stop "
+              "early", "N", check=_at_least(0))
+    threads: int = _setting(1, "BLAS threads of numpy (threadpoolctl; one is fastest at this "
+                               "trainer's sizes); 0: leave numpy's default", "N",
+                            check=_at_least(0))
+    data: str = _setting("", "series: the file (.csv with a header, .npy, .txt)", "FILE",
+                         fixed_on_resume=True)
+    column: str = _setting("", "series: the .csv column (default: the only numeric one that "
+                               "is not a date)", "NAME", fixed_on_resume=True)
+    diff: bool = _setting(False, "series: model the first differences (for a trend); errors "
+                                 "are still reported in the series' units", fixed_on_resume=True)
+    val_frac: float = _setting(0.2, "series: the validation part, a fraction of the series "
+                                    "(chronological: train, validation, test)", "F",
+                               check=(lambda v: 0 < v < 1, "in (0, 1)"), fixed_on_resume=True)
+    test_frac: float = _setting(0.2, "series: the test part, the last fraction of the series",
+                                "F", check=(lambda v: 0 < v < 1, "in (0, 1)"),
+                                fixed_on_resume=True)
+    horizon: int = _setting(10, "series: also score forecasts K steps ahead from every test "
+                                "point (0: one step only)", "K", check=_at_least(0))
 
     def __post_init__(self):
-        for f in fields(self):                            # task first: the others may need it
+        first = [f for f in fields(self) if f.name in ("task", "optimizer")]
+        for f in first + [f for f in fields(self) if f not in first]:   # lr needs the optimizer
             value = getattr(self, f.name)
             if value is None and f.name in PER_TASK:
-                value = _task_default(self.task, f.name)
+                value = _task_default(self.task, f.name, self.optimizer)
             object.__setattr__(self, f.name, _checked(f, value))
-        if self.optimizer == "sgd" and self.batch > self.train_size:
+        series = self.task == "series"
+        if self.train_size == 0 and not series:
+            raise ConfigError("train_size", "must be >= 1, got 0 (0, every window: series only)")
+        burn_in = _burn_in(self.task)
+        if self.seq_len <= burn_in:
+            raise ConfigError("seq_len", f"must be > {burn_in} for {self.task} (its first "
+                                         f"{burn_in} steps carry no loss), got {self.seq_len}")
+        if self.optimizer != "lbfgs" and self.train_size and self.batch > self.train_size:
             raise ConfigError("batch", f"{self.batch} exceeds the training set "
                                        f"({self.train_size} sequences)")
+        if series and not self.data:
+            raise ConfigError("data", "is needed by the series task: --data FILE")
+        if self.val_frac + self.test_frac >= 1:
+            raise ConfigError("test_frac", f"{self.test_frac} with val_frac {self.val_frac} "
+                                           "leaves no training part")
+        if not series:
+            for name in ("data", "column", "diff"):
+                if getattr(self, name) != _default(name):
+                    raise ConfigError(name, "is a setting of the series task only")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -140,12 +194,32 @@ class TrainConfig:
         return replace(self, **changes)
 
     def make_task(self, **kwargs) -> Task:
-        """The task of this run: ``make_task(task, seq_len, seed=seed, n_train=train_size)``.
+        """The task of this run: ``make_task(task, seq_len, seed=seed, n_train=train_size)``;
+        for ``series``, the windows of the file ``data`` (:func:`train.series.load_task`).
 
         - kwargs: more arguments of the generator (``n_val``, ...).
+        Raises :class:`train.series.SeriesError` (a ``ValueError``) when the file cannot be
+        used, and :class:`ConfigError` when batch or train_size do not fit its windows.
         """
+        if self.task == "series":
+            from .series import load_task
+            task = load_task(self.data, self.seq_len, column=self.column, diff=self.diff,
+                             val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed)
+            self.check_windows(task)
+            return task
         return make_task(self.task, self.seq_len, seed=self.seed, n_train=self.train_size,
                          **kwargs)
+
+    def check_windows(self, task: Task) -> None:
+        """Raise :class:`ConfigError` if a series task's training windows do not fit
+        ``train_size`` (0: any number) and ``batch``."""
+        n = task.train_x.shape[1]
+        if self.train_size and self.train_size != n:
+            raise ConfigError("train_size", f"{self.train_size} differs from the {n} training "
+                                            "windows of the series (leave it out: 0, all)")
+        if self.optimizer != "lbfgs" and self.batch > n:
+            raise ConfigError("batch", f"{self.batch} exceeds the {n} training windows of the "
+                                       "series; give a smaller --batch (or --window)")
 
     def init_params(self, task: Task) -> dict:
         """Fresh parameters for ``task``: ``lstm_ag.init_params(D, hidden, O, seed=seed)``."""
@@ -157,15 +231,37 @@ class TrainConfig:
         return asdict(self)
 
 
-def _task_default(task, name):
+def _task_default(task, name, optimizer=None):
     if name == "train_size":
-        return inspect.signature(TASKS[task]).parameters["n_train"].default
+        return 0 if task == "series" else \
+            inspect.signature(TASKS[task]).parameters["n_train"].default
+    if name == "lr" and optimizer == "adam":
+        return ADAM_LR
     return TASK_DEFAULTS[task][name]
+
+
+def _burn_in(task):
+    """The unscored leading steps of a toy task (its generator's ``burn_in``), else 0."""
+    parameter = inspect.signature(TASKS[task]).parameters.get("burn_in") if task in TASKS \
+        else None
+    return 0 if parameter is None else parameter.default
+
+
+def _default(name):
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 def _checked(f, value):
     """``value`` for field ``f``, as int, float or str; ConfigError when it is not allowed."""
     kind, meta = SETTING_TYPES[f.name], f.metadata
+    if kind is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f.name, f"must be True or False, got {value!r}")
+        return bool(value)
+    if kind is str and meta["choices"] is None:
+        if not isinstance(value, str):
+            raise ConfigError(f.name, f"must be a string, got {value!r}")
+        return value
     if kind is str:
         if value not in meta["choices"]:
             raise ConfigError(f.name, f"must be one of {', '.join(map(repr, meta['choices']))}, "
@@ -191,3 +287,5 @@ SETTING_TYPES = {name: next(t for t in typing.get_args(hint) or (hint,) if t is 
 PER_TASK = tuple(f.name for f in fields(TrainConfig) if f.default is None)
 #: The settings a resumed run keeps from its checkpoint (refused when given otherwise).
 FIXED_ON_RESUME = tuple(f.name for f in fields(TrainConfig) if f.metadata["fixed_on_resume"])
+#: Other command-line names of settings: ``{"window": "seq_len"}``.
+ALIASES = {f.metadata["alias"]: f.name for f in fields(TrainConfig) if f.metadata["alias"]}

@@ -14,6 +14,13 @@ checkpoints, and clean stops.
   its ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"``
   (a file could not be written). Should metrics.json itself fail to be written after the
   checkpoint was, it is one evaluation behind (and fit raises the ``OSError``).
+* Validation-driven: at every evaluation whose validation MSE is the lowest so far, the
+  parameters are saved to ``best.npz`` beside the checkpoint (a checkpoint of that step,
+  atomically). With ``config.patience`` P > 0 the run stops early after P evaluations without
+  a lower validation MSE, and its result's parameters are the best ones (``FitResult.params``;
+  ``FitResult.best_step`` says which step). The count comes from the history alone, so a
+  resumed run stops where an uninterrupted one would.
+* ``config.threads`` limits numpy's BLAS threads (threadpoolctl) while training; 0 leaves them.
 * Ctrl-C (KeyboardInterrupt, also from a callback) saves a checkpoint of the last completed
   step and returns with ``status="interrupted"``. A Ctrl-C that arrives while a file is being
   written waits until the write is complete.
@@ -42,17 +49,28 @@ import lstm_ag
 
 from .config import TrainConfig
 from .data import TASKS, Task
-from .optim import clip_by_global_norm, init_velocity, learning_rate, momentum_update
+from .optim import (
+    adam_update,
+    clip_by_global_norm,
+    init_moments,
+    init_velocity,
+    learning_rate,
+    momentum_update,
+)
 
 __all__ = ["Progress", "FitResult", "Checkpoint", "fit", "evaluate", "batch_indices",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "best_path", "best_row", "BEST_NAME"]
+
+#: The file of the best parameters, beside the checkpoint.
+BEST_NAME = "best.npz"
 
 
 @dataclass
 class Progress:
     """Where a run stands: what a checkpoint holds besides the parameters and the config.
 
-    - step: steps completed; velocity: SGD momentum buffers (dict like params) or None.
+    - step: steps completed; velocity: the optimizer's buffers: SGD's momentum (a dict like
+      params), Adam's moments (``{"m": dict like params, "v": ...}``), None for L-BFGS.
     - history: one dict per evaluation (step, train_loss, val_mse, baseline_mse, grad_norm,
       lr, seconds, steps_per_second); seconds: training time so far, over every session.
     - losses, norms: the training losses and gradient norms of the steps since the last
@@ -70,7 +88,8 @@ class Progress:
 class FitResult:
     """What :func:`fit` returns.
 
-    - params: the trained parameters (those of ``progress.step``).
+    - params: the trained parameters: those of ``progress.step``, or with
+      ``config.patience`` > 0 those of the best evaluation (``best_step``).
     - progress: a :class:`Progress` (step, velocity, history, seconds).
     - status: ``"done"``, ``"interrupted"`` (Ctrl-C) or ``"diverged"`` (non-finite loss).
     - message: one line saying what happened; config: the run's :class:`TrainConfig`.
@@ -93,6 +112,26 @@ class FitResult:
     def last(self):
         """The last evaluation's row of the history (a dict), or None."""
         return self.progress.history[-1] if self.progress.history else None
+
+    @property
+    def best(self):
+        """The history's row with the lowest validation MSE (the first such), or None."""
+        return best_row(self.progress.history)
+
+    @property
+    def best_step(self):
+        """The step of :attr:`best`, or None."""
+        return None if self.best is None else self.best["step"]
+
+
+def best_row(history: list) -> dict | None:
+    """The row of ``history`` with the lowest ``val_mse`` (the earliest of equals), or None."""
+    return min(history, key=lambda row: row["val_mse"]) if history else None
+
+
+def best_path(checkpoint: str | os.PathLike) -> str:
+    """Where the best parameters of the run of ``checkpoint`` go: ``best.npz`` beside it."""
+    return os.path.join(os.path.dirname(os.fspath(checkpoint)), BEST_NAME)
 
 
 class Checkpoint(NamedTuple):
@@ -126,9 +165,10 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
 
 
 def evaluate(params: dict, task: Task) -> float:
-    """The validation MSE of ``params`` on ``task`` (with the task's mask), a float."""
+    """The validation MSE of ``params`` on ``task`` (with its validation weights,
+    ``task.val_weights``), a float."""
     with np.errstate(all="ignore"):
-        return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.mask))
+        return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.val_weights))
 
 
 def save_checkpoint(path, params: dict, progress: Progress, config: TrainConfig,
@@ -179,6 +219,9 @@ def load_checkpoint(path) -> Checkpoint:
                                       f"metadata {unknown})")
     try:
         config = TrainConfig.from_dict(meta["config"])
+        nulls = sorted(k for k, v in meta["config"].items() if v is None)
+        if nulls:                         # None means "the task's default"; never written
+            raise ValueError(f"{nulls} must hold values, got null")
     except ValueError as err:
         raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}") from None
     try:
@@ -257,22 +300,25 @@ def _checked_progress(params, meta, config):
                     losses=window["losses"].tolist(), norms=window["norms"].tolist())
 
 
-def _checked_velocity(velocity, params, config):
-    """SGD: momentum buffers like the parameters; L-BFGS: None."""
+def _checked_velocity(velocity, params, config, field="velocity"):
+    """SGD: momentum buffers like the parameters; Adam: ``{"m": ..., "v": ...}``, each like
+    the parameters; L-BFGS: None."""
     if config.optimizer == "lbfgs":
         if velocity is not None:
             raise _BadField("velocity", "must be null for optimizer lbfgs")
         return None
-    if config.optimizer != "sgd":
-        return velocity
+    if config.optimizer == "adam" and field == "velocity":
+        if not isinstance(velocity, dict) or sorted(velocity) != ["m", "v"]:
+            raise _BadField("velocity", "must hold Adam's moments {'m': ..., 'v': ...}")
+        return {key: _checked_velocity(velocity[key], params, config, f"velocity[{key!r}]")
+                for key in ("m", "v")}
     if not isinstance(velocity, dict) or set(velocity) != set(params):
         given = sorted(velocity) if isinstance(velocity, dict) else repr(velocity)
-        raise _BadField("velocity", f"must hold momentum buffers for {sorted(params)}, got "
-                                    f"{given}")
+        raise _BadField(field, f"must hold buffers for {sorted(params)}, got {given}")
     for key, value in velocity.items():
         if (not isinstance(value, np.ndarray) or value.shape != params[key].shape
                 or value.dtype != params[key].dtype or not np.isfinite(value).all()):
-            raise _BadField(f"velocity[{key!r}]", "must be a finite momentum buffer like the "
+            raise _BadField(f"{field}[{key!r}]", "must be a finite buffer like the "
                                                   f"parameter: {params[key].dtype}, shape "
                                                   f"{params[key].shape}")
     return velocity
@@ -328,11 +374,24 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
     the metrics file cannot be written; the checkpoint on disk is then the last good one.
     """
     _check_fit(params, task, config)
+    if config.threads:
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(limits=config.threads, user_api="blas")
+    else:
+        limits = contextlib.nullcontext()
+    with limits:
+        return _fit(params, task, config, start, checkpoint, metrics, callback, log)
+
+
+def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     run = _Run(task, config, start, checkpoint, metrics, sys.stderr if log is None else log)
     start = Progress() if start is None else start
     velocity = start.velocity
     if velocity is None and config.optimizer == "sgd":
         velocity = init_velocity(params)
+    if velocity is None and config.optimizer == "adam":
+        velocity = init_moments(params)
+    run.restore_best(start, params)
     state = _State(start.step, params, velocity)
     if state.step >= config.steps:
         run.save(state, status="done")
@@ -345,7 +404,7 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
         run.save(state)                   # a checkpoint from the start; metrics: running
         while state.step < config.steps:
             step, params, velocity = state
-            idx = batch_indices(config.seed, step, config.train_size, config.batch)
+            idx = batch_indices(config.seed, step, task.train_x.shape[1], config.batch)
             with np.errstate(all="ignore"):           # non-finite values are handled below
                 loss, grads = lstm_ag.value_and_grad(params, task.train_x[:, idx],
                                                      task.train_y[:, idx], method=config.method,
@@ -356,8 +415,11 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
                     return run.diverged(state, "the loss" if not math.isfinite(loss)
                                         else "the gradient norm")
                 lr = learning_rate(config.lr, step, config.lr_decay)
-                params, velocity = momentum_update(params, grads, velocity, lr=lr,
-                                                   momentum=config.momentum)
+                if config.optimizer == "adam":
+                    params, velocity = adam_update(params, grads, velocity, lr=lr, step=step)
+                else:
+                    params, velocity = momentum_update(params, grads, velocity, lr=lr,
+                                                       momentum=config.momentum)
             state = _State(step + 1, params, velocity)
             run.record(loss, norm)
             if callback is not None:
@@ -365,6 +427,8 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
             evaluation = state.step % config.eval_every == 0 or state.step == config.steps
             if evaluation and not run.evaluate_and_save(state, lr=lr if config.lr_decay else None):
                 return run.diverged(state, "the validation MSE")
+            if evaluation and run.patience_spent():
+                break
     except KeyboardInterrupt:
         return run.interrupted(state)
     return run.done(state)
@@ -380,7 +444,7 @@ def _check_fit(params, task, config):
     if config.hidden != H:
         raise ValueError(f"params have H={H}, config.hidden is {config.hidden}")
     given = (task.name, task.seq_len, task.train_x.shape[1])
-    if given != (config.task, config.seq_len, config.train_size):
+    if given != (config.task, config.seq_len, config.train_size or given[2]):
         raise ValueError(f"the task is {given[0]!r} with seq_len={given[1]}, "
                          f"{given[2]} training sequences; the config says {config.task!r}, "
                          f"seq_len={config.seq_len}, train_size={config.train_size} "
@@ -417,6 +481,30 @@ class _Run:
         self.saved = None
         self.losses, self.norms = list(start.losses), list(start.norms)  # since the last eval
         self.window_start, self.window_step = time.perf_counter(), start.step
+        self.best = None                 # (row, params) of the lowest validation MSE
+        self.best_file = None if checkpoint is None else best_path(checkpoint)
+
+    def restore_best(self, start, params):
+        """The best evaluation before ``start``: its parameters from best.npz (or ``params``
+        when the best is the start's own step, or no file is kept)."""
+        row = best_row(self.history)
+        if row is None:
+            return
+        best = params
+        if row["step"] != start.step and self.best_file and os.path.exists(self.best_file):
+            best, meta = lstm_ag.load(self.best_file)
+            if meta.get("step") != row["step"]:
+                raise lstm_ag.CheckpointError(f"{self.best_file}: holds step "
+                                              f"{meta.get('step')}, the history's best is "
+                                              f"step {row['step']}")
+        self.best = (row, best)
+
+    def patience_spent(self):
+        """True when ``config.patience`` evaluations in a row found no lower validation MSE."""
+        patience, best = self.config.patience, best_row(self.history)
+        if not patience or best is None:
+            return False
+        return sum(row["step"] > best["step"] for row in self.history) >= patience
 
     def seconds(self):
         return self.seconds0 + time.perf_counter() - self.started
@@ -445,6 +533,13 @@ class _Run:
         self.losses, self.norms = [], []
         self.window_step = state.step
         self.save(state)
+        if best_row(self.history) is row:
+            self.best = (row, state.params)
+            if self.best_file is not None:
+                progress = self.progress(state)
+                with _ctrl_c_deferred(replay=True):
+                    self._write(self.best_file, lambda path: save_checkpoint(
+                        path, state.params, progress, self.config, self.task.spec))
         return True
 
     def save(self, state, status="running", message=None):
@@ -482,7 +577,10 @@ class _Run:
             raise failed from err
 
     def result(self, state, status, message):
-        return FitResult(state.params, self.progress(state), status, message, self.config)
+        params = state.params
+        if self.config.patience and self.best is not None and status == "done":
+            params = self.best[1]
+        return FitResult(params, self.progress(state), status, message, self.config)
 
     def interrupted(self, state):
         if not all(np.isfinite(v).all() for v in state.params.values()):
@@ -512,6 +610,12 @@ class _Run:
         if not evaluated and not self.evaluate_and_save(state):
             return self.diverged(state, "the validation MSE")
         message = f"done: step {state.step}"
+        if self.patience_spent() and state.step < self.config.steps:
+            message = (f"stopped early at step {state.step}: no lower validation MSE in "
+                       f"{self.config.patience} evaluations")
+        if self.config.patience and self.best is not None:
+            message += (f"; the result is the best step, {self.best[0]['step']} (validation "
+                        f"MSE {self.best[0]['val_mse']:.3e})")
         self.save(state, status="done", message=message)
         return self.result(state, "done", message)
 
@@ -545,12 +649,15 @@ def _metrics(task, config, progress, status, message=None):
     row = progress.history[-1] if progress.history else dict.fromkeys(HISTORY_KEYS)
     val = row["val_mse"]
     ratio = task.baseline_mse / val if val else None
+    best = best_row(progress.history) or dict.fromkeys(HISTORY_KEYS)
+    spec = {k: v for k, v in task.spec.items() if not isinstance(v, np.ndarray)}   # no data
     return {"task": task.name, "status": status, "step": progress.step, "message": message,
+            "best_step": best["step"], "best_val_mse": best["val_mse"],
             "evaluated_at": row["step"], "train_loss": row["train_loss"], "val_mse": val,
             "baseline_mse": task.baseline_mse, "baseline": task.baseline,
             "baseline_over_val": ratio, "grad_norm": row["grad_norm"],
             "seconds": progress.seconds, "steps_per_second": row["steps_per_second"],
-            "config": config.to_dict(), "task_spec": task.spec, "history": progress.history}
+            "config": config.to_dict(), "task_spec": spec, "history": progress.history}
 
 
 def _fit_lbfgs(state, task, config, run, callback):
@@ -588,7 +695,7 @@ def _fit_lbfgs(state, task, config, run, callback):
         evaluation = state.step % config.eval_every == 0 or state.step == config.steps
         if evaluation and not run.evaluate_and_save(state):
             raise NonFinite("the validation MSE")
-        if state.step >= config.steps:
+        if state.step >= config.steps or (evaluation and run.patience_spent()):
             raise StopIteration
 
     try:
@@ -596,7 +703,8 @@ def _fit_lbfgs(state, task, config, run, callback):
         result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
                           options={"maxiter": config.steps - state.step,
                                    "maxfun": 20 * config.steps, "ftol": 0.0, "gtol": 1e-12})
-        stopped = None if state.step >= config.steps else str(result.message)
+        stopped = None if state.step >= config.steps or run.patience_spent() \
+            else str(result.message)
     except StopIteration:
         stopped = None
     except NonFinite as err:

@@ -1,4 +1,5 @@
-"""``--plot``: one figure of a trained run (needs matplotlib, the ``plot`` extra).
+"""``--plot``: one figure of a trained run (needs matplotlib, the ``plot`` extra); and
+:func:`plot_forecast`, the picture of ``lstm-ag-train forecast --plot``.
 
 Four panels: the loss curves against the baseline; the prediction against the truth on one
 validation sequence; the hidden states h_t and the cell states c_t of that sequence over time
@@ -10,7 +11,7 @@ import lstm_ag
 
 from .data import Task
 
-__all__ = ["states", "plot_run"]
+__all__ = ["states", "plot_run", "plot_forecast"]
 
 
 def states(params: dict, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +76,41 @@ def plot_run(params: dict, task: Task, history: list, path: str, *, index: int =
                           interpolation="nearest")
         ax.set(xlabel="t", ylabel="unit", title=f"{name} over time")
         fig.colorbar(image, ax=ax)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_forecast(params: dict, task, forecast: np.ndarray, origin: int, path: str) -> str:
+    """A series' history, its test part, the one-step predictions over the test part and a
+    multi-step forecast, in data units; saved to ``path`` (a ``.png``).
+
+    - params: trained parameters; task: a :class:`train.series.SeriesTask`.
+    - forecast: the forecast levels ``(K,)``; origin: the index of its first value.
+    Returns ``path``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .series import one_step
+
+    values, (n1, n2) = task.values, task.bounds
+    test = np.arange(n2, len(values))
+    t = np.arange(len(values))
+    fig, ax = plt.subplots(figsize=(12, 5), constrained_layout=True)
+    ax.plot(t[:n2], values[:n2], color="0.5", lw=1, label="history (training, validation)")
+    ax.plot(test, values[n2:], "k-", lw=1.2, label="test part (truth)")
+    ax.plot(test, one_step(params, task, test), "C0--", lw=1,
+            label="LSTM, one step ahead")
+    steps = np.arange(origin, origin + len(forecast))
+    ax.plot(steps, forecast, "C3.-", label=f"LSTM, {len(forecast)} steps ahead from {origin}")
+    ax.axvline(n1 - 0.5, color="0.8", ls=":")
+    ax.axvline(n2 - 0.5, color="0.8", ls=":")
+    name = task.spec.get("source") or "series"
+    ax.set(xlabel="index", ylabel=task.spec.get("column") or "value",
+           title=f"{name}: test part and forecast (dotted: the split)")
+    ax.legend(fontsize="small")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
