@@ -58,7 +58,8 @@ def test_other_function_names(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         (f"lstm-ag-gradcheck: error: {path} defines no function 'lstm_step_forward' "
-         "(--forward); it defines: lstm_backward, lstm_forward, sigmoid, step_bwd, step_fwd")]
+         "(--forward); it defines: lstm_backward, lstm_forward, sigmoid, step_bwd, step_fwd; "
+         "did you mean 'lstm_forward'?")]
 
 
 @pytest.mark.parametrize(("upstream", "name"), [("all", "backward_all"),
@@ -125,3 +126,23 @@ def test_it_runs_as_a_module_with_its_exit_status(tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
     assert "Only the o gate is wrong" in done.stdout
+
+
+def test_sys_exit_is_never_a_pass(tmp_path, capsys):
+    source = (HERE / "cs231n_step.py").read_text()
+    calls_exit = tmp_path / "exits.py"
+    calls_exit.write_text(source + "\n\ndef lstm_step_backward(dnext_h, dnext_c, cache):\n"
+                                   "    import sys\n    sys.exit(0)\n")
+    assert main(["--step", str(calls_exit), "--gate-order", "ifog"]) == 1
+    assert "called sys.exit(0) instead of returning" in capsys.readouterr().err
+    at_import = tmp_path / "exits_on_import.py"
+    at_import.write_text(source + "\nimport sys\nsys.exit(3)\n")
+    assert main(["--step", str(at_import), "--gate-order", "ifog"]) == 2
+    assert "calls sys.exit(3) when imported" in capsys.readouterr().err
+
+
+def test_forgiving_spellings_of_the_file_and_the_gate_order(tmp_path, capsys):
+    path = tmp_path / "my_lstm.py"
+    path.write_text((HERE / "cs231n_step.py").read_text())
+    assert main(["--step", str(path)[:-3], "--gate-order", "IFOG"]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("OK:")

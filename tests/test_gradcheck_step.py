@@ -168,5 +168,33 @@ def test_bad_arguments_name_themselves():
                            gate_order="ifgx")
     with pytest.raises(ValueError, match="hidden_size"):
         lstm_ag.check_step(student.lstm_step_forward, student.lstm_step_backward, hidden_size=0)
-    with pytest.raises(TypeError, match="step_backward must return"):
+    with pytest.raises(TypeError, match=r"step_backward returned None, expected 6 values"):
         lstm_ag.check_step(student.lstm_step_forward, lambda *a: None, gate_order="ifog")
+
+
+def test_gradients_returned_in_another_order_are_named():
+    student = load(FILE)
+
+    def backward(dnext_h, dnext_c, cache):
+        dx, dprev_h, dprev_c, dWx, dWh, db = student.lstm_step_backward(dnext_h, dnext_c, cache)
+        return dx, dprev_c, dprev_h, dWx, dWh, db
+    report = lstm_ag.check_step(student.lstm_step_forward, backward, gate_order="ifog")
+    assert not report.ok
+    assert report.diagnosis == [
+        ("Your step_backward returns its gradients in another order: (dx, dprev_c, dprev_h, "
+         "dWx, dWh, db) where (dx, dprev_h, dprev_c, dWx, dWh, db) is expected; each of them is "
+         "right.")]
+
+
+def test_a_float32_student_given_float64_is_judged_as_float32():
+    student = load(FILE)
+
+    def forward(*args):
+        return student.lstm_step_forward(*(np.asarray(a, np.float32) for a in args))
+
+    def backward(dnext_h, dnext_c, cache):
+        return student.lstm_step_backward(dnext_h.astype(np.float32),
+                                          dnext_c.astype(np.float32), cache)
+    report = lstm_ag.check_step(forward, backward, gate_order="ifog")
+    assert report.ok and report.tolerances == (1e-3, 1e-3)
+    assert any("computes in float32" in note for note in report.notes)

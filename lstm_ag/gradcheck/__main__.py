@@ -15,6 +15,7 @@ that cannot be imported, a name it does not define): one line, never a traceback
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import os
 import sys
@@ -27,7 +28,7 @@ from ..params import init_params
 from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
-from .step import check_step
+from .step import ReturnedWrongly, check_step
 
 __all__ = ["main"]
 
@@ -50,7 +51,7 @@ def _positive(text):
 
 def _gate_order(text):
     try:
-        return check_gate_order(text, "--gate-order")
+        return check_gate_order(text.lower(), "--gate-order")
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -99,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path):
-    """The module defined by the file ``path``; UsageError when it cannot be imported."""
+    """The module defined by the file ``path``; UsageError when it cannot be imported.
+
+    Its own imports resolve as under ``python FILE.py`` and ``python -m``: from the file's
+    directory and from the current one."""
+    if not os.path.isfile(path) and os.path.isfile(path + ".py"):
+        path += ".py"
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     name = "_lstm_ag_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
@@ -107,29 +113,40 @@ def _load(path):
     if spec is None or spec.loader is None:
         raise UsageError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    directory = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, directory)              # its own imports of modules beside it
+    added = [d for d in (os.path.dirname(os.path.abspath(path)), os.getcwd())
+             if d not in sys.path]
+    sys.path[:0] = added
     try:
         spec.loader.exec_module(module)
     except SyntaxError as err:
         raise UsageError(f"{path}: cannot be imported: SyntaxError at line {err.lineno}: "
                          f"{err.msg}") from None
+    except SystemExit as err:
+        raise UsageError(f"{path}: cannot be imported: it calls sys.exit({err.code!r}) when "
+                         "imported (put that under `if __name__ == \"__main__\":`)") from None
     except Exception as err:                   # whatever the file raises on import
         raise UsageError(f"{path}: cannot be imported: {_where(err, path)}") from None
     finally:
-        if sys.path and sys.path[0] == directory:
-            sys.path.pop(0)
+        for d in added:
+            sys.path.remove(d)
     return module
 
 
 def _function(module, name, path, option):
     value = getattr(module, name, None)
-    if not callable(value):
-        defined = sorted(k for k, v in vars(module).items()
-                         if callable(v) and not k.startswith("_")
-                         and getattr(v, "__module__", None) == module.__name__)
+    if not callable(value) or isinstance(value, type):
+        mine = {k: v for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                and getattr(v, "__module__", None) == module.__name__}
+        functions = sorted(k for k, v in mine.items() if not isinstance(v, type))
+        classes = sorted(k for k, v in mine.items() if isinstance(v, type))
+        close = difflib.get_close_matches(name, functions, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if classes:
+            hint += (f" (it defines the class{'es' if len(classes) > 1 else ''} "
+                     f"{', '.join(classes)}: to check a class's backward, call "
+                     "lstm_ag.check_gradients from Python, see docs/gradcheck.md)")
         raise UsageError(f"{path} defines no function {name!r} ({option}); it defines: "
-                         f"{', '.join(defined) or 'none'}")
+                         f"{', '.join(functions) or 'none'}{hint}")
     return value
 
 
@@ -199,6 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except ReturnedWrongly as err:             # the user's function returned the wrong thing
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return EXIT_WRONG
+    except SystemExit as err:                  # the user's function called sys.exit()
+        if user_file is None:
+            raise
+        print(f"{parser.prog}: your code called sys.exit({err.code!r}) instead of returning; "
+              "nothing was checked", file=sys.stderr)
+        return EXIT_WRONG
     except Exception as err:                   # the user's function raised
         if user_file is None:
             raise

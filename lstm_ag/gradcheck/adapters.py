@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import layouts
-from .compare import GATE_WIDE, permute_gates
+from .compare import GATE_WIDE, ReturnedWrongly, permute_gates
 
 __all__ = ["LAYOUTS", "to_user", "from_user", "split_output"]
 
@@ -57,7 +57,7 @@ def from_user(grads: Any, layout: str, gate_order: str, shapes: dict) -> dict:
     entries are ``None``).
     """
     if not isinstance(grads, dict):
-        raise TypeError("the backward must return a dict of gradients or (loss, dict), got "
+        raise ReturnedWrongly("the backward must return a dict of gradients or (loss, dict), got "
                         f"{type(grads).__name__}")
     if layout == "dict":
         out = {}

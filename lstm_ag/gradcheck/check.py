@@ -215,6 +215,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     h64, c64 = h0.astype(np.float64), c0.astype(np.float64)
     w64 = None if weights is None else weights.astype(np.float64)
 
+    computed32 = []                     # lengths at which the backward returned float32
+
     def prefix(length):
         """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
         y = third64 if upstream == "last" else third64[:length]
@@ -237,11 +239,17 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         if mask is not None:
             extra["mask"] = np.asarray(mask)[:length]
         loss, grads = split_output(backward(user_params, x, y, **extra))
+        if dtype == np.float64 and isinstance(grads, dict) and any(
+                getattr(v, "dtype", None) == np.float32 for v in grads.values()):
+            computed32.append(length)
         return loss, from_user(grads, layout, order, shapes)
 
     def rows_at(length, fd=False, order=gate_order):
+        nonlocal tol_ag, tol_fd
         ref_loss, ref = reference(length)
         loss, got = call(length, order)
+        if computed32 and tolerances is None:      # judged as what it computes in
+            tol_ag, tol_fd = TOLERANCES[np.dtype(np.float32)]
         rows = []
         for block in blocks(names):
             fd_values = None
@@ -288,6 +296,10 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if any(r.fd_entries < r.size for r in rows if r.fd_entries):
         notes.append(f"finite differences on a seeded random subset of at most {samples} "
                      "entries per block")
+    if computed32:
+        notes.append("note: your backward returns float32 gradients although it was given "
+                     "float64 arrays; judged with float32's tolerances (check with float32 "
+                     "parameters)")
     if B == 1 and not single:
         notes.append("warning: a batch of one (B = 1) cannot show a mistake in the sum over "
                      "the batch (db from one row, a sum over the wrong axis); check with "

@@ -28,8 +28,8 @@ import numpy as np
 
 from ..params import GATES, split_gates
 
-__all__ = ["TOLERANCES", "FD_EPS", "GATE_WIDE", "Block", "blocks", "permute_gates",
-           "check_gate_order", "check_tolerances", "errors", "finite_differences",
+__all__ = ["ReturnedWrongly", "TOLERANCES", "FD_EPS", "GATE_WIDE", "Block", "blocks",
+           "permute_gates", "check_gate_order", "check_tolerances", "errors", "finite_differences",
            "block_entries", "Row", "compare_block"]
 
 #: Bounds on the normwise relative error, by the dtype of the backward under test:
@@ -45,6 +45,11 @@ FD_EPS = 1e-5
 #: The arrays whose last axis holds the four gates.
 GATE_WIDE = ("Wx", "Wh", "b")
 _EPS64 = np.finfo(np.float64).eps
+
+
+class ReturnedWrongly(TypeError):
+    """The function under test returned something of the wrong kind (not a mistake in its
+    mathematics): the message says what it returned and what was expected."""
 
 
 @dataclass(frozen=True)

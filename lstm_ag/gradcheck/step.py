@@ -39,6 +39,7 @@ from ..ops import PLAIN, Elementwise
 from ..params import as_float_dtype
 from .compare import (
     TOLERANCES,
+    ReturnedWrongly,
     Row,
     block_entries,
     blocks,
@@ -210,14 +211,18 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
     out = step_forward(*(user[k] for k in STEP_ARRAYS))
     if not (isinstance(out, tuple) and len(out) == 3):
-        raise TypeError("step_forward must return (next_h, next_c, cache), got "
-                        f"{type(out).__name__}" + (f" of length {len(out)}"
-                                                   if isinstance(out, tuple) else ""))
+        raise ReturnedWrongly(f"step_forward returned {_what(out)}, expected 3 values: "
+                              "(next_h, next_c, cache)")
     (h_ref, c_ref), _ = _our_step(arrays)
     given = [np.asarray(v, dtype=np.float64) for v in out[:2]]
+    notes = []
+    computed = {np.asarray(v).dtype for v in out[:2]}
+    if dtype == np.float64 and np.dtype(np.float32) in computed and tolerances is None:
+        tol_ag, tol_fd = TOLERANCES[np.dtype(np.float32)]
+        notes.append("note: your step computes in float32 although it was given float64 "
+                     "arrays; judged with float32's tolerances (check with dtype=float32)")
     forward = [_forward_row(name, g, r, tol_ag)
                for name, g, r in (("next_h", given[0], h_ref), ("next_c", given[1], c_ref))]
-    notes = []
     if batch == 1:
         notes.append("warning: a batch of one (N = 1) cannot show a mistake in the sum over the "
                      "batch (db from one row); check with N >= 2 too")
@@ -229,10 +234,9 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
             diagnosis=[_forward_diagnosis(arrays, given, gate_order)], notes=notes,
             seconds=time.perf_counter() - start)
     grads = step_backward(dnext_h.astype(dtype), dnext_c.astype(dtype), out[2])
-    if not (isinstance(grads, tuple) and len(grads) == 6):
-        raise TypeError("step_backward must return (dx, dprev_h, dprev_c, dWx, dWh, db), got "
-                        f"{type(grads).__name__}" + (f" of length {len(grads)}"
-                                                     if isinstance(grads, tuple) else ""))
+    if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
+        raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
+                              "(dx, dprev_h, dprev_c, dWx, dWh, db)")
     got = {}
     for name, value in zip(STEP_ARRAYS, grads, strict=True):
         value = np.asarray(value, dtype=np.float64) if value is not None else None
@@ -261,9 +265,15 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
         rows.append(compare_block(blk, got[blk.param], reference[blk.param], tol_ag, fd=fd,
                                   fd_tolerance=tol_fd))
     ok = all(r.ok for r in rows)
-    diagnosis = [] if ok else diagnose(rows, kind="step",
-                                       candidates=_simulated(arrays, dnext_h, dnext_c),
-                                       counts={"N": batch})
+    order = None if ok else _return_order(grads, reference, gate_order, tol_ag)
+    if order is not None:
+        diagnosis = [(f"Your step_backward returns its gradients in another order: "
+                      f"({', '.join(order)}) where (dx, dprev_h, dprev_c, dWx, dWh, db) is "
+                      "expected; each of them is right.")]
+    else:
+        diagnosis = [] if ok else diagnose(rows, kind="step",
+                                           candidates=_simulated(arrays, dnext_h, dnext_c),
+                                           counts={"N": batch})
     wrong = [r for r in rows if not r.ok]
     # dx and dprev_h follow from dz: a wrong gate block is where the mistake is
     worst = max([r for r in wrong if r.gate] or wrong or rows, key=lambda r: r.rel)
@@ -272,6 +282,36 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                           kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
                           forward=forward, diagnosis=diagnosis, notes=notes,
                           seconds=time.perf_counter() - start)
+
+
+def _what(value):
+    """What a function returned, in a few words."""
+    if isinstance(value, (tuple, list)):
+        return f"{len(value)} value{'s' if len(value) != 1 else ''}"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _return_order(grads, reference, gate_order, tolerance):
+    """The names of the gradients in the order the backward returned them, when a reordering
+    (other than none) makes every one of them right; else None."""
+    names = list(STEP_ARRAYS)
+
+    def matches(value, name):
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        if value.shape != reference[name].shape:
+            return False
+        if name in ("Wx", "Wh", "b"):
+            value = permute_gates(value, gate_order, "ifgo")
+        return errors(value, reference[name])[1] <= tolerance
+    fits = [[matches(value, name) for name in names] for value in grads]
+    for order in itertools.permutations(range(len(names))):
+        if list(order) != list(range(len(names))) and all(fits[k][order[k]]
+                                                          for k in range(len(names))):
+            return [f"d{names[k]}" for k in order]
+    return None
 
 
 def _forward_row(name, given, expected, tolerance):
