@@ -89,7 +89,7 @@ def test_batches_depend_on_seed_and_step_only():
     assert len(set(a)) == 10 and a.min() >= 0 and a.max() < 100
     assert not np.array_equal(a, batch_indices(1, 6, 100, 10))
     assert not np.array_equal(a, batch_indices(2, 5, 100, 10))
-    with pytest.raises(ValueError, match="batch must be in \\[1, 100\\].*got 101"):
+    with pytest.raises(ValueError, match=r"batch must be in \[1, 100\].*got 101"):
         batch_indices(1, 0, 100, 101)
 
 
@@ -202,8 +202,8 @@ def test_the_checkpoint_holds_the_config_whole(tmp_path):
 @pytest.mark.parametrize("change, match", [
     (dict(config="not a config"), "config must be a TrainConfig, got str"),
     (dict(hidden=5), "params have H=8, config.hidden is 5"),
-    (dict(seq_len=13), r"the task is 'sine' with seq_len=12, 64 training sequences; the "
-                       r"config says 'sine', seq_len=13, train_size=64"),
+    (dict(seq_len=13), (r"the task is 'sine' with seq_len=12, 64 training sequences; the "
+                        r"config says 'sine', seq_len=13, train_size=64")),
     (dict(train_size=63), "train_size=63"),
 ])
 def test_config_must_describe_the_task_and_params(change, match):

@@ -343,7 +343,7 @@ def _checked_task_spec(spec, config):
         raise _BadField("task_spec", f"has arguments {unknown} that task {config.task!r} "
                                      "does not take")
     for key, value in spec.items():
-        if not isinstance(value, (str, int, float)):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _BadField(f"task_spec.{key}", f"must be a number, got {value!r}")
     for key in ("n_val", "seed"):
         if key in spec:
@@ -394,9 +394,9 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     run.restore_best(start, params)
     state = _State(start.step, params, velocity)
     if state.step >= config.steps:
-        run.save(state, status="done")
-        return run.result(state, "done", f"already at step {state.step} "
-                                         f"(>= steps={config.steps}); nothing to do")
+        message = f"already at step {state.step} (>= steps={config.steps}); nothing to do"
+        run.save(state, status="done", message=message)
+        return run.result(state, "done", message)
     if config.optimizer == "lbfgs":
         return _fit_lbfgs(state, task, config, run, callback)
 
