@@ -243,10 +243,14 @@ json_values = st.recursive(
     max_leaves=6)
 
 
-def _changes_type(old, new):
-    """True when ``new`` is of another kind than the trainer wrote (an int for a float is
-    the same kind; anything for a null may be a value the field takes)."""
-    if old is None:
+#: Fields the trainer writes as a number or null (a history row before any training step).
+NULLABLE = {("history", 0, "train_loss"), ("history", 0, "grad_norm"), ("history", 0, "lr")}
+
+
+def _changes_type(where, old, new):
+    """True when ``new`` is of another kind than the trainer writes at ``where`` (an int for a
+    float is the same kind; anything for a null may be a value the field takes)."""
+    if old is None or (new is None and where in NULLABLE):
         return False
     if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
         return False
@@ -273,7 +277,7 @@ def _fuzz_checkpoint(where, value):
     assert status in (0, 1, 2), stderr
     if status == 2:
         assert f"error: {path}" in stderr.splitlines()[-1], stderr
-    if _changes_type(old, value) or where == ("new_field",):
+    if _changes_type(where, old, value) or where == ("new_field",):
         if status == 0:
             OUTCOMES["silent"] += 1
         assert status == 2, (where, value, stderr)

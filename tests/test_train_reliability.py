@@ -252,15 +252,26 @@ TAMPERED = [
 ]
 
 
-@pytest.mark.parametrize("changes, message", TAMPERED)
-def test_a_tampered_checkpoint_exits_2_naming_file_and_field(changes, message, tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """The files of a run stopped at step 7 of 20 (made once for the module)."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
 
     def stop_at_7(step, params, info):
         if step == 7:
             raise KeyboardInterrupt
-    assert _run(capsys, "sine", "--steps", 20, *SMALL, "--train-size", 64, "--out", out,
-                callback=stop_at_7)[0] == 130
+    assert main([str(a) for a in ("sine", "--steps", 20, *SMALL, "--train-size", 64, "--out",
+                                  out, "--quiet")], callback=stop_at_7) == 130
+    return {name: (out / name).read_bytes() for name in ("model.npz", "metrics.json")}
+
+
+@pytest.mark.parametrize("changes, message", TAMPERED)
+def test_a_tampered_checkpoint_exits_2_naming_file_and_field(changes, message, tmp_path, capsys,
+                                                             stopped_run):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name, content in stopped_run.items():
+        (out / name).write_bytes(content)
     _tamper(out / "model.npz", **changes)
     before = (out / "model.npz").read_bytes()
     code, _, err = _run(capsys, "--out", out, "--resume")
