@@ -42,20 +42,27 @@ import numpy as np
 from .cell import SequenceCache
 from .inputs import loss_arguments
 
-__all__ = ["local_derivatives", "lstm_step_backward", "lstm_backward", "readout_mse_backward",
-           "loss_and_grads", "bptt"]
+__all__ = ["LOCAL_BYTES", "local_derivatives", "lstm_step_backward", "lstm_backward",
+           "readout_mse_backward", "loss_and_grads", "bptt"]
 
 
-def local_derivatives(cache: SequenceCache) -> tuple:
-    """The local derivatives of every step, from a forward's stored activations.
+#: Bytes of local derivatives computed at once: the backward takes them for a chunk of steps
+#: at a time (all T steps when they fit), so that its memory does not grow with T * B * H
+#: beyond the forward's cache (at B = 64, H = 256, T = 200 in float64 this saves 110 MiB).
+LOCAL_BYTES = 16 * 2**20
+
+
+def local_derivatives(cache: SequenceCache, steps: slice = slice(None)) -> tuple:
+    """The local derivatives of the steps ``steps``, from a forward's stored activations.
 
     - cache: a :class:`lstm_ag.cell.SequenceCache` of T steps, batch B, H units.
-    Returns ``(h_c, c_z, h_zo, f)``: ``h_c (T, B, H)`` = dh_t/dc_t, ``c_z (T, B, 3, H)`` =
-    dc_t/dz for the gates i, f, g, ``h_zo (T, B, H)`` = dh_t/dz_o, ``f (T, B, H)`` =
-    dc_t/dc_{t-1}.
+    - steps: which steps (a slice of range(T)); all by default.
+    Returns ``(h_c, c_z, h_zo, f)`` for those S steps: ``h_c (S, B, H)`` = dh_t/dc_t,
+    ``c_z (S, B, 3, H)`` = dc_t/dz for the gates i, f, g, ``h_zo (S, B, H)`` = dh_t/dz_o,
+    ``f (S, B, H)`` = dc_t/dc_{t-1}.
     """
-    i, f, g, o, tanh_c = cache.i, cache.f, cache.g, cache.o, cache.tanh_c
-    c_prev = cache.c_prev
+    i, f, g, o, tanh_c = (a[steps] for a in (cache.i, cache.f, cache.g, cache.o, cache.tanh_c))
+    c_prev = cache.c_prev[steps]
     T, B, H = i.shape
     c_z = np.empty((T, B, 3, H), dtype=i.dtype)
     np.multiply(g, i * (1 - i), out=c_z[:, :, 0])
@@ -111,14 +118,18 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
     H = Wh.shape[0]
     if dhs.shape != (T, B, H):
         raise ValueError(f"dhs must have shape (T, B, H) = ({T}, {B}, {H}), got {dhs.shape}")
-    h_c, c_z, h_zo, f = local_derivatives(cache)
     dZ = np.empty((T, B, 4 * H), dtype=cache.store.dtype)
     dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
     dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
-    for t in range(T - 1, -1, -1):
-        _, dh, dc = lstm_step_backward(dh, dc, (Wh, h_c[t], c_z[t], h_zo[t], f[t]), dZ[t])
-        if t:
-            dh += dhs[t - 1]
+    chunk = max(1, LOCAL_BYTES // (7 * B * H * dZ.itemsize))    # c_z, h_c, h_zo, temporaries
+    for stop in range(T, 0, -chunk):
+        start = max(0, stop - chunk)
+        h_c, c_z, h_zo, f = local_derivatives(cache, slice(start, stop))
+        for t in range(stop - 1, start - 1, -1):
+            k = t - start
+            _, dh, dc = lstm_step_backward(dh, dc, (Wh, h_c[k], c_z[k], h_zo[k], f[k]), dZ[t])
+            if t:
+                dh += dhs[t - 1]
     dZ2 = dZ.reshape(T * B, 4 * H)
     grads = {
         "Wx": xs.reshape(T * B, D).T @ dZ2,

@@ -131,7 +131,9 @@ def _readout_vjp(argnums, ans, args):
         params, hs, targets, weights = args
         _, dhs, dWy, dby = readout_mse_backward(hs, params["Wy"], params["by"], targets,
                                                 weights)
-        grads = (_dict_grad(params, {"Wy": g * dWy, "by": g * dby}), g * dhs)
+        if g != 1:                       # autograd's cotangent of the loss: 1.0 for grad
+            dWy, dby, dhs = g * dWy, g * dby, g * dhs
+        grads = (_dict_grad(params, {"Wy": dWy, "by": dby}), dhs)
         return tuple(grads[k] for k in argnums)
     return vjp
 

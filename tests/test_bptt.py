@@ -132,3 +132,18 @@ def test_bptt_validates_like_the_forward():
     params, xs, ys, _ = problem(3, 2, 2, 3)
     with pytest.raises(ValueError, match="targets"):
         bptt(params, xs, ys[:, :1])
+
+
+def test_local_derivatives_in_chunks_give_the_same_gradients(monkeypatch):
+    # The backward takes the local derivatives a chunk of steps at a time when they would
+    # not fit in LOCAL_BYTES: the gradients must not depend on the chunking.
+    import lstm_ag.bptt as bptt_module
+    params = lstm_ag.init_params(3, 4, 2, seed=3)
+    rng = np.random.default_rng(3)
+    xs, ys = rng.standard_normal((7, 2, 3)), rng.standard_normal((7, 2, 2))
+    whole = lstm_ag.value_and_grad(params, xs, ys, method="bptt")[1]
+    for steps in (1, 2, 3):                 # chunks of 1, 2 and 3 steps (7 = 3 + 3 + 1)
+        monkeypatch.setattr(bptt_module, "LOCAL_BYTES", steps * 7 * 2 * 4 * 8)
+        chunked = lstm_ag.value_and_grad(params, xs, ys, method="bptt")[1]
+        for k in whole:
+            assert np.array_equal(chunked[k], whole[k]), (steps, k)
