@@ -158,6 +158,15 @@ def as_mask(mask: Any, T: int, B: int, dtype: onp.dtype, single: bool) -> Any:
     return (mask / mask.max()).astype(dtype)[:, :, None]
 
 
+def _arguments(params, xs, state, readout):
+    """Validate params, xs and state once: ``(xs, h0, c0, single, O, dtype)``."""
+    D, H, O = check_params(params, readout=readout)
+    dtype = param_dtype(params)
+    xs, single = as_sequence(xs, D, dtype)
+    h0, c0 = as_state(state, xs.shape[1], H, dtype, single)
+    return xs, h0, c0, single, O, dtype
+
+
 def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool) -> tuple:
     """Validate the arguments of a forward once.
 
@@ -166,11 +175,7 @@ def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool) -> tu
     Returns ``(xs, h0, c0, single)``: xs ``(T, B, D)``, h0 and c0 ``(B, H)`` in the parameters'
     dtype, and whether xs was one sequence ``(T, D)`` (the outputs then drop the batch axis).
     """
-    D, H, _ = check_params(params, readout=readout)
-    dtype = param_dtype(params)
-    xs, single = as_sequence(xs, D, dtype)
-    h0, c0 = as_state(state, xs.shape[1], H, dtype, single)
-    return xs, h0, c0, single
+    return _arguments(params, xs, state, readout)[:4]
 
 
 def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
@@ -180,9 +185,7 @@ def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
     Returns ``(xs, h0, c0, targets, weights)``, all time-major: xs ``(T, B, D)``, h0 and c0
     ``(B, H)``, targets ``(T, B, O)``, weights ``(T, B, 1)`` or None.
     """
-    xs, h0, c0, single = forward_arguments(params, xs, state, readout=True)
+    xs, h0, c0, single, O, dtype = _arguments(params, xs, state, readout=True)
     T, B, _ = xs.shape
-    dtype = param_dtype(params)
-    O = untraced(untraced(params)["Wy"]).shape[1]
     targets = as_targets(targets, (T, B, O), dtype, single)
     return xs, h0, c0, targets, as_mask(mask, T, B, dtype, single)
