@@ -260,7 +260,7 @@ def main(argv=None):
                 old.splitlines(True), new.splitlines(True), f"{stale[-1]} (committed)",
                 f"{stale[-1]} (today's output)"))
         else:
-            page.write_text(new)
+            lstm_ag.atomic_write(page, lambda file, text=new: file.write(text), mode="w")
             print(f"rewrote {page.relative_to(ROOT).as_posix()}")
     missing = sorted(set(ENTRIES) - seen)
     if missing:
