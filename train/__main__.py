@@ -75,8 +75,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     "(series --data FILE), and compare it with naive baselines; forecast "
                     "--out DIR forecasts with a trained series model.",
         epilog="Defaults per task (an option given on the command line wins):\n"
-               + _defaults_table() + "\n\nWrites DIR/model.npz and DIR/metrics.json "
-               "(DIR: --out, default runs/TASK).\n" + textwrap.fill(
+               + _defaults_table() + "\n\nWrites DIR/model.npz, DIR/best.npz (the lowest "
+               "validation MSE) and DIR/metrics.json\n(DIR: --out, default runs/TASK); "
+               "forecast --out DIR writes DIR/forecast.csv.\n" + textwrap.fill(
                    "--resume continues DIR/model.npz to its run's total steps (or to --steps), "
                    "exactly as an uninterrupted run, with the checkpoint's settings; these may "
                    "not change: " + ", ".join(_option(name) for name in FIXED_ON_RESUME)
