@@ -25,7 +25,7 @@ def test_adam_takes_its_own_default_learning_rate():
 
 def test_defaults_are_the_contracts():
     config = TrainConfig()
-    assert config.task == "sine" == list(TASKS)[0]
+    assert config.task == "sine" == next(iter(TASKS))
     assert config.method == "fast" == lstm_ag.METHODS[0]
     assert config.optimizer == "sgd" and config.clip > 0 and 0 < config.momentum < 1
 
@@ -53,7 +53,7 @@ def test_the_table_holds_the_per_task_settings_and_nothing_else():
 def test_fixed_on_resume_is_derived_from_the_field_metadata():
     flagged = tuple(f.name for f in dataclasses.fields(TrainConfig)
                     if f.metadata["fixed_on_resume"])
-    assert FIXED_ON_RESUME == flagged
+    assert flagged == FIXED_ON_RESUME
     assert set(FIXED_ON_RESUME) == {"task", "hidden", "seq_len", "batch", "train_size", "lr",
                                     "lr_decay", "momentum", "clip", "optimizer", "seed",
                                     "data", "column", "diff", "val_frac", "test_frac"}
