@@ -26,7 +26,7 @@ from typing import Any
 import autograd.numpy as np
 import numpy as onp
 
-from .ops import PLAIN, TRACEABLE, Elementwise
+from .ops import TRACEABLE, Elementwise, plain_ops
 from .params import split_gates
 
 __all__ = ["lstm_step", "scan", "SequenceCache", "readout_mse"]
@@ -120,8 +120,9 @@ class SequenceCache:
         store = onp.empty((len(cls.FIELDS), T + 1, B, H), dtype=zx.dtype)
         store[0, 0], store[1, 0] = h0, c0
         h, c = h0, c0
+        ops = plain_ops(B * H)
         for t in range(T):
-            (h, c), acts = lstm_step(Wh, zx[t], h, c, PLAIN)
+            (h, c), acts = lstm_step(Wh, zx[t], h, c, ops)
             # One copy per step into the buffer: cheaper than keeping every step's fresh arrays
             # alive (new memory each step: 25% of the forward at B=64, H=512) and than one
             # assignment per field (numpy calls dominate at B=1, H=16).

@@ -28,7 +28,7 @@ from autograd import value_and_grad as _autograd_value_and_grad
 from .bptt import loss_and_grads
 from .cell import SequenceCache, readout_mse, scan
 from .inputs import forward_arguments, loss_arguments
-from .ops import PLAIN
+from .ops import plain_ops
 from .params import is_traced, untraced
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
@@ -52,7 +52,8 @@ def _hidden(params, xs, h0, c0, method):
     whole-sequence primitive (``"fast"``) or the traced step loop (``"autograd"``)."""
     params = as_traced_dict(params)
     if not any(is_traced(a) for a in (params, xs, h0, c0)):
-        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0, ops=PLAIN)
+        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0,
+                    ops=plain_ops(h0.shape[0] * h0.shape[1]))
     if method == "autograd":
         return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
     return lstm_sequence(params, xs, h0, c0)

@@ -39,7 +39,7 @@ from autograd.extend import defjvp, defvjp, primitive
 from scipy.special import expit
 
 __all__ = ["sigmoid", "tanh", "sigmoid_values", "Elementwise", "TRACEABLE", "PLAIN",
-           "VECTOR_SIZE"]
+           "PLAIN_SMALL", "plain_ops", "VECTOR_SIZE"]
 
 #: From this many elements on, the sigmoid's values come from numpy's vectorised exp.
 VECTOR_SIZE = 512
@@ -110,3 +110,12 @@ TRACEABLE = Elementwise(sigmoid, tanh)
 #: The same functions without autograd's wrapper (about 0.6 us a call saved), for loops over
 #: plain arrays: the hand BPTT's forward and a forward nobody differentiates. Same numbers.
 PLAIN = Elementwise(sigmoid_values, onp.tanh)
+#: :data:`PLAIN` for small gates (fewer than :data:`VECTOR_SIZE` elements): expit itself, with
+#: no Python call in between (a loop over one sequence calls it three times a step).
+PLAIN_SMALL = Elementwise(expit, onp.tanh)
+
+
+def plain_ops(gate_size: int) -> Elementwise:
+    """The plain pair for a loop whose gates have ``gate_size`` elements (B * H): the choice
+    :func:`sigmoid_values` makes per call, made once per loop. Same numbers."""
+    return PLAIN_SMALL if gate_size < VECTOR_SIZE else PLAIN
