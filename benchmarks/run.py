@@ -524,19 +524,23 @@ def _csv(choices, what):
     return parse
 
 
+def add_grid_options(parser, quick_help):
+    """``--quick``, ``--sizes`` and ``--dtypes``, as every command of the suite takes them."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--sizes", type=_csv(list(SIZES), "size"),
+                        help=f"comma-separated subset of {','.join(SIZES)} (default: all; "
+                             "--quick: tiny)")
+    parser.add_argument("--dtypes", type=_csv(list(DTYPES), "dtype"),
+                        help="comma-separated subset of float64,float32 (default: both)")
+
+
 def parse_args(argv=None):
     names = contender_names(peers=True)
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Time one LSTM training step (forward + all gradients) by every lstm_ag "
                     "method and by PyTorch eager and JAX jit when installed.")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny size only, few repeats: a smoke run of a few seconds")
-    p.add_argument("--sizes", type=_csv(list(SIZES), "size"),
-                   help=f"comma-separated subset of {','.join(SIZES)} (default: all; "
-                        "--quick: tiny)")
-    p.add_argument("--dtypes", type=_csv(list(DTYPES), "dtype"),
-                   help="comma-separated subset of float64,float32 (default: both)")
+    add_grid_options(p, "tiny size only, few repeats: a smoke run of a few seconds")
     p.add_argument("--contenders", type=_csv(list(names), "contender"),
                    help=f"comma-separated subset of {','.join(names)} (default: all)")
     p.add_argument("--no-peers", action="store_true",
@@ -565,7 +569,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _environment(args):
+def environment(args):
     """The pin as this process runs: in effect, removed by the parent, where it is timed."""
     info = args.child or {}
     in_effect = machine.pin_in_effect()
@@ -640,7 +644,7 @@ def run(args):
         "dtypes": dtypes, "contenders": names, "availability": availability,
         "machine": machine.machine_info(),
         "versions": machine.versions(tuple(peers) + (("matplotlib",) if sweep else ())),
-        "threads": threads, "environment": _environment(args),
+        "threads": threads, "environment": environment(args),
         "torch_kernels": machine.torch_kernels() if "torch" in peers else None,
         "matmul_peak": matmul, "settings": settings,
         "load_average": {"start": load_start,

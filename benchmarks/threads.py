@@ -36,7 +36,16 @@ import lstm_ag
 
 from . import child, machine
 from .contenders import DTYPES, SIZES, make_problem
-from .run import _csv, _json_safe, _kernel_text, _log, pin_text, time_interleaved
+from .run import (
+    _csv,
+    _json_safe,
+    _kernel_text,
+    _log,
+    add_grid_options,
+    environment,
+    pin_text,
+    time_interleaved,
+)
 
 __all__ = ["OPS", "operations", "busy_neighbour", "probe_group", "run", "render", "main"]
 
@@ -247,27 +256,12 @@ def render(result):
     return "\n".join(out) + "\n"
 
 
-def _environment(args):
-    info = args.child or {}
-    in_effect = machine.pin_in_effect()
-    return {"pin_vars": list(machine.PIN_VARS), "pin_in_effect": in_effect,
-            "pin_removed": info.get("removed") or {},
-            "process": "child" if args.child is not None else "main",
-            "mode": "pinned" if in_effect else "unpinned"}
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.threads",
         description="Time each BLAS operation of one LSTM training step, and the step, with "
                     "numpy's BLAS limited to each thread count, idle and beside a busy process.")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny size, a handful of samples: a smoke run of seconds")
-    p.add_argument("--sizes", type=_csv(list(SIZES), "size"),
-                   help=f"comma-separated subset of {','.join(SIZES)} (default: all; "
-                        "--quick: tiny)")
-    p.add_argument("--dtypes", type=_csv(list(DTYPES), "dtype"),
-                   help="comma-separated subset of float64,float32 (default: both)")
+    add_grid_options(p, "tiny size, a handful of samples: a smoke run of seconds")
     p.add_argument("--threads", type=_threads, default=[1, 2],
                    help="comma-separated thread counts to compare (default 1,2)")
     p.add_argument("--loads", type=_csv(list(LOADS), "load"), default=list(LOADS),
@@ -315,7 +309,7 @@ def run(args):
         "dtypes": dtypes, "thread_counts": args.threads, "loads": args.loads,
         "method": args.method, "ops": list(OPS), "settings": settings,
         "machine": machine.machine_info(), "versions": machine.versions(()),
-        "environment": _environment(args),
+        "environment": environment(args),
         "results": rows, "verdicts": verdicts(rows),
         "elapsed_s": time.perf_counter() - t_start,
     }
