@@ -12,7 +12,7 @@ takes it:
 * :class:`Scaler`: z-scoring, optionally of the first differences (``diff=True``), with the
   mean and standard deviation of the **training part only**; it turns predictions back into
   the series' own units (levels, also with ``diff``).
-* :func:`series_task`: a :class:`train.data.Task` of windows of the scaled series. Every window
+* :func:`series_task`: a :class:`train.task.Task` of windows of the scaled series. Every window
   lies in one part: training windows are built from training values alone (inputs and
   targets); a validation or test window has one scored target, its last step, in its part,
   and sees only values before it. Nothing the model is trained or early-stopped on depends
@@ -35,7 +35,7 @@ import numpy as np
 
 import lstm_ag
 
-from .data import Task
+from .task import Task
 
 __all__ = ["SeriesError", "Series", "read_series", "fill_gaps", "split_bounds", "Scaler",
            "SeriesTask", "series_task", "load_task", "windows", "fit_ar", "ar_predict",
@@ -297,7 +297,7 @@ class Scaler:
 
 @dataclass(frozen=True, eq=False)
 class SeriesTask(Task):
-    """A :class:`train.data.Task` of one series, with what evaluation and forecasts need.
+    """A :class:`train.task.Task` of one series, with what evaluation and forecasts need.
 
     - values: the series' levels ``(N,)`` (gaps filled), data units.
     - scaler: the :class:`Scaler` (training-part statistics); z: the scaled series ``(N - lag,)``.
