@@ -396,6 +396,10 @@ def _main(argv, callback):
     from .config import ConfigError
     from .rundir import RunError, unwritable
     from .series import SeriesError
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"]:                     # many runs: train/sweep.py
+        from .sweep import main as sweep_main
+        return sweep_main(argv[1:], _prog())
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog

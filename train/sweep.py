@@ -1,0 +1,937 @@
+"""``lstm-ag-train sweep``: seeds x settings, many runs of the trainer, locally with joblib's
+loky processes or on a Dask cluster, and one summary of them::
+
+    lstm-ag-train sweep [TASK] [TRAINER OPTIONS] --grid lr=0.03,0.1 hidden=16,32 --seeds 5
+                        [--jobs N | --scheduler ADDRESS | --dask-local N] --out DIR [--plot]
+
+* Every (setting, seed) is one run of the trainer, exactly ``lstm-ag-train TASK OPTIONS
+  --KEY VALUE ... --seed S --quiet --out DIR/SETTING/seed=S`` (with ``--resume`` when it is
+  continued): the same code (:func:`train.__main__.main`), the same files (``model.npz``,
+  ``best.npz``, ``metrics.json``), the same lock. SETTING names the grid's values in the
+  grid's order (``lr=0.03,hidden=16``); without ``--grid`` the runs are ``DIR/seed=S``.
+* The plan, before anything runs (:func:`plan`): a run whose ``metrics.json`` says ``done``
+  (or ``diverged``: it would diverge again, bit for bit) for the same config is finished and
+  skipped; a run with a checkpoint is resumed; the others start. So a sweep stopped by Ctrl-C
+  (exit 130) continues where it stopped when the same command is given again, and redoes
+  nothing. ``DIR`` holding runs of other fixed settings (another ``--batch``, say) is refused.
+* Engines. Locally joblib's loky processes (``--jobs N``, default: every core; ``--jobs 1``
+  runs in this process), one BLAS thread each: the trainer's ``--threads 1`` and joblib's
+  ``inner_max_num_threads=1``. With ``--scheduler ADDRESS`` (a running Dask scheduler) or
+  ``--dask-local N`` (a Dask ``LocalCluster`` of N one-thread worker processes started here),
+  the same ``joblib.Parallel`` call under ``joblib.parallel_config(backend="dask")``.
+* Files. Loky workers share this machine's filesystem and write their run directories
+  themselves. Dask workers need not: a run goes to its worker with its checkpoint (when it is
+  resumed) and its ``--data`` file, runs in a temporary directory there, and comes back with
+  its files and metrics, which this process writes into ``DIR`` (:func:`run_one`).
+  Workers need lstm-ag installed, the same version (checked when the sweep starts).
+* The summary (:func:`summarize`): per setting the mean, std (n - 1), min and max over its
+  seeds of the validation MSE (the best evaluation's with ``--patience``, as the trainer
+  reports; for ``series``, the validation and test MSE in data units), the baseline, how many
+  seeds beat it (toy tasks: a validation MSE 10x lower than the baseline's; series: a lower
+  test MSE than AR(p)) and the training time; on stdout, in ``DIR/summary.json`` and
+  ``DIR/summary.csv``, and with ``--plot`` in ``DIR/summary.png``. Apart from its
+  ``"session"`` and ``"seconds"`` entries it depends only on the runs' results.
+* One progress line on stderr (runs done, running, failed, ETA). A failed run (the trainer's
+  exit 1, 2 or 3, or an exception) is recorded with its error and the others go on; the sweep
+  then exits 1. Exit 2: usage (one line); 3: ``DIR`` cannot be written; 130: Ctrl-C.
+"""
+import argparse
+import contextlib
+import csv
+import difflib
+import io
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, fields
+
+from .__main__ import _option
+from .__main__ import build_parser as build_train_parser
+
+__all__ = ["main", "build_parser", "parse_grid", "Run", "plan", "run_one", "summarize",
+           "format_table", "write_summary", "plot_summary", "SweepError", "RUN_FILES"]
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNWRITABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+#: The files of a run that travel back from a Dask worker, in the order they are written
+#: (the checkpoint first: metrics.json describes the checkpoint on disk).
+RUN_FILES = ("model.npz", "best.npz", "metrics.json")
+#: Seconds to wait for a Dask scheduler's first worker.
+WORKER_WAIT = 60
+PLOT_HINT = ("--plot needs matplotlib, which is not installed (pip install 'lstm-ag[plot]'); "
+             "the sweep runs, without summary.png")
+DASK_HINT = ("needs Dask's distributed, which is not installed; install it with "
+             "pip install 'lstm-ag[sweep]' (or pip install 'dask[distributed]')")
+
+
+class SweepError(Exception):
+    """The sweep cannot go ahead: one line, and the exit status (2 usage, 3 unwritable)."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE):
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser(prog: str = "lstm-ag-train sweep") -> argparse.ArgumentParser:
+    """The sweep's own options; every other argument is the trainer's (the task first)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=f"{prog} [TASK] [TRAINER OPTIONS] [--grid KEY=V1,V2 ...] [--seeds N] "
+              "[--jobs N | --scheduler ADDRESS | --dask-local N] --out DIR [--plot] [--quiet]",
+        description="Run the trainer for every setting of a grid and every seed, in parallel, "
+                    "and summarize the results across seeds. TASK and TRAINER OPTIONS are "
+                    "lstm-ag-train's (see its --help); they hold for every run.",
+        epilog="Each run is lstm-ag-train TASK OPTIONS --KEY VALUE ... --seed S --quiet\n"
+               "--out DIR/SETTING/seed=S (--resume when continued): its own checkpoint, lock "
+               "and\nmetrics.json. Finished runs are skipped and interrupted ones resumed: "
+               "give the same\ncommand again after a Ctrl-C. Writes DIR/summary.json, "
+               "DIR/summary.csv (and DIR/summary.png).\nExit status: 0 every run done, 1 a "
+               "run failed (see the summary), 2 usage error,\n3 DIR cannot be written, 130 "
+               "interrupted.")
+    parser.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+                        help="settings to vary: a TrainConfig field (hidden, lr, seq_len, "
+                             "...) and its comma-separated values; several keys make every "
+                             "combination")
+    parser.add_argument("--seeds", type=int, default=3, metavar="N",
+                        help="runs per setting, with --seed 0 .. N-1 (default: 3)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, metavar="N",
+                       help="local worker processes (joblib, loky; default: every core; 1: "
+                            "one run after the other in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler (tcp://HOST:8786); "
+                            "needs the sweep extra")
+    where.add_argument("--dask-local", type=int, metavar="N",
+                       help="start a Dask LocalCluster of N worker processes and run there")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the sweep's directory: one subdirectory per run, and the summary")
+    parser.add_argument("--plot", action="store_true",
+                        help="write DIR/summary.png: the metric of every seed per setting "
+                             "(needs matplotlib)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+# ----------------------------------------------------------------------------- the grid
+
+def _parse_value(name, text, kind):
+    """``text`` as a value of the setting ``name`` of type ``kind``."""
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise SweepError(f"--grid {name}={text}: not true or false")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise SweepError(f"--grid {name}={text}: not an integer") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise SweepError(f"--grid {name}={text}: not a number") from None
+    return text
+
+
+def parse_grid(items: list, fixed: dict | None = None) -> dict:
+    """The grid of ``--grid`` items (``"lr=0.03,0.1"``): ``{setting: [values]}`` in the order
+    given, each value of the setting's type in :class:`train.config.TrainConfig`.
+
+    - fixed: the settings given as trainer options (a grid key may not repeat one).
+    Keys are TrainConfig's field names; ``seq-len`` and the alias ``window`` are accepted too.
+    Raises :class:`SweepError` naming the item for an unknown or repeated key, a value that is
+    not of the setting's type, or a value given twice.
+    """
+    from .config import ALIASES, SETTING_TYPES, TrainConfig
+    names = [f.name for f in fields(TrainConfig)]
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"--grid {item}: not KEY=V1,V2,... (a setting and its values; "
+                             "give the task and the trainer's options before --grid)")
+        name = key.replace("-", "_")
+        name = ALIASES.get(name, name)
+        if name not in names:
+            close = difflib.get_close_matches(name, names, 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SweepError(f"--grid {key}: not a setting of TrainConfig{hint}; the "
+                             f"settings: {', '.join(n for n in names if n != 'task')}")
+        if name == "task":
+            raise SweepError("--grid task: a sweep trains one task; give it first "
+                             "(lstm-ag-train sweep TASK ...), one sweep per task")
+        if name == "seed":
+            raise SweepError("--grid seed: the seeds are --seeds N (0 .. N-1 for every setting)")
+        if name in grid:
+            raise SweepError(f"--grid {key}: given twice; list its values once, "
+                             f"{key}=V1,V2,...")
+        if fixed and name in fixed:
+            raise SweepError(f"--grid {key}: also given as {_option(name)} {fixed[name]}; "
+                             "give it in one place")
+        texts = [text.strip() for text in values.split(",")]
+        if not all(texts):
+            raise SweepError(f"--grid {item}: an empty value; give {key}=V1,V2,...")
+        parsed = [_parse_value(name, text, SETTING_TYPES[name]) for text in texts]
+        for i, value in enumerate(parsed):
+            if value in parsed[:i]:
+                raise SweepError(f"--grid {item}: the value {texts[i]} is given twice")
+        grid[name] = parsed
+    return grid
+
+
+def _value_text(value):
+    """A value as the command line and a directory name spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def setting_name(setting: dict) -> str:
+    """The directory name of a setting: ``lr=0.03,hidden=16`` ("" for no grid)."""
+    return ",".join(f"{key}={re.sub(r'[^A-Za-z0-9._+-]', '_', _value_text(value))}"
+                    for key, value in setting.items())
+
+
+def _setting_args(setting):
+    args = []
+    for key, value in setting.items():
+        option = _option(key)
+        if isinstance(value, bool):
+            args += [option] if value else []
+        else:
+            args += [option, _value_text(value)]
+    return args
+
+
+# ----------------------------------------------------------------------------- the plan
+
+@dataclass
+class Run:
+    """One (setting, seed) of a sweep.
+
+    - setting: the grid's values; name: its directory name; seed; path: the run directory.
+    - config: the run's :class:`train.config.TrainConfig`; argv: the trainer's arguments
+      (without ``--out`` and ``--resume``).
+    - action: ``"new"``, ``"resume"`` or ``"skip"`` (finished); metrics: what the finished
+      run's metrics.json holds.
+    """
+    setting: dict
+    name: str
+    seed: int
+    path: str
+    config: object
+    argv: list
+    action: str = "new"
+    metrics: dict | None = None
+
+    @property
+    def label(self):
+        return os.path.join(self.name, f"seed={self.seed}") if self.name else f"seed={self.seed}"
+
+
+def _read_metrics(path):
+    try:
+        with open(os.path.join(path, "metrics.json"), encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) and isinstance(content.get("config"), dict) \
+        else None
+
+
+def _finished(metrics, config):
+    """True when ``metrics`` (a run's metrics.json) is a finished run of ``config``."""
+    if metrics.get("config") != config.to_dict():
+        return False
+    if metrics.get("status") == "diverged":
+        return True
+    return metrics.get("status") == "done" and (config.task != "series" or "test" in metrics)
+
+
+def plan(runs: list) -> list:
+    """Set each run's ``action`` from its directory: ``"skip"`` when its metrics.json is a
+    finished run (done, or diverged) of the same config, ``"resume"`` when it holds a
+    checkpoint, else ``"new"``. Returns ``runs``.
+
+    Raises :class:`SweepError` when a run directory holds a run of another value of a setting
+    that a resumed run may not change (the sweep would mix two experiments).
+    """
+    from .config import FIXED_ON_RESUME
+    for run in runs:
+        metrics = _read_metrics(run.path)
+        expected = run.config.to_dict()
+        if metrics is not None:
+            for name in FIXED_ON_RESUME:
+                old, new = metrics["config"].get(name), expected[name]
+                if old != new:
+                    raise SweepError(f"{run.path} holds a run with {_option(name)} {old}, this "
+                                     f"sweep's run has {new}: a sweep continues its own runs "
+                                     "only; give another --out")
+        if metrics is not None and _finished(metrics, run.config):
+            run.action, run.metrics = "skip", metrics
+        elif os.path.exists(os.path.join(run.path, "model.npz")):
+            run.action = "resume"
+        else:
+            run.action = "new"
+    return runs
+
+
+# ----------------------------------------------------------------------------- one run
+
+#: One run at a time in a worker process (a Dask worker may have several threads): the
+#: trainer's output is captured through sys.stdout, and a run may change the directory.
+_RUN_LOCK = threading.Lock()
+
+
+def _call_trainer(argv):
+    """``lstm-ag-train ARGV`` in this process: ``(exit status or None, error line or None)``.
+    Its output is captured; the error line is its last line on stderr."""
+    from .__main__ import main as train_main
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = train_main(argv)
+    except SystemExit as exc:                              # argparse: a bad option
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except Exception as exc:                               # a bug: say where, in one line
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f" ({os.path.basename(frame.filename)}:{frame.lineno})"
+        return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
+    if code == 0:
+        return 0, None
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    line = lines[-1] if lines else f"exit status {code}"
+    return code, re.sub(r"^\S+(?: -m train)?: error: ", "", line)
+
+
+def _run_here(job, out):
+    argv = job["argv"] + ["--out", out] + (["--resume"] if job["resume"] else [])
+    code, error = _call_trainer(argv)
+    metrics = _read_metrics(out) if code in (0, EXIT_FAILED, EXIT_INTERRUPTED) else None
+    return {"code": code, "error": error, "metrics": metrics, "files": None}
+
+
+def _run_elsewhere(job):
+    """The run in a temporary directory, its checkpoint and data file written there first;
+    returns its files too (a Dask worker need not share the filesystem of the sweep)."""
+    with tempfile.TemporaryDirectory(prefix="lstm-ag-sweep-") as tmp:
+        run_dir = os.path.join(tmp, "run")
+        os.makedirs(run_dir)
+        for name, content in (job["files"] or {}).items():
+            with open(os.path.join(run_dir, name), "wb") as file:
+                file.write(content)
+        previous = None
+        if job["data"]:
+            work = os.path.join(tmp, "work")
+            for relative, content in job["data"].items():
+                path = os.path.join(work, relative)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as file:
+                    file.write(content)
+            previous = os.getcwd()
+            os.chdir(work)                     # --data is relative: the same config here
+        try:
+            result = _run_here(job, run_dir)
+        finally:
+            if previous is not None:
+                os.chdir(previous)
+        if result["code"] in (0, EXIT_FAILED, EXIT_INTERRUPTED):
+            files = {}
+            for name in RUN_FILES:
+                with contextlib.suppress(FileNotFoundError), \
+                        open(os.path.join(run_dir, name), "rb") as file:
+                    files[name] = file.read()
+            result["files"] = files
+        # Messages name the run's files where they will be, not in this temporary directory.
+        if result["error"]:
+            result["error"] = result["error"].replace(run_dir, job["out"])
+        metrics = result["metrics"]
+        if metrics is not None and isinstance(metrics.get("message"), str):
+            metrics["message"] = metrics["message"].replace(run_dir, job["out"])
+            result["files"]["metrics.json"] = (json.dumps(metrics, indent=1) + "\n").encode()
+    return result
+
+
+def run_one(job: dict) -> dict:
+    """Run one trainer run: the task a worker executes (a plain dict in, a plain dict out).
+
+    - job: ``label``, ``argv`` (the trainer's arguments without ``--out``), ``out`` (the run
+      directory), ``resume``; ``transfer``: True when the worker may not share the sweep's
+      filesystem, with ``files`` (the run's files to resume from, or None) and ``data``
+      (``{relative path: bytes}`` of the --data file).
+    Returns ``label``, ``code`` (the trainer's exit status, None after an exception),
+    ``error`` (its one-line message), ``metrics`` (the run's metrics.json), ``files``
+    (``{name: bytes}`` when transferred) and ``wall`` (seconds in the worker).
+    """
+    start = time.perf_counter()
+    with _RUN_LOCK:
+        result = _run_elsewhere(job) if job["transfer"] else _run_here(job, job["out"])
+    result.update(label=job["label"], wall=time.perf_counter() - start, pid=os.getpid())
+    return result
+
+
+def _worker_version():
+    """What a Dask worker has: lstm_ag's version (imported from there, as the runs will)."""
+    import lstm_ag
+    return lstm_ag.__version__
+
+
+# ----------------------------------------------------------------------------- results
+
+def _record(run, metrics, code=0, error=None):
+    """A run's row of the summary, from its metrics.json (None when it has none)."""
+    row = {"seed": run.seed, "dir": run.label, "status": "failed", "error": error,
+           "val_mse": None, "test_mse": None, "baseline": None, "beat": None, "seconds": None}
+    if metrics is not None:
+        row["seconds"] = metrics.get("seconds")
+    if code == EXIT_INTERRUPTED:
+        row["status"] = "interrupted"
+    elif metrics is not None and metrics.get("status") == "diverged":
+        row["error"] = metrics.get("message") or error
+    elif code == 0 and metrics is not None and metrics.get("status") == "done":
+        row["status"], row["error"] = "done", None
+        if run.config.task == "series":
+            test = metrics["test"]
+            row.update(val_mse=metrics["validation"]["mse"], test_mse=test["mse"],
+                       baseline=test["ar"]["mse"])
+            row["beat"] = row["test_mse"] < row["baseline"]
+        else:
+            patience = metrics["config"].get("patience")
+            row.update(val_mse=metrics["best_val_mse"] if patience else metrics["val_mse"],
+                       baseline=metrics["baseline_mse"])
+            row["beat"] = row["baseline"] >= 10 * row["val_mse"]
+    elif row["error"] is None:
+        row["error"] = f"exit status {code}" if code is not None else "no result"
+    return row
+
+
+def _stats(values):
+    import numpy as np
+    if not values:
+        return None
+    array = np.array(values, dtype=np.float64)
+    return {"mean": float(np.mean(array)),
+            "std": float(np.std(array, ddof=1)) if len(array) > 1 else None,
+            "min": float(np.min(array)), "max": float(np.max(array))}
+
+
+def summarize(runs: list, rows: dict, *, grid: dict, fixed: dict, seeds: int) -> dict:
+    """The sweep's summary: a JSON-ready dict.
+
+    - runs: the :class:`Run` list in the sweep's order; rows: ``{label: row}`` (each run's
+      result, :func:`_record`); grid, fixed: the grid and the fixed trainer settings;
+      seeds: seeds per setting.
+    Per setting (in the grid's order): ``setting``, ``name``, ``runs``, ``done``, ``failed``,
+    ``val_mse`` (and for series ``test_mse``) as ``{"mean", "std", "min", "max"}`` over the
+    seeds done (std with n - 1; None for one seed), ``baseline`` (the mean of the seeds' own),
+    ``beat`` (seeds that beat it, see ``beat_rule``), ``seconds`` (mean training time of a
+    run), and ``seeds``: each run's row (seed, dir, status, error, val_mse, test_mse, baseline,
+    beat, seconds).
+    """
+    task = runs[0].config.task
+    series = task == "series"
+    settings = []
+    for name, group in itertools.groupby(runs, key=lambda run: run.name):
+        group = list(group)
+        table = [rows[run.label] for run in group]
+        done = [row for row in table if row["status"] == "done"]
+        seconds = [row["seconds"] for row in table if row["seconds"] is not None]
+        entry = {"setting": group[0].setting, "name": name, "runs": len(table),
+                 "done": len(done), "failed": len(table) - len(done),
+                 "val_mse": _stats([row["val_mse"] for row in done])}
+        if series:
+            entry["test_mse"] = _stats([row["test_mse"] for row in done])
+        baselines = [row["baseline"] for row in done]
+        entry["baseline"] = sum(baselines) / len(baselines) if baselines else None
+        entry["beat"] = sum(bool(row["beat"]) for row in done)
+        entry["seconds"] = sum(seconds) / len(seconds) if seconds else None
+        entry["seeds"] = table
+        settings.append(entry)
+    return {"task": task,
+            "metric": "validation MSE in data units" if series else
+                      "validation MSE (the best evaluation's with --patience)",
+            "baseline": "AR(p), test MSE" if series else
+                        "the task's naive baseline, validation MSE",
+            "beat_rule": "test MSE < AR(p)'s" if series else "baseline MSE >= 10 x validation MSE",
+            "grid": grid, "fixed": fixed, "seeds": list(range(seeds)),
+            "runs": sum(entry["runs"] for entry in settings),
+            "done": sum(entry["done"] for entry in settings),
+            "failed": sum(entry["failed"] for entry in settings),
+            "settings": settings}
+
+
+def _number(value, spec=".3e"):
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(summary: dict) -> str:
+    """The summary as a text table, one line per setting (and one per failed run)."""
+    series = summary["task"] == "series"
+    names = [entry["name"] or "(defaults)" for entry in summary["settings"]]
+    width = max([len("setting")] + [len(name) for name in names])
+    head = (f"{'setting':{width}s}  {'done':>5s}  {'mean':>9s}  {'std':>9s}  {'min':>9s}  "
+            f"{'max':>9s}")
+    head += (f"  {'test mean':>9s}  {'test std':>9s}  {'AR(p)':>9s}  {'<AR':>4s}" if series
+             else f"  {'baseline':>9s}  {'10x':>4s}")
+    head += f"  {'s/run':>6s}"
+    lines = [head]
+    for name, entry in zip(names, summary["settings"], strict=True):
+        val = entry["val_mse"] or {}
+        line = (f"{name:{width}s}  {entry['done']:>2d}/{entry['runs']:<2d}  "
+                + "  ".join(f"{_number(val.get(key)):>9s}" for key in
+                            ("mean", "std", "min", "max")))
+        if series:
+            test = entry["test_mse"] or {}
+            line += (f"  {_number(test.get('mean')):>9s}  {_number(test.get('std')):>9s}"
+                     f"  {_number(entry['baseline']):>9s}  {entry['beat']:>4d}")
+        else:
+            line += f"  {_number(entry['baseline']):>9s}  {entry['beat']:>4d}"
+        line += f"  {_number(entry['seconds'], '.2f'):>6s}"
+        lines.append(line)
+    for entry in summary["settings"]:
+        for row in entry["seeds"]:
+            if row["status"] != "done":
+                lines.append(f"failed: {row['dir']}: {row['error']}")
+    return "\n".join(lines)
+
+
+def _csv(summary):
+    series = summary["task"] == "series"
+    keys = list(summary["grid"])
+    columns = [*keys, "runs", "done", "failed"]
+    metrics = ["val_mse", "test_mse"] if series else ["val_mse"]
+    for metric in metrics:
+        columns += [f"{metric}_{stat}" for stat in ("mean", "std", "min", "max")]
+    columns += ["baseline", "beat", "seconds"]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for entry in summary["settings"]:
+        row = [_value_text(entry["setting"][key]) for key in keys]
+        row += [entry["runs"], entry["done"], entry["failed"]]
+        for metric in metrics:
+            stats = entry[metric] or {}
+            row += [stats.get(stat) for stat in ("mean", "std", "min", "max")]
+        row += [entry["baseline"], entry["beat"], entry["seconds"]]
+        writer.writerow(["" if value is None else repr(value) if isinstance(value, float)
+                         else value for value in row])
+    return text.getvalue()
+
+
+def write_summary(summary: dict, out: str) -> list:
+    """Write ``out/summary.json`` and ``out/summary.csv``, each atomically. Returns the paths."""
+    import lstm_ag
+    paths = []
+    for name, text in (("summary.json", json.dumps(summary, indent=1) + "\n"),
+                       ("summary.csv", _csv(summary))):
+        path = os.path.join(out, name)
+        lstm_ag.atomic_write(path, lambda file, text=text: file.write(text), mode="w")
+        paths.append(path)
+    return paths
+
+
+def plot_summary(summary: dict, path: str) -> str:
+    """Draw each setting's metric, one point per seed, its mean and the baseline; save it to
+    ``path`` (a ``.png``, atomically). Series: validation and test side by side (the test
+    beside AR(p)). Returns ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    import lstm_ag
+    series = summary["task"] == "series"
+    panels = [("val_mse", "validation MSE (data units)" if series else "validation MSE")]
+    if series:
+        panels.append(("test_mse", "test MSE (data units)"))
+    settings = summary["settings"]
+    names = [entry["name"] or "(defaults)" for entry in settings]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, constrained_layout=True,
+                             figsize=(len(panels) * max(5.0, 1.1 * len(settings) + 2.5), 4.8))
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
+        with_baseline = key == ("test_mse" if series else "val_mse")
+        for i, entry in enumerate(settings):
+            rows = [row for row in entry["seeds"] if row["status"] == "done"]
+            offsets = np.linspace(-0.2, 0.2, len(rows)) if len(rows) > 1 else np.zeros(len(rows))
+            first = i == 0
+            ax.plot(i + offsets, [row[key] for row in rows], "o", color="C0", alpha=0.75,
+                    label="one seed" if first else None)
+            if entry[key] is not None:
+                ax.hlines(entry[key]["mean"], i - 0.3, i + 0.3, color="C3",
+                          label="mean over seeds" if first else None)
+            if with_baseline and rows:
+                ax.plot(i + offsets, [row["baseline"] for row in rows], "_", color="k",
+                        markersize=12, label=("AR(p)" if series else "baseline")
+                        if first else None)
+            failed = entry["failed"]
+            if failed:
+                ax.annotate(f"{failed} failed", (i, 0.02), xycoords=("data", "axes fraction"),
+                            ha="center", color="C3", fontsize="small")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(settings)), names, rotation=25, ha="right")
+        ax.set_xlim(-0.6, len(settings) - 0.4)
+        ax.set(ylabel="MSE", title=f"{summary['task']}: {title}, {len(summary['seeds'])} seeds")
+        ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    lstm_ag.atomic_write(path, lambda file: file.write(buffer.getvalue()))
+    return path
+
+
+# ----------------------------------------------------------------------------- running
+
+class _Progress:
+    """The sweep's one progress line on a stream (rewritten in place on a terminal)."""
+
+    def __init__(self, total, skipped, workers, stream, enabled):
+        self.total, self.skipped, self.workers = total, skipped, workers
+        self.stream, self.enabled = stream, enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.started = time.perf_counter()
+        self.done = self.failed = 0
+        self.width = 0
+
+    def show(self, final=False):
+        if not self.enabled:
+            return
+        made = self.done + self.failed
+        remaining = self.total - self.skipped - made
+        running = min(self.workers, remaining)
+        elapsed = time.perf_counter() - self.started
+        eta = _duration(elapsed / made * remaining) if made else "?"
+        line = (f"sweep: {self.skipped + self.done}/{self.total} runs done"
+                + (f" ({self.skipped} skipped)" if self.skipped else "")
+                + f", {running} running, {self.failed} failed, {_duration(elapsed)} elapsed"
+                + (f", ETA {eta}" if remaining else ""))
+        if self.tty:
+            pad = " " * max(self.width - len(line), 0)
+            self.stream.write("\r" + line + pad + ("\n" if final else ""))
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds):
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+@dataclass
+class _Engine:
+    n_jobs: int
+    workers: int
+    transfer: bool
+    name: str
+
+
+@contextlib.contextmanager
+def _engine(args, pending):
+    """joblib's configuration for the runs: loky processes here, or Dask."""
+    import joblib
+    if args.scheduler is None and args.dask_local is None:
+        jobs = args.jobs or joblib.cpu_count()
+        jobs = max(1, min(jobs, pending))
+        name = "this process" if jobs == 1 else f"joblib (loky), {jobs} processes"
+        with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+            yield _Engine(jobs, jobs, False, name)
+        return
+    try:
+        import logging
+
+        from distributed import Client, LocalCluster
+    except ImportError:
+        option = "--scheduler" if args.scheduler is not None else "--dask-local"
+        raise SweepError(f"{option} {DASK_HINT}") from None
+    cluster = None
+    try:
+        if args.dask_local is not None:
+            cluster = LocalCluster(n_workers=args.dask_local, threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+            where = f"Dask LocalCluster, {args.dask_local} processes"
+        else:
+            try:
+                client = Client(args.scheduler, timeout="20s")
+            except (OSError, ValueError) as err:
+                raise SweepError(f"--scheduler {args.scheduler}: cannot connect: "
+                                 f"{' '.join(str(err).split())}") from None
+            where = f"Dask scheduler {args.scheduler}"
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+            _check_workers(client)
+            workers = sum(client.nthreads().values())
+            with joblib.parallel_config(backend="dask"):
+                yield _Engine(-1, workers, True, f"{where}, {workers} worker threads")
+        finally:
+            client.close()
+    except TimeoutError:
+        raise SweepError(f"--scheduler {args.scheduler}: no worker connected within "
+                         f"{WORKER_WAIT} s") from None
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _check_workers(client):
+    import lstm_ag
+    try:
+        versions = client.run(_worker_version)
+    except Exception as err:                     # whatever the worker raised
+        raise SweepError(f"the Dask workers cannot run the sweep ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())}); install lstm-ag on every worker, "
+                         f"version {lstm_ag.__version__} as here") from None
+    for worker, version in sorted(versions.items()):
+        if version != lstm_ag.__version__:
+            raise SweepError(f"the Dask worker {worker} has lstm-ag {version}, this machine "
+                             f"{lstm_ag.__version__}: install the same version everywhere")
+
+
+def _job(run, transfer, data_cache):
+    job = {"label": run.label, "argv": run.argv, "out": run.path,
+           "resume": run.action == "resume", "transfer": transfer, "files": None, "data": None}
+    if not transfer:
+        return job
+    if run.action == "resume":
+        files = {}
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError), \
+                    open(os.path.join(run.path, name), "rb") as file:
+                files[name] = file.read()
+        job["files"] = files
+    if run.config.task == "series":
+        data = run.config.data
+        if data not in data_cache:
+            with open(data, "rb") as file:
+                data_cache[data] = file.read()
+        job["data"] = {data: data_cache[data]}
+    return job
+
+
+def _store(run, files):
+    """Write a transferred run's files into its directory (under the run's lock), the
+    checkpoint first; a best.npz of an earlier run that did not come back is removed."""
+    import lstm_ag
+
+    from .rundir import open_run_dir
+    with open_run_dir(run.path, resume=False, overwrite=True):
+        for name in RUN_FILES:
+            path = os.path.join(run.path, name)
+            if name in files:
+                lstm_ag.atomic_write(path, lambda file, content=files[name]: file.write(content))
+            elif name == "best.npz":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def _check_data(runs, transfer):
+    """Series: load each distinct data file once here, so that a bad --data is one usage
+    error and not a failure of every run; for Dask, --data must be relative (it is sent)."""
+    from .config import ConfigError
+    from .series import SeriesError
+    seen = set()
+    for run in runs:
+        config = run.config
+        if config.task != "series":
+            continue
+        key = (config.data, config.column, config.diff, config.val_frac, config.test_frac,
+               config.seq_len, config.batch, config.train_size, config.optimizer)
+        if key in seen:
+            continue
+        seen.add(key)
+        if transfer:
+            normal = os.path.normpath(config.data)
+            if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":
+                raise SweepError(f"--data {config.data}: with Dask give a path inside the "
+                                 "current directory (the file is sent to the workers, where "
+                                 "the run finds it at that relative path)")
+        try:
+            config.make_task()
+        except SeriesError as err:
+            raise SweepError(f"--data {err}") from None
+        except ConfigError as err:
+            raise SweepError(f"{_option(err.name)} {err.problem}") from None
+
+
+def _runs(args, rest, prog):
+    """The trainer's options (validated by its own parser), the grid, and every run."""
+    from .config import ConfigError, TrainConfig
+    targs = build_train_parser(f"{prog} [TASK]").parse_args(rest)
+    if targs.task == "forecast":
+        raise SweepError("forecast is not a training task; sweep TASK is sine, counting, "
+                         "adding or series")
+    for name in ("resume", "overwrite", "from_end", "on_test"):
+        if getattr(targs, name):
+            why = ("a sweep resumes its unfinished runs by itself: give the same command "
+                   "again" if name == "resume" else "a sweep continues its runs, it never "
+                   "replaces them: give another --out" if name == "overwrite" else
+                   "it is an option of forecast")
+            raise SweepError(f"--{name.replace('_', '-')}: {why}")
+    fixed = {f.name: getattr(targs, f.name) for f in fields(TrainConfig)
+             if getattr(targs, f.name, None) is not None}
+    if "seed" in fixed:
+        raise SweepError("--seed: the seeds are --seeds N (0 .. N-1 for every setting)")
+    if args.seeds < 1:
+        raise SweepError(f"--seeds must be >= 1, got {args.seeds}")
+    for option, value in (("--jobs", args.jobs), ("--dask-local", args.dask_local)):
+        if value is not None and value < 1:
+            raise SweepError(f"{option} must be >= 1, got {value}")
+    grid = parse_grid(args.grid, fixed)
+    settings = [dict(zip(grid, values, strict=True))
+                for values in itertools.product(*grid.values())]
+    names = [setting_name(setting) for setting in settings]
+    if len(set(names)) < len(names):
+        raise SweepError("--grid: two settings have the same directory name; give values "
+                         "that differ in letters or digits")
+    runs = []
+    for setting, name in zip(settings, names, strict=True):
+        for seed in range(args.seeds):
+            try:
+                config = TrainConfig(**fixed, **setting, seed=seed)
+            except ConfigError as err:
+                if err.name in setting:
+                    raise SweepError(f"--grid {err.name}={_value_text(setting[err.name])}: "
+                                     f"{err.name} {err.problem}") from None
+                raise SweepError(f"{_option(err.name)} {err.problem}") from None
+            runs.append(Run(setting, name, seed, os.path.join(args.out, name, f"seed={seed}"),
+                            config, [*rest, *_setting_args(setting), "--seed", str(seed),
+                                     "--quiet"]))
+    return runs, grid, fixed
+
+
+def _lock_sweep_dir(out):
+    from .rundir import RunError, open_run_dir
+    if os.path.exists(os.path.join(out, "model.npz")):
+        raise SweepError(f"--out {out} holds a single run (model.npz); give the sweep a "
+                         "directory of its own")
+    try:
+        return open_run_dir(out, resume=False, overwrite=True)
+    except RunError as err:
+        raise SweepError(str(err).replace("another trainer", "another trainer or sweep"),
+                         err.exit_status) from None
+
+
+def _execute(runs, args, rows, progress_stream, callback):
+    """Run the pending runs; fill ``rows``. Returns the session's figures."""
+    import joblib
+    pending = [run for run in runs if run.action != "skip"]
+    by_label = {run.label: run for run in pending}
+    session = {"engine": None, "workers": 0, "skipped": len(runs) - len(pending),
+               "resumed": sum(run.action == "resume" for run in pending),
+               "new": sum(run.action == "new" for run in pending), "run_wall_seconds": 0.0}
+    if not pending:
+        return session
+    with _engine(args, len(pending)) as engine:
+        session.update(engine=engine.name, workers=engine.workers)
+        _check_data(pending, engine.transfer)
+        progress = _Progress(len(runs), session["skipped"], engine.workers, progress_stream,
+                             not args.quiet)
+        progress.show()
+        data_cache = {}
+        jobs = (joblib.delayed(run_one)(_job(run, engine.transfer, data_cache))
+                for run in pending)
+        results = joblib.Parallel(n_jobs=engine.n_jobs, return_as="generator_unordered")(jobs)
+        try:
+            for result in results:
+                run = by_label[result["label"]]
+                session["run_wall_seconds"] += result["wall"]
+                code, error = result["code"], result["error"]
+                if result["files"]:
+                    try:
+                        _store(run, result["files"])
+                    except Exception as err:          # the run failed here, not the sweep
+                        code, error = None, f"cannot store the run's files: {err}"
+                row = _record(run, result["metrics"], code, error)
+                if row["status"] == "interrupted":
+                    raise KeyboardInterrupt
+                rows[run.label] = row
+                progress.done += row["status"] == "done"
+                progress.failed += row["status"] != "done"
+                progress.show(final=progress.done + progress.failed == len(pending))
+                if callback is not None:
+                    callback(run, row)
+        finally:
+            with contextlib.suppress(Exception), _quiet_warnings():
+                results.close()
+    return session
+
+
+@contextlib.contextmanager
+def _quiet_warnings():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def run_sweep(args: argparse.Namespace, rest: list, prog: str, *, callback=None) -> int:
+    """The sweep of parsed ``args`` and the trainer's arguments ``rest``. Returns the exit
+    status; raises :class:`SweepError` for usage (2) and unwritable (3) problems."""
+    started = time.perf_counter()
+    runs, grid, fixed = _runs(args, rest, prog)
+    plot = args.plot
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"{prog}: {PLOT_HINT}", file=sys.stderr)
+            plot = False
+    with _lock_sweep_dir(args.out):
+        plan(runs)
+        rows = {run.label: _record(run, run.metrics) for run in runs if run.action == "skip"}
+        session = _execute(runs, args, rows, sys.stderr, callback)
+        summary = summarize(runs, rows, grid=grid, fixed=fixed, seeds=args.seeds)
+        session["wall_seconds"] = time.perf_counter() - started
+        summary["session"] = session
+        try:
+            written = write_summary(summary, args.out)
+            if plot:
+                written.append(plot_summary(summary, os.path.join(args.out, "summary.png")))
+        except OSError as err:
+            raise SweepError(f"cannot write the summary in {args.out}: "
+                             f"{err.strerror or err}", EXIT_UNWRITABLE) from None
+    made = session["new"] + session["resumed"]
+    print(f"sweep {summary['task']}: {len(runs) // args.seeds} setting(s) x {args.seeds} "
+          f"seed(s), {len(runs)} runs: {summary['done']} done, {summary['failed']} failed; "
+          f"{session['skipped']} finished before, {made} run now"
+          + (f" ({session['engine']})" if made else "")
+          + f" in {session['wall_seconds']:.1f} s")
+    print(f"{summary['metric']} over the seeds; beat: {summary['beat_rule']}")
+    print(format_table(summary))
+    print("wrote " + ", ".join(written))
+    return EXIT_FAILED if summary["failed"] else 0
+
+
+def main(argv: list, prog: str = "lstm-ag-train", *, callback=None) -> int:
+    """``lstm-ag-train sweep ARGV``: returns the exit status (0, 1, 2, 3 or 130).
+
+    - prog: how the trainer was called (for messages); callback: ``callback(run, row)`` after
+      each run's result is recorded (tests raise KeyboardInterrupt there, as a Ctrl-C).
+    Every expected failure is one line on stderr, never a traceback.
+    """
+    prog = f"{prog} sweep"
+    parser = build_parser(prog)
+    args, rest = parser.parse_known_args(argv)
+    try:
+        return run_sweep(args, rest, prog, callback=callback)
+    except SweepError as err:
+        if err.status == EXIT_USAGE:
+            parser.print_usage(sys.stderr)
+        message = " ".join(str(err).split())
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return err.status
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; finished runs are kept and the runs in progress keep "
+              "their last checkpoint: give the same command again to continue",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
