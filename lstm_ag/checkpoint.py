@@ -8,7 +8,11 @@ A checkpoint is a plain numpy ``.npz`` (a zip of ``.npy`` arrays) that
                      "params": ["Wx", "Wh", ...],
                      "arrays": {"params/Wx": {"dtype": "<f8", "shape": [2, 12]}, ...},
                      "meta": {...}}
-    params/Wx ...   the parameter arrays, dtype kept (float32 stays float32)
+    params/Wx ...   the parameter arrays, dtype kept (float32 stays float32), named as
+                    :func:`lstm_ag.params.flatten` names them: ``params/Wx`` ... ``params/by``
+                    for a one-layer model (the same file as before stacked models existed),
+                    and for more layers or directions also ``params/reverse.Wx``,
+                    ``params/layers.0.Wx``, ``params/layers.0.reverse.b``, ...
     meta/0 ...      arrays found inside the metadata (optimizer buffers, say); the JSON
                     holds ``{"__array__": "meta/0"}`` in their place
 
@@ -22,14 +26,18 @@ Guarantees of :func:`load`:
 * nothing is unpickled: object arrays (and pickles posing as checkpoints) are refused;
 * only a regular file is opened (a FIFO, a directory, a device is refused without blocking);
 * the zip directory is read first, and, before anything is inflated, the loader refuses
-  duplicate, unknown, encrypted or oddly compressed entries, a header entry over 64 MiB, and
+  duplicate, unknown, encrypted or oddly compressed entries (a parameter entry must bear one of
+  the names an LSTM's parameters have: ``Wx``, ``Wh``, ``b``, optionally after ``reverse.``
+  and ``layers.<n>.``, or ``Wy``, ``by``), a header entry over 64 MiB, and
   entries that declare more than ``max_bytes`` (4 GiB by default) in all; after the header,
   entries that the header does not list (or that it lists and the file lacks), and entries
   whose declared size, ``.npy`` dtype or shape disagrees with the header; each entry is then
   read no further than its declared size, with its CRC checked;
 * the header is checked field by field (format, version, params, arrays, meta: a missing or
   unknown field is an error), JSON nested deeper than ``MAX_DEPTH + 2`` levels is refused,
-  parameters are validated with the library's checks (shapes, dtype, finite values);
+  parameters are put back into their nested dicts and lists (:func:`lstm_ag.params.unflatten`;
+  layers numbered other than 0, 1, ... are refused) and validated with the library's checks
+  (structure, shapes, dtype, finite values);
 * every malformed file raises :class:`CheckpointError` (a ``ValueError``) naming the file;
   only a missing file raises ``FileNotFoundError``, and an unreadable one its ``OSError``.
 
@@ -63,7 +71,15 @@ import zipfile
 
 import numpy as onp
 
-from .params import check_params
+from .params import (
+    CORE_KEYS,
+    LAYERS_KEY,
+    READOUT_KEYS,
+    REVERSE_KEY,
+    check_params,
+    flatten,
+    unflatten,
+)
 
 __all__ = ["save", "load", "atomic_write", "CheckpointError", "FORMAT", "VERSION",
            "MAX_BYTES", "MAX_DEPTH", "STALE_SECONDS"]
@@ -87,9 +103,12 @@ _NPY_OVERHEAD = range(10, 12 + _NPY_HEADER_MAX + 1)   # magic, version, length, 
 _MAX_ENTRIES = 65536
 _MAX_NDIM = 64
 _MAX_COUNT = 1 << 40
-_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# The names flatten() gives an LSTM's arrays: "Wx", "reverse.Wx", "layers.0.reverse.b", "Wy".
+_PARAM_TEXT = (rf"(?:{LAYERS_KEY}\.(?:0|[1-9][0-9]{{0,5}})\.)?(?:{REVERSE_KEY}\.)?"
+               rf"(?:{'|'.join(CORE_KEYS)})|{'|'.join(READOUT_KEYS)}")
+_PARAM_NAME = re.compile(_PARAM_TEXT)
 _META_NAME = re.compile(r"meta/(?:0|[1-9][0-9]{0,8})")
-_ENTRY_NAME = re.compile(r"(__lstm_ag__|params/[A-Za-z_][A-Za-z0-9_]{0,63}|"
+_ENTRY_NAME = re.compile(rf"(__lstm_ag__|params/(?:{_PARAM_TEXT})|"
                          r"meta/(?:0|[1-9][0-9]{0,8}))\.npy")
 _DTYPE_TEXT = re.compile(r"[<>|=][biufcSUmM][0-9]{1,9}(?:\[[0-9]{0,9}[A-Za-z]{1,2}\])?")
 _ARRAY_KINDS = "biufcSUmM"
@@ -270,7 +289,9 @@ def save(path, params: dict, **meta):
     - path: file name (str or path-like), used exactly as given (no ``.npz`` is appended);
       its directory must exist; a directory there raises ``IsADirectoryError``.
     - params: dict ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` and optionally ``Wy (H, O)``,
-      ``by (O,)`` of finite float arrays; validated with the library's checks.
+      ``by (O,)`` of finite float arrays, and for a stacked or bidirectional model its
+      ``"reverse"`` and ``"layers"`` (:mod:`lstm_ag.params`); validated with the library's
+      checks. Each array is stored under its :func:`lstm_ag.params.flatten` name.
     - meta: keyword arguments of JSON values (str, int, float, bool, None, lists, dicts with
       string keys; numpy bool, integer, float and str scalars become these) or numpy arrays
       of booleans, numbers, strings, bytes or datetimes anywhere inside them (stored as
@@ -286,12 +307,13 @@ def save(path, params: dict, **meta):
     """
     _path_text(path)
     check_params(params)
+    flat = flatten(params)
     arrays, table = {}, {}
-    for key, value in params.items():
+    for key, value in flat.items():
         arrays[f"params/{key}"] = array = onp.asarray(value)
         table[f"params/{key}"] = _layout(array)
     encoded = _encode(meta, arrays, table, "meta", 0)
-    header = {"format": FORMAT, "version": VERSION, "params": list(params), "arrays": table,
+    header = {"format": FORMAT, "version": VERSION, "params": list(flat), "arrays": table,
               "meta": encoded}
     arrays[HEADER] = onp.array(json.dumps(header))
 
@@ -367,7 +389,8 @@ def _directory(infos, name, max_bytes):
     if unknown:
         raise CheckpointError(f"{name}: unexpected entries {_shown(unknown)} (an lstm_ag "
                               f"checkpoint holds only {HEADER!r}, 'params/<name>' and "
-                              "'meta/<n>' arrays)")
+                              "'meta/<n>' arrays, <name> one of Wx, Wh, b, Wy, by, "
+                              "reverse.Wx, layers.0.Wx, layers.0.reverse.Wx, ...)")
     for info in infos:
         if info.flag_bits & 0x1:
             raise CheckpointError(f"{name}: entry {info.filename!r} is encrypted; refused")
@@ -503,7 +526,7 @@ def _check_header(header, name):
         raise CheckpointError(f"{name}: the header lacks {sorted(fields - set(header))} and "
                               f"has unexpected {_shown(set(header) - fields)} fields")
     keys = header["params"]
-    if (not isinstance(keys, list) or not keys or len(keys) > 16
+    if (not isinstance(keys, list) or not keys or len(keys) > _MAX_ENTRIES
             or not all(isinstance(k, str) and _PARAM_NAME.fullmatch(k) for k in keys)
             or len(set(keys)) != len(keys)):
         raise CheckpointError(f"{name}: the header's 'params' is not a list of distinct "
@@ -613,9 +636,10 @@ def _load(file, name, max_bytes):
         if bad:
             raise CheckpointError(f"{name}: invalid parameters: params[{bad[0]!r}] must be "
                                   f"float32 or float64, got {layouts[f'params/{bad[0]}'][1]}")
-        params = {k: _read_entry(zf, infos[f"params/{k}"], name, f"params/{k}",
-                                 *layouts[f"params/{k}"]) for k in keys}
+        flat = {k: _read_entry(zf, infos[f"params/{k}"], name, f"params/{k}",
+                               *layouts[f"params/{k}"]) for k in keys}
         try:
+            params = unflatten(flat)
             check_params(params)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{name}: invalid parameters: {err}") from None
@@ -630,8 +654,9 @@ def load(path, *, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
     - path: file name (str, bytes or path-like).
     - max_bytes: the most bytes the file's entries may declare in all (4 GiB by default);
       a file declaring more is refused before anything is inflated.
-    Returns ``(params, meta)``: the parameter dict (shapes as saved, dtype kept) and the
-    metadata dict, arrays restored bit for bit, tuples as lists.
+    Returns ``(params, meta)``: the parameter dict (shapes as saved, dtype kept; a stacked or
+    bidirectional model's ``"reverse"`` and ``"layers"`` nested as saved) and the metadata
+    dict, arrays restored bit for bit, tuples as lists.
     Raises ``FileNotFoundError`` when there is no file, the ``OSError`` of a file that cannot
     be opened, and :class:`CheckpointError` (a ``ValueError``) naming the file when it is
     not a regular file, truncated, foreign, pickled, of a newer format version, too large,

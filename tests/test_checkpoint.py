@@ -15,6 +15,7 @@ import pytest
 import lstm_ag
 from lstm_ag import CheckpointError
 from lstm_ag.checkpoint import HEADER
+from lstm_ag.params import flatten, structure, tree_map
 
 
 def _params(dtype=np.float64):
@@ -668,3 +669,119 @@ def test_compressed_npz_files_are_read(tmp_path):
     loaded, meta = lstm_ag.load(path)
     _assert_same(params, loaded)
     assert np.array_equal(meta["v"], np.arange(4.0))
+
+
+# -- stacked and bidirectional models ----------------------------------------------------------
+
+def _nested(num_layers, bidirectional, dtype=np.float64):
+    return lstm_ag.init_params(2, 3, 1, seed=5, dtype=dtype, num_layers=num_layers,
+                               bidirectional=bidirectional)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("num_layers, bidirectional", [(2, False), (1, True), (3, True)])
+def test_stacked_and_bidirectional_params_round_trip_bit_exact(tmp_path, num_layers,
+                                                               bidirectional, dtype):
+    params = _nested(num_layers, bidirectional, dtype)
+    rng = np.random.default_rng(2)
+    velocity = tree_map(lambda a: rng.standard_normal(a.shape).astype(dtype), params)
+    path = tmp_path / "model.npz"
+    lstm_ag.save(path, params, step=4, velocity=velocity)
+    loaded, meta = lstm_ag.load(path)
+    assert structure(loaded) == (num_layers, 2 if bidirectional else 1)
+    assert list(loaded) == list(params)                      # the nesting as saved
+    if num_layers > 1:
+        assert type(loaded["layers"]) is list and len(loaded["layers"]) == num_layers - 1
+    _assert_same(flatten(params), flatten(loaded))
+    _assert_same(flatten(velocity), flatten(meta["velocity"]))  # nested metadata too
+    with np.load(path, allow_pickle=False) as npz:
+        assert set(npz.files) == {HEADER} | {f"params/{k}" for k in flatten(params)} | \
+            {f"meta/{n}" for n in range(len(flatten(params)))}
+    header = _header(path)
+    assert header["params"] == list(flatten(params))
+    assert header["arrays"][f"params/layers.{num_layers - 2}.Wx" if num_layers > 1
+                            else "params/reverse.Wx"]["shape"] == \
+        ([3 * (2 if bidirectional else 1), 12] if num_layers > 1 else [2, 12])
+
+
+def test_a_one_layer_file_is_laid_out_as_before_stacked_models(tmp_path):
+    path = tmp_path / "model.npz"
+    lstm_ag.save(path, _params(), step=1)
+    assert [name for name, _ in _members(path)] == [
+        "params/Wx.npy", "params/Wh.npy", "params/b.npy", "params/Wy.npy", "params/by.npy",
+        f"{HEADER}.npy"]
+    assert _header(path)["params"] == ["Wx", "Wh", "b", "Wy", "by"]
+
+
+def _renamed(old, new):
+    """An edit for :func:`_rewrite`: the parameter ``old`` renamed ``new``, header and entry."""
+    def edit(arrays, header):
+        arrays[f"params/{new}"] = arrays.pop(f"params/{old}")
+        header["params"] = [new if k == old else k for k in header["params"]]
+    return edit
+
+
+def _dropped(*names):
+    def edit(arrays, header):
+        for name in names:
+            del arrays[f"params/{name}"]
+        header["params"] = [k for k in header["params"] if k not in names]
+    return edit
+
+
+def _added(**extra):
+    def edit(arrays, header):
+        for name, value in extra.items():
+            arrays[f"params/{name.replace('__', '.')}"] = value
+            header["params"].append(name.replace("__", "."))
+    return edit
+
+
+@pytest.mark.parametrize("name", ["params/layers.0.Wz.npy", "params/layers.00.Wx.npy",
+                                  "params/layers.-1.Wx.npy", "params/layers.Wx.npy",
+                                  "params/layers.0.npy", "params/layers.0.Wy.npy",
+                                  "params/reverse.layers.0.Wx.npy",
+                                  "params/layers.0.reverse.reverse.b.npy",
+                                  "params/reverse.by.npy", "params/layers..Wx.npy"])
+def test_tampered_nested_entry_names_are_refused_before_reading_them(tmp_path, name):
+    path = tmp_path / "model.npz"
+    lstm_ag.save(path, _nested(2, True))
+    _write_zip(path, [*_members(path), (name, _npy(np.zeros(3)))])
+    assert "unexpected entries" in _refused(path)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_renamed("layers.0.Wx", "layers.0.Wz"), r"unexpected entries 'params/layers.0.Wz'"),
+    (_renamed("layers.1.Wh", "layers.01.Wh"), r"unexpected entries 'params/layers.01.Wh'"),
+    (lambda arrays, header: header.update(params=[k.replace("layers.1.", "layers.x.")
+                                                  for k in header["params"]]),
+     r"'params' is not a list of distinct parameter names"),
+    (lambda arrays, header: [_renamed(f"layers.0.{k}", f"layers.2.{k}")(arrays, header)
+                             for k in ("Wx", "Wh", "b", "reverse.Wx", "reverse.Wh",
+                                       "reverse.b")],
+     r"invalid parameters: parameter names number the layers \['1', '2'\], not 0, 1"),
+    (_dropped("layers.1.reverse.Wh"),
+     r"invalid parameters: params\['layers'\]\[1\]\['reverse'\] is missing 'Wh'"),
+    (_dropped("reverse.Wx", "reverse.Wh", "reverse.b"),
+     (r"invalid parameters: params\['layers'\]\[0\]\['reverse'\] is given but "
+      r"params\['reverse'\] is not")),
+    (lambda arrays, header: arrays.update({"params/layers.0.Wx": np.zeros((3, 12))}),
+     r"invalid parameters: params\['layers'\]\[0\]\['Wx'\] must have shape \(6, 12\)"),
+    (lambda arrays, header: arrays.update({"params/layers.1.reverse.b": np.full(12, np.nan)}),
+     r"params\['layers'\]\[1\]\['reverse'\]\['b'\] contains NaN"),
+])
+def test_tampered_nested_params_are_refused_naming_the_file(tmp_path, edit, match):
+    path = tmp_path / "model.npz"
+    lstm_ag.save(path, _nested(3, True), step=2)
+    _rewrite(path, edit)
+    _refused(path, match)
+
+
+def test_a_reverse_direction_added_to_a_unidirectional_layer_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    lstm_ag.save(path, _nested(2, False))
+    _rewrite(path, _added(layers__0__reverse__Wx=np.zeros((3, 12)),
+                          layers__0__reverse__Wh=np.zeros((3, 12)),
+                          layers__0__reverse__b=np.zeros(12)))
+    _refused(path, r"params\['layers'\]\[0\]\['reverse'\] is given but params\['reverse'\] "
+                   "is not")
