@@ -41,9 +41,11 @@ import numpy as np
 
 from .cell import SequenceCache
 from .inputs import loss_arguments
+from .params import nest_layers, structure
+from .stack import initial_states, reverse_index, reverse_time, run_layers
 
 __all__ = ["LOCAL_BYTES", "local_derivatives", "lstm_step_backward", "lstm_backward",
-           "readout_mse_backward", "loss_and_grads", "bptt"]
+           "cached_runner", "stack_backward", "readout_mse_backward", "loss_and_grads", "bptt"]
 
 
 #: Bytes of local derivatives computed at once: the backward takes them for a chunk of steps
@@ -101,14 +103,19 @@ def lstm_step_backward(dh_next: np.ndarray, dc_next: np.ndarray, cache: tuple,
 
 
 def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | None = None,
-                  dc_last: np.ndarray | None = None, *, inputs: bool = True) -> dict:
-    """Backpropagation through time over a whole sequence.
+                  dc_last: np.ndarray | None = None, *, inputs: bool = True,
+                  lengths: np.ndarray | None = None) -> dict:
+    """Backpropagation through time over a whole sequence: the transpose of
+    :meth:`SequenceCache.outputs <lstm_ag.cell.SequenceCache.outputs>` after the forward.
 
     - dhs: dL/dh_t for every step from outside the recurrence (e.g. a readout), ``(T, B, H)``.
     - cache: the :class:`lstm_ag.cell.SequenceCache` of the forward.
     - dh_last, dc_last: optional dL/dh_T and dL/dc_T for the final state, ``(B, H)`` each.
     - inputs: also compute the gradient of the inputs ``xs`` (one more matrix product as
       large as the input projection); the others are always computed.
+    - lengths: optional ``(B,)``: the final state of sequence b was taken after step
+      lengths[b] - 1 (its gradient enters there) and its hidden states past it were zero
+      (``dhs`` there is ignored).
     Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)`` (when
     ``inputs``), ``h0 (B, H)``, ``c0 (B, H)``: the gradients of the LSTM's weights, inputs
     and initial state; and ``z (T, B, 4H)``, those of the pre-activations z_t.
@@ -119,13 +126,25 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
     if dhs.shape != (T, B, H):
         raise ValueError(f"dhs must have shape (T, B, H) = ({T}, {B}, {H}), got {dhs.shape}")
     dZ = np.empty((T, B, 4 * H), dtype=cache.store.dtype)
-    dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
-    dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
+    ends = {}                           # step -> the sequences whose final state it made
+    if lengths is not None:
+        dhs = dhs * (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        ends = {t: np.flatnonzero(lengths == t + 1) for t in np.unique(lengths - 1)}
+        dh, dc = dhs[-1].copy(), np.zeros((B, H), dtype=dZ.dtype)
+    else:
+        dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
+        dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
     chunk = max(1, LOCAL_BYTES // (7 * B * H * dZ.itemsize))    # c_z, h_c, h_zo, temporaries
     for stop in range(T, 0, -chunk):
         start = max(0, stop - chunk)
         h_c, c_z, h_zo, f = local_derivatives(cache, slice(start, stop))
         for t in range(stop - 1, start - 1, -1):
+            if t in ends:               # the final state's gradient, at each length
+                rows = ends[t]
+                if dh_last is not None:
+                    dh[rows] += dh_last[rows]
+                if dc_last is not None:
+                    dc[rows] += dc_last[rows]
             k = t - start
             _, dh, dc = lstm_step_backward(dh, dc, (Wh, h_c[k], c_z[k], h_zo[k], f[k]), dZ[t])
             if t:
@@ -142,6 +161,50 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
     if inputs:
         grads["xs"] = (dZ2 @ Wx.T).reshape(T, B, D)
     return grads
+
+
+def cached_runner(caches: list):
+    """A ``run_direction`` for :func:`lstm_ag.stack.run_layers` that runs the forward on plain
+    arrays and appends each direction's :class:`lstm_ag.cell.SequenceCache` to ``caches``."""
+    def run(weights, xs, h0, c0, lengths):
+        cache = SequenceCache.run(weights["Wx"], weights["Wh"], weights["b"], xs, h0, c0)
+        caches.append(cache)
+        return cache.outputs(lengths)
+    return run
+
+
+def stack_backward(params: dict, caches: list, dhs: np.ndarray, dhT: list | None = None,
+                   dcT: list | None = None, lengths: np.ndarray | None = None) -> tuple:
+    """The backward of :func:`lstm_ag.stack.run_layers`: :func:`lstm_backward` for every layer
+    and direction, wired in reverse (the input gradient of layer l is the ``dhs`` of layer
+    l - 1; the reverse direction's gradients are put back in time by the same reversal).
+
+    - params: the parameter dict; caches: the K caches of the forward, in PyTorch's order
+      (:func:`cached_runner`); dhs: dL/d(top layer's hidden states) ``(T, B, dirs*H)``;
+      dhT, dcT: optional K gradients of the final states ``(B, H)``; lengths: as the forward.
+    Returns ``(grads, dh0s, dc0s)``: a dict of the LSTM weights' gradients with the structure
+    of ``params`` (without the readout), and the K initial states' gradients.
+    """
+    num_layers, dirs = structure(params)
+    H = caches[0].Wh.shape[0]
+    index = reverse_index(lengths, dhs.shape[0]) if dirs == 2 else None
+    per_direction = [None] * len(caches)
+    for layer in range(num_layers - 1, -1, -1):
+        below = None
+        for d in range(dirs):
+            k = layer * dirs + d
+            g = dhs if dirs == 1 else dhs[..., d * H:(d + 1) * H]
+            grads = lstm_backward(g if d == 0 else reverse_time(g, index), caches[k],
+                                  None if dhT is None else dhT[k],
+                                  None if dcT is None else dcT[k],
+                                  inputs=layer > 0, lengths=lengths)
+            per_direction[k] = grads
+            if layer:
+                dx = grads["xs"] if d == 0 else reverse_time(grads["xs"], index)
+                below = dx if below is None else below + dx
+        dhs = below
+    grads = nest_layers([{k: g[k] for k in ("Wx", "Wh", "b")} for g in per_direction], dirs)
+    return grads, [g["h0"] for g in per_direction], [g["c0"] for g in per_direction]
 
 
 def readout_mse_backward(hs: np.ndarray, Wy: np.ndarray, by: np.ndarray, targets: np.ndarray,
@@ -162,24 +225,32 @@ def readout_mse_backward(hs: np.ndarray, Wy: np.ndarray, by: np.ndarray, targets
     return loss, (dys @ Wy.T).reshape(T, B, H), hs.reshape(T * B, H).T @ dys, dys.sum(axis=0)
 
 
-def loss_and_grads(params: dict, xs, h0, c0, targets, weights) -> tuple[Any, dict]:
+def loss_and_grads(params: dict, xs, h0, c0, targets, weights, lengths=None,
+                   with_state: bool = False) -> tuple:
     """:func:`bptt` on arguments already validated by :func:`lstm_ag.inputs.loss_arguments`
-    (time-major ``xs (T, B, D)``, ``h0, c0 (B, H)``, ``targets (T, B, O)``, ``weights
-    (T, B, 1)`` or None). Returns ``(loss, grads)``."""
-    cache = SequenceCache.run(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    loss, dhs, dWy, dby = readout_mse_backward(cache.hs, params["Wy"], params["by"], targets,
+    (time-major ``xs (T, B, D)``, ``h0, c0`` ``(B, H)`` or ``(K, B, H)``, ``targets
+    (T, B, O)``, ``weights (T, B, 1)`` or None, ``lengths (B,)`` or None). Returns
+    ``(loss, grads)``, and with ``with_state`` also the K final states ``(hT, cT)`` as lists
+    of ``(B, H)`` arrays."""
+    caches: list = []
+    hs, hT, cT = run_layers(params, xs, *initial_states(h0, c0, params), lengths,
+                            cached_runner(caches))
+    loss, dhs, dWy, dby = readout_mse_backward(hs, params["Wy"], params["by"], targets,
                                                weights)
-    grads = lstm_backward(dhs, cache, inputs=False)
-    return loss, {"Wx": grads["Wx"], "Wh": grads["Wh"], "b": grads["b"], "Wy": dWy, "by": dby}
+    grads, _, _ = stack_backward(params, caches, dhs, lengths=lengths)
+    grads.update(Wy=dWy, by=dby)
+    grads = {k: grads[k] for k in params}            # the order of params
+    return (loss, grads, (hT, cT)) if with_state else (loss, grads)
 
 
 def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,
-         mask: Any = None) -> tuple[Any, dict]:
+         mask: Any = None, lengths: Any = None) -> tuple[Any, dict]:
     """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
 
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``.
-    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state, mask: as
-      for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)`` (and
+      more layers or directions: :mod:`lstm_ag.params`).
+    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state, mask,
+      lengths: as for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
     Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
     """
-    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask))
+    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask, lengths))

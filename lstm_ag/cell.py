@@ -63,21 +63,31 @@ def lstm_step(Wh: Any, zx_t: Any, h: Any, c: Any, ops: Elementwise = TRACEABLE) 
 
 
 def scan(Wx: Any, Wh: Any, b: Any, xs: Any, h0: Any, c0: Any,
-         ops: Elementwise = TRACEABLE) -> tuple:
+         ops: Elementwise = TRACEABLE, lengths: Any = None) -> tuple:
     """Run :func:`lstm_step` over a whole sequence (traceable by autograd).
 
     - Wx ``(D, 4H)``, Wh ``(H, 4H)``, b ``(4H,)``: the LSTM weights.
     - xs: inputs ``(T, B, D)``; h0, c0: initial state, each ``(B, H)``.
     - ops: as for :func:`lstm_step`.
-    Returns ``(hs, c)``: every hidden state ``(T, B, H)`` and the last cell state ``(B, H)``.
+    - lengths: optional ``(B,)`` integers in [1, T]: sequence b ends after step lengths[b] - 1
+      (the steps past it are padding: they run, but nothing valid depends on them).
+    Returns ``(hs, h_T, c_T)``: every hidden state ``(T, B, H)`` (zero past each length) and
+    the final state, each ``(B, H)``, taken at each sequence's own length.
     """
     zx = xs @ Wx + b                      # (T, B, 4H): the input projection, once
     h, c = h0, c0
-    hs = []
+    hs, cs = [], []
     for t in range(xs.shape[0]):
         (h, c), _ = lstm_step(Wh, zx[t], h, c, ops)
         hs.append(h)
-    return np.stack(hs), c
+        if lengths is not None:
+            cs.append(c)
+    hs = np.stack(hs)
+    if lengths is None:
+        return hs, h, c
+    last, rows = lengths - 1, onp.arange(len(lengths))
+    valid = onp.arange(len(hs))[:, None, None] < lengths[None, :, None]
+    return hs * valid, hs[last, rows], np.stack(cs)[last, rows]
 
 
 class SequenceCache:
@@ -144,6 +154,20 @@ class SequenceCache:
             raise ValueError("hs is not the hidden states of a SequenceCache (a copy, or an "
                              "array not made by SequenceCache.run)")
         return cls(xs, Wx, Wh, store)
+
+    def outputs(self, lengths: onp.ndarray | None = None) -> tuple:
+        """What :func:`scan` returns, from the cache: ``(hs, h_T, c_T)``.
+
+        - lengths: optional ``(B,)``: the final state is taken at each sequence's own length,
+          and ``hs`` past it is set to zero *in the cache* (those rows are padding: no valid
+          step and no gradient depends on them). ``hs`` stays a view of the cache.
+        """
+        if lengths is None:
+            return self.hs, self.h[-1], self.c[-1]
+        rows = onp.arange(len(lengths))
+        h_T, c_T = self.h[lengths, rows], self.c[lengths, rows]
+        self.hs[onp.arange(self.hs.shape[0])[:, None] >= lengths[None, :]] = 0
+        return self.hs, h_T, c_T
 
     h = property(lambda self: self.store[0], doc="``(T + 1, B, H)``: h_0 (initial) .. h_T")
     c = property(lambda self: self.store[1], doc="``(T + 1, B, H)``: c_0 (initial) .. c_T")

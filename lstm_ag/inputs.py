@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as onp
 
-from .params import check_params, is_traced, param_dtype, shape_text, untraced
+from .params import check_params, is_traced, param_dtype, shape_text, structure, untraced
 
-__all__ = ["as_sequence", "as_state", "as_targets", "as_mask", "forward_arguments",
-           "loss_arguments"]
+__all__ = ["as_sequence", "as_state", "as_targets", "as_mask", "as_lengths",
+           "forward_arguments", "loss_arguments"]
 
 
 def _as_array(value, name, dtype):
@@ -88,15 +88,19 @@ def as_sequence(xs: Any, input_size: int, dtype: onp.dtype, name: str = "xs") ->
 
 
 def as_state(state: Any, batch: int, hidden_size: int, dtype: onp.dtype,
-             single: bool) -> tuple:
-    """The initial state ``(h0, c0)``, each ``(B, H)``; zeros when ``state`` is None.
+             single: bool, states: int = 1) -> tuple:
+    """The initial state ``(h0, c0)``: each ``(B, H)`` for one layer and direction, else
+    ``(K, B, H)`` with K = layers * directions (PyTorch's layout); zeros when ``state`` is None.
 
-    - state: None, or a pair ``(h0, c0)``, each ``(B, H)``, or ``(H,)`` when xs is one sequence.
-    - batch: B; hidden_size: H; dtype: the parameters' dtype; single: xs was ``(T, D)``.
+    - state: None, or a pair ``(h0, c0)`` of that shape (without the B axis when xs is one
+      sequence: ``(H,)``, or ``(K, H)``).
+    - batch: B; hidden_size: H; dtype: the parameters' dtype; single: xs was ``(T, D)``;
+      states: K.
     """
-    B, H = batch, hidden_size
+    B, H, K = batch, hidden_size, states
+    full = (B, H) if K == 1 else (K, B, H)
     if state is None:
-        zeros = onp.zeros((B, H), dtype)
+        zeros = onp.zeros(full, dtype)
         return zeros, zeros
     if is_traced(state):                 # a traced pair, when autograd differentiates it
         if not isinstance(untraced(state), (tuple, list)) or len(untraced(state)) != 2:
@@ -107,13 +111,49 @@ def as_state(state: Any, batch: int, hidden_size: int, dtype: onp.dtype,
     out = []
     for name, value in zip(("state[0] (h0)", "state[1] (c0)"), state, strict=True):
         value = _as_array(value, name, dtype)
-        shape = (H,) if single else (B, H)
+        shape = (*full[:-2], H) if single else full
         if tuple(value.shape) != shape:
-            expected = f"(H,) = ({H},)" if single else f"(B, H) = ({B}, {H})"
-            raise ValueError(f"{name} must have shape {expected}, got {shape_text(value.shape)}")
+            names = {(True, True): "(H,)", (True, False): "(B, H)",
+                     (False, True): "(layers * directions, H)",
+                     (False, False): "(layers * directions, B, H)"}[K == 1, single]
+            raise ValueError(f"{name} must have shape {names} = {shape_text(shape)}, got "
+                             f"{shape_text(value.shape)}")
         _check_finite(value, name)
-        out.append(value[None, :] if single else value)
+        out.append(value[..., None, :] if single else value)
     return tuple(out)
+
+
+def as_lengths(lengths: Any, T: int, B: int, single: bool) -> onp.ndarray | None:
+    """Each sequence's length, ``(B,)`` integers in [1, T], or None when every sequence runs
+    all T steps (then nothing needs the lengths).
+
+    - lengths: None, ``(B,)`` integers (PyTorch's packed-sequence lengths: the steps past a
+      sequence's length are padding), or one integer for one sequence.
+    """
+    if lengths is None:
+        return None
+    if is_traced(lengths):
+        raise TypeError("lengths must be plain integers, not a value being differentiated")
+    if isinstance(lengths, (bool, onp.bool_)):
+        raise TypeError(f"lengths must be integers, got {lengths!r}")
+    array = _as_array(lengths, "lengths", onp.dtype(onp.float64)) if not isinstance(
+        lengths, onp.ndarray) else lengths
+    if array.dtype.kind == "b" or array.dtype.kind not in "iuf":
+        raise TypeError(f"lengths must be integers, got dtype {array.dtype}")
+    if single and array.ndim == 0:
+        array = array[None]
+    if array.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), one length per sequence, got "
+                         f"{shape_text(array.shape)}")
+    if array.dtype.kind == "f" and not (onp.isfinite(array).all()
+                                        and (array == onp.round(array)).all()):
+        raise TypeError(f"lengths must be whole numbers, got {array.tolist()}")
+    bad = onp.flatnonzero((array < 1) | (array > T))
+    if bad.size:
+        raise ValueError(f"lengths must lie in [1, T] = [1, {T}] (T = xs.shape[0]), got "
+                         f"lengths[{bad[0]}] = {array[bad[0]]:g}")
+    array = array.astype(onp.int64)
+    return None if (array == T).all() else array
 
 
 def as_targets(targets: Any, shape: tuple, dtype: onp.dtype, single: bool) -> Any:
@@ -158,34 +198,54 @@ def as_mask(mask: Any, T: int, B: int, dtype: onp.dtype, single: bool) -> Any:
     return (mask / mask.max()).astype(dtype)[:, :, None]
 
 
-def _arguments(params, xs, state, readout):
-    """Validate params, xs and state once: ``(xs, h0, c0, single, O, dtype)``."""
+def valid_steps(lengths: onp.ndarray, T: int) -> onp.ndarray:
+    """``(T, B)`` booleans: step t of sequence b is within its length."""
+    return onp.arange(T)[:, None] < lengths[None, :]
+
+
+def _arguments(params, xs, state, readout, lengths):
+    """Validate params, xs, state and lengths once:
+    ``(xs, h0, c0, lengths, single, O, dtype)``."""
     D, H, O = check_params(params, readout=readout)
+    num_layers, dirs = structure(params)
     dtype = param_dtype(params)
     xs, single = as_sequence(xs, D, dtype)
-    h0, c0 = as_state(state, xs.shape[1], H, dtype, single)
-    return xs, h0, c0, single, O, dtype
+    T, B, _ = xs.shape
+    h0, c0 = as_state(state, B, H, dtype, single, num_layers * dirs)
+    return xs, h0, c0, as_lengths(lengths, T, B, single), single, O, dtype
 
 
-def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool) -> tuple:
+def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool,
+                      lengths: Any = None) -> tuple:
     """Validate the arguments of a forward once.
 
     - params: the parameter dict (validated; with ``readout`` it must hold ``Wy``, ``by``).
-    - xs, state: as :func:`lstm_ag.lstm_forward` takes them.
-    Returns ``(xs, h0, c0, single)``: xs ``(T, B, D)``, h0 and c0 ``(B, H)`` in the parameters'
-    dtype, and whether xs was one sequence ``(T, D)`` (the outputs then drop the batch axis).
+    - xs, state, lengths: as :func:`lstm_ag.lstm_forward` takes them.
+    Returns ``(xs, h0, c0, lengths, single)``: xs ``(T, B, D)``; h0 and c0 ``(B, H)``, or
+    ``(K, B, H)`` for K = layers * directions > 1, in the parameters' dtype; lengths ``(B,)``
+    or None (every sequence runs all T steps); and whether xs was one sequence ``(T, D)``
+    (the outputs then drop the batch axis).
     """
-    return _arguments(params, xs, state, readout)[:4]
+    return _arguments(params, xs, state, readout, lengths)[:5]
 
 
 def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
-                   mask: Any = None) -> tuple:
+                   mask: Any = None, lengths: Any = None) -> tuple:
     """Validate the arguments of :func:`lstm_ag.mse` once.
 
-    Returns ``(xs, h0, c0, targets, weights)``, all time-major: xs ``(T, B, D)``, h0 and c0
-    ``(B, H)``, targets ``(T, B, O)``, weights ``(T, B, 1)`` or None.
+    Returns ``(xs, h0, c0, targets, weights, lengths)``, all time-major: xs ``(T, B, D)``, h0
+    and c0 as :func:`forward_arguments` gives them, targets ``(T, B, O)``, weights
+    ``(T, B, 1)`` or None, lengths ``(B,)`` or None. With lengths the weights are zero past
+    each sequence's length (the padding is not part of the loss).
     """
-    xs, h0, c0, single, O, dtype = _arguments(params, xs, state, readout=True)
+    xs, h0, c0, lengths, single, O, dtype = _arguments(params, xs, state, True, lengths)
     T, B, _ = xs.shape
     targets = as_targets(targets, (T, B, O), dtype, single)
-    return xs, h0, c0, targets, as_mask(mask, T, B, dtype, single)
+    weights = as_mask(mask, T, B, dtype, single)
+    if lengths is not None:
+        valid = valid_steps(lengths, T)[:, :, None].astype(dtype)
+        weights = valid if weights is None else weights * valid
+        if not is_traced(weights) and not weights.any():
+            raise ValueError("mask is zero on every step within lengths: the loss would "
+                             "have no terms")
+    return xs, h0, c0, targets, weights, lengths

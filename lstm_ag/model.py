@@ -29,7 +29,8 @@ from .bptt import loss_and_grads
 from .cell import SequenceCache, readout_mse, scan
 from .inputs import forward_arguments, loss_arguments
 from .ops import plain_ops
-from .params import is_traced, untraced
+from .params import is_traced, structure, untraced
+from .stack import initial_states, run_layers
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
 __all__ = ["METHODS", "check_method", "lstm_forward", "predict", "forecast", "mse",
@@ -47,29 +48,54 @@ def check_method(method: Any, allowed: tuple = METHODS) -> str:
     return method
 
 
-def _hidden(params, xs, h0, c0, method):
-    """``(hs (T, B, H), c_T)``, by the loop that suits: plain when nothing is traced, else the
-    whole-sequence primitive (``"fast"``) or the traced step loop (``"autograd"``)."""
-    params = as_traced_dict(params)
-    if not any(is_traced(a) for a in (params, xs, h0, c0)):
-        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0,
-                    ops=plain_ops(h0.shape[0] * h0.shape[1]))
+def _runner(traced, method, batch_units):
+    """The ``run_direction`` of :func:`lstm_ag.stack.run_layers` that suits: the plain scan
+    when nothing is traced, else the whole-sequence primitive (``"fast"``) or the traced step
+    loop (``"autograd"``)."""
+    if not traced:
+        ops = plain_ops(batch_units)
+        return lambda w, xs, h0, c0, lengths: scan(w["Wx"], w["Wh"], w["b"], xs, h0, c0, ops,
+                                                   lengths)
     if method == "autograd":
-        return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    return lstm_sequence(params, xs, h0, c0)
+        return lambda w, xs, h0, c0, lengths: scan(w["Wx"], w["Wh"], w["b"], xs, h0, c0,
+                                                   lengths=lengths)
+    return lambda w, xs, h0, c0, lengths: lstm_sequence(as_traced_dict(w), xs, h0, c0, lengths)
 
 
-def lstm_forward(params: dict, xs: Any, state: Any = None, *, method: str = "fast") -> tuple:
+def _hidden(params, xs, h0s, c0s, lengths, method):
+    """``(hs (T, B, dirs*H), hT, cT)``: the top layer's hidden states and the K final states
+    (lists of ``(B, H)``), from the K initial states ``h0s, c0s``."""
+    params = as_traced_dict(params)
+    traced = is_traced(params) or is_traced(xs) or any(map(is_traced, h0s + c0s))
+    B, H = untraced(h0s[0]).shape
+    return run_layers(params, xs, h0s, c0s, lengths, _runner(traced, method, B * H))
+
+
+def _final_state(hT, cT, single):
+    """The final state as the public functions return it: ``(B, H)`` each for one layer and
+    direction, else ``(K, B, H)`` (PyTorch's layout); without the B axis for one sequence."""
+    h, c = (hT[0], cT[0]) if len(hT) == 1 else (np.stack(hT), np.stack(cT))
+    return (h[..., 0, :], c[..., 0, :]) if single else (h, c)
+
+
+def lstm_forward(params: dict, xs: Any, state: Any = None, *, lengths: Any = None,
+                 method: str = "fast") -> tuple:
     """Run the LSTM over a sequence.
 
-    - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored).
+    - params: dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored),
+      and for more layers or directions ``reverse`` and ``layers`` (:mod:`lstm_ag.params`).
     - xs: ``(T, B, D)`` time-major batch, or ``(T, D)`` / a list of T vectors for one sequence.
-    - state: optional ``(h0, c0)``, each ``(B, H)`` (``(H,)`` for one sequence); zeros if None.
-    - method: how autograd differentiates it: ``"fast"`` records the whole sequence as one
-      primitive whose gradient is the hand BPTT; ``"autograd"`` traces every step.
+    - state: optional ``(h0, c0)``, each ``(B, H)`` (``(H,)`` for one sequence), or
+      ``(K, B, H)`` for K = layers * directions > 1 (PyTorch's layout and order: layer 0
+      forward, layer 0 reverse, layer 1 forward, ...); zeros if None.
+    - lengths: optional ``(B,)`` integers in [1, T], PyTorch's packed-sequence semantics: the
+      steps past a sequence's length are padding: its hidden states there are zero, its final
+      state is taken at its own length, and the reverse direction starts at its own last step.
+    - method: how autograd differentiates it: ``"fast"`` records each layer and direction as
+      one primitive whose gradient is the hand BPTT; ``"autograd"`` traces every step.
       Both give the same numbers; without differentiation they are the same code.
-    Returns ``(hs, (h, c))``: hs ``(T, B, H)`` (or ``(T, H)``), and the final state, each
-    ``(B, H)`` (or ``(H,)``).
+    Returns ``(hs, (h, c))``: hs ``(T, B, dirs*H)`` (or ``(T, dirs*H)``; forward direction
+    first), and the final state in the layout of ``state``.
 
     >>> import numpy as np, lstm_ag
     >>> params = lstm_ag.init_params(1, 4)
@@ -78,42 +104,40 @@ def lstm_forward(params: dict, xs: Any, state: Any = None, *, method: str = "fas
     ((5, 4), (4,))
     """
     check_method(method, ("fast", "autograd"))
-    xs, h0, c0, single = forward_arguments(params, xs, state, readout=False)
-    out = _hidden(params, xs, h0, c0, method)
-    hs, c = out[0], out[1]               # (indexing records less than unpacking a traced tuple)
-    h = hs[-1]
-    if single:
-        return hs[:, 0], (h[0], c[0])
-    return hs, (h, c)
+    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=False,
+                                                    lengths=lengths)
+    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    return (hs[:, 0] if single else hs), _final_state(hT, cT, single)
 
 
-def predict(params: dict, xs: Any, state: Any = None, *, method: str = "fast",
-            return_state: bool = False) -> Any:
+def predict(params: dict, xs: Any, state: Any = None, *, lengths: Any = None,
+            method: str = "fast", return_state: bool = False) -> Any:
     """Predictions of the linear readout at every step, ``y_t = h_t @ Wy + by``.
 
-    - params: ``Wx, Wh, b`` and the readout ``Wy (H, O)``, ``by (O,)``.
-    - xs, state, method: as for :func:`lstm_forward`.
+    - params: ``Wx, Wh, b`` and the readout ``Wy (dirs*H, O)``, ``by (O,)``.
+    - xs, state, lengths, method: as for :func:`lstm_forward` (past a sequence's length its
+      hidden states are zero, so its predictions there are ``by``).
     - return_state: also return the final state ``(h, c)``, to continue from it.
     Returns ys ``(T, B, O)``, or ``(T, O)`` for one sequence; with ``return_state``,
-    ``(ys, (h, c))``, h and c ``(B, H)`` (or ``(H,)``).
+    ``(ys, (h, c))`` in the layout of :func:`lstm_forward`.
     """
     check_method(method, ("fast", "autograd"))
-    xs, h0, c0, single = forward_arguments(params, xs, state, readout=True)
-    out = _hidden(params, xs, h0, c0, method)
-    hs, c = out[0], out[1]
+    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=True,
+                                                    lengths=lengths)
+    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
     ys = hs @ params["Wy"] + params["by"]
-    if not return_state:
-        return ys[:, 0] if single else ys
-    h = hs[-1]
-    return (ys[:, 0], (h[0], c[0])) if single else (ys, (h, c))
+    ys = ys[:, 0] if single else ys
+    return (ys, _final_state(hT, cT, single)) if return_state else ys
 
 
-def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *,
+def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *, lengths: Any = None,
              method: str = "fast") -> Any:
     """Forecast ``horizon`` steps past ``xs``, feeding each prediction back as the next input.
 
-    - params: with a readout whose outputs are the inputs (``O == D``): next-value prediction.
-    - xs: the history, ``(T, B, D)`` or ``(T, D)``; state: its initial state, optional.
+    - params: with a readout whose outputs are the inputs (``O == D``): next-value prediction;
+      any number of layers, one direction (a bidirectional model reads the future).
+    - xs: the history, ``(T, B, D)`` or ``(T, D)``; state: its initial state, optional;
+      lengths: optional ``(B,)``, each history's own length (its forecast starts after it).
     - horizon: K >= 1, the steps to forecast.
     Returns ``(K, B, O)`` (or ``(K, O)`` for one sequence): the prediction after ``xs``, then
     the prediction after feeding it back, and so on (step k sees the k - 1 predictions
@@ -127,26 +151,33 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *,
     check_method(method, ("fast", "autograd"))
     if isinstance(horizon, bool) or not isinstance(horizon, (int, onp.integer)) or horizon < 1:
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
-    xs, h, c, single = forward_arguments(params, xs, state, readout=True)
+    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=True,
+                                                    lengths=lengths)
+    if structure(params)[1] == 2:
+        raise ValueError("forecast feeds each prediction forward in time, but params is "
+                         "bidirectional: its reverse direction reads the future, which a "
+                         "forecast does not have; train a one-direction model to forecast")
     D, O = xs.shape[-1], untraced(untraced(params)["Wy"]).shape[1]
     if O != D:
         raise ValueError(f"forecast feeds each prediction back as the next input, so the "
                          f"readout's outputs must be the inputs: params has O = {O} outputs "
                          f"but xs has D = {D} features")
+    _, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
     ys = []
-    for _ in range(horizon):
-        out = _hidden(params, xs, h, c, method)
-        hs, c = out[0], out[1]
-        h = hs[-1]
-        ys.append(h @ params["Wy"] + params["by"])
-        xs = ys[-1][None]                                  # (1, B, D): the next input
+    for k in range(horizon):
+        ys.append(hT[-1] @ params["Wy"] + params["by"])    # from the top layer's last state
+        if k + 1 < horizon:
+            _, hT, cT = _hidden(params, ys[-1][None], hT, cT, None, method)
     ys = np.stack(ys)
     return ys[:, 0] if single else ys
 
 
-def _loss(params, xs, h0, c0, targets, weights, method):
-    """The loss of :func:`mse` on arguments validated by :func:`loss_arguments`."""
-    hs = _hidden(params, xs, h0, c0, method)[0]
+def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None):
+    """The loss of :func:`mse` on arguments validated by :func:`loss_arguments`; the final
+    states (plain arrays) are appended to ``state_out`` when given."""
+    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    if state_out is not None:
+        state_out.append(([untraced(h) for h in hT], [untraced(c) for c in cT]))
     params = as_traced_dict(params)
     traced = any(is_traced(a) for a in (params, hs, targets, weights))
     loss = readout_mse_primitive if method == "fast" and traced else readout_mse
@@ -154,31 +185,39 @@ def _loss(params, xs, h0, c0, targets, weights, method):
 
 
 def mse(params: dict, xs: Any, targets: Any, state: Any = None, *, mask: Any = None,
-        method: str = "fast") -> Any:
+        lengths: Any = None, method: str = "fast") -> Any:
     """Mean squared error of :func:`predict` against ``targets``, over every element.
 
     - targets: the predictions' shape, ``(T, B, O)`` or ``(T, O)``.
     - mask: optional loss weights per step, ``(T,)`` or ``(T, B)``; the loss is then
       ``sum(mask * err**2) / (sum(mask) * O)`` (for example the last step only).
+    - lengths: optional ``(B,)``, as for :func:`lstm_forward`; the steps past each length
+      are left out of the loss (their weight is 0).
     - method: as for :func:`lstm_forward`.
     Returns a scalar.
     """
     check_method(method, ("fast", "autograd"))
-    return _loss(params, *loss_arguments(params, xs, targets, state, mask), method)
+    return _loss(params, *loss_arguments(params, xs, targets, state, mask, lengths), method)
 
 
 def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
-                   method: str = "fast", mask: Any = None) -> tuple[Any, dict]:
+                   method: str = "fast", mask: Any = None, lengths: Any = None,
+                   return_state: bool = False) -> tuple:
     """The MSE of the readout at every step and its gradient with respect to ``params``.
 
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)``.
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)`` (and
+      more layers or directions: :mod:`lstm_ag.params`).
     - xs: ``(T, B, D)`` or ``(T, D)``; targets: ``(T, B, O)`` or ``(T, O)``.
-    - state: optional initial ``(h0, c0)``; mask: optional loss weights ``(T,)`` or ``(T, B)``.
-    - method: ``"fast"`` (autograd through a whole-sequence primitive whose VJP is the hand
-      BPTT), ``"bptt"`` (the hand-written backward alone) or ``"autograd"`` (autograd traces
-      the Python forward step by step).
+    - state: optional initial ``(h0, c0)``; mask: optional loss weights ``(T,)`` or ``(T, B)``;
+      lengths: optional ``(B,)`` (as for :func:`mse`).
+    - method: ``"fast"`` (autograd through one primitive per layer and direction, whose VJP is
+      the hand BPTT), ``"bptt"`` (the hand-written backward alone) or ``"autograd"`` (autograd
+      traces the Python forward step by step).
+    - return_state: also return the final state (plain arrays, as :func:`lstm_forward` lays
+      it out), to carry into the next chunk of a long sequence (truncated BPTT).
     Returns ``(loss, grads)``: a numpy scalar and a dict with the keys and shapes of
-    ``params``, both in the parameters' dtype.
+    ``params``, both in the parameters' dtype; with ``return_state``,
+    ``(loss, grads, (h, c))``.
 
     >>> import numpy as np, lstm_ag
     >>> params = lstm_ag.init_params(1, 3, 1)
@@ -190,10 +229,15 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
     check_method(method)
     if isinstance(params, dict) and type(params) is not dict:
         params = dict(params)             # an OrderedDict, say: autograd differentiates dicts
-    arrays = loss_arguments(params, xs, targets, state, mask)      # validated once
+    arrays = loss_arguments(params, xs, targets, state, mask, lengths)     # validated once
+    single = onp.ndim(untraced(xs)) < 3           # (T, D), a list of vectors, or (T,)
     if method == "bptt":
-        return loss_and_grads(params, *arrays)
-    return _autograd_value_and_grad(_loss)(params, *arrays, method)
+        loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True)
+    else:
+        out: list = []
+        loss, grads = _autograd_value_and_grad(_loss)(params, *arrays, method, out)
+        hT, cT = out[0]
+    return (loss, grads, _final_state(hT, cT, single)) if return_state else (loss, grads)
 
 
 def forward_cache(params: dict, xs: Any, state: Any = None) -> SequenceCache:
@@ -210,6 +254,9 @@ def forward_cache(params: dict, xs: Any, state: Any = None) -> SequenceCache:
     >>> cache.h.shape, cache.f.shape
     ((5, 1, 3), (4, 1, 3))
     """
-    xs, h0, c0, _ = forward_arguments(params, xs, state, readout=False)
+    if structure(params) != (1, 1):
+        raise ValueError("forward_cache keeps the activations of one layer and direction; for "
+                         "a stacked or bidirectional model pass the sub-dict of one layer")
+    xs, h0, c0, _, _ = forward_arguments(params, xs, state, readout=False)
     Wx, Wh, b = (untraced(untraced(params)[k]) for k in ("Wx", "Wh", "b"))
     return SequenceCache.run(Wx, Wh, b, untraced(xs), untraced(h0), untraced(c0))

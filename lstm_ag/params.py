@@ -36,7 +36,8 @@ import numpy as onp
 from autograd.tracer import Box
 
 __all__ = ["GATES", "split_gates", "init_params", "param_shapes", "check_params",
-           "param_dtype", "is_traced", "untraced", "structure", "lstm_layers", "flatten",
+           "param_dtype", "is_traced", "untraced", "structure", "lstm_layers", "nest_layers",
+           "flatten",
            "unflatten", "tree_map"]
 
 #: The gates along the 4H axis, in order (the order of PyTorch, Keras and Flax; CS231n's is
@@ -133,6 +134,22 @@ def lstm_layers(params: Any) -> list[list[dict]]:
             directions.append(owner[REVERSE_KEY])
         layers.append(directions)
     return layers
+
+
+def nest_layers(directions: list, dirs: int) -> dict:
+    """The inverse of :func:`lstm_layers`: from a flat list of K = layers * dirs dicts of
+    ``Wx, Wh, b`` in PyTorch's order (layer 0 forward, layer 0 reverse, layer 1 forward, ...),
+    the nested parameter dict (without a readout)."""
+    layers = []
+    for start in range(0, len(directions), dirs):
+        layer = dict(directions[start])
+        if dirs == 2:
+            layer[REVERSE_KEY] = directions[start + 1]
+        layers.append(layer)
+    params = layers[0]
+    if len(layers) > 1:
+        params[LAYERS_KEY] = layers[1:]
+    return params
 
 
 def tree_map(fn: Any, tree: Any, *rest: Any) -> Any:

@@ -29,7 +29,7 @@ from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
 from .bptt import lstm_backward, readout_mse_backward
 from .cell import SequenceCache, readout_mse, scan
-from .params import is_traced
+from .params import is_traced, tree_map
 
 __all__ = ["lstm_sequence", "readout_mse_primitive", "as_traced_dict"]
 
@@ -68,8 +68,10 @@ def _fast_rules(prim, traced_fun, hand_vjp, hand_argnums):
 
 
 def _dict_grad(params, grads):
-    """A gradient for the whole params dict: ``grads`` where given, zeros elsewhere."""
-    return {k: grads[k] if k in grads else np.zeros_like(v) for k, v in params.items()}
+    """A gradient for the whole params dict: ``grads`` where given, zeros elsewhere (also for
+    nested layers and directions, which another primitive differentiates)."""
+    return {k: grads[k] if k in grads else tree_map(np.zeros_like, v)
+            for k, v in params.items()}
 
 
 def as_traced_dict(params: dict) -> dict:
@@ -84,37 +86,41 @@ def as_traced_dict(params: dict) -> dict:
 # --- the whole recurrence ---------------------------------------------------------------------
 
 @primitive
-def lstm_sequence(params: dict, xs: Any, h0: Any, c0: Any) -> tuple:
-    """The whole sequence as one autograd primitive: ``(hs (T, B, H), c_T (B, H))``.
+def lstm_sequence(params: dict, xs: Any, h0: Any, c0: Any, lengths: Any = None) -> tuple:
+    """One direction of one layer over a whole sequence, as one autograd primitive:
+    ``(hs (T, B, H), h_T (B, H), c_T (B, H))``, as :func:`lstm_ag.cell.scan` returns them.
 
     - params: a dict with ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (other entries get a
-      zero gradient); xs ``(T, B, D)``; h0, c0 ``(B, H)``.
+      zero gradient); xs ``(T, B, D)``; h0, c0 ``(B, H)``; lengths ``(B,)`` or None (never
+      differentiated).
     It takes the dict whole (autograd differentiates dicts natively) so that differentiating
     a params dict costs no per-entry bookkeeping. ``hs`` is ``cache.hs``, a view into the
     cache's buffer: :meth:`SequenceCache.of_hidden_states` finds the cache from it.
     """
     cache = SequenceCache.run(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
-    return cache.hs, cache.c[-1]
+    return cache.outputs(lengths)
 
 
 _SEQUENCE_ARGS = ("params", "xs", "h0", "c0")
 
 
 def _sequence_vjp(argnums, ans, args):
-    hs, _ = ans
-    params, xs, _, _ = args
+    hs = ans[0]
+    params, xs, _, _, *rest = args
+    lengths = rest[0] if rest else None
     cache = SequenceCache.of_hidden_states(hs, xs, params["Wx"], params["Wh"])
 
     def vjp(g):
-        dhs, dc_last = g
-        grads = lstm_backward(dhs, cache, dc_last=dc_last, inputs=1 in argnums)
+        dhs, dh_last, dc_last = g
+        grads = lstm_backward(dhs, cache, dh_last, dc_last, inputs=1 in argnums,
+                              lengths=lengths)
         grads["params"] = _dict_grad(params, grads)
         return tuple(grads[_SEQUENCE_ARGS[k]] for k in argnums)
     return vjp
 
 
-def _sequence_traced(params, xs, h0, c0):
-    return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0)
+def _sequence_traced(params, xs, h0, c0, lengths=None):
+    return scan(params["Wx"], params["Wh"], params["b"], xs, h0, c0, lengths=lengths)
 
 
 _fast_rules(lstm_sequence, _sequence_traced, _sequence_vjp, hand_argnums=(0, 1, 2, 3))

@@ -55,7 +55,8 @@ def test_all_methods_agree_on_params_inputs_and_state(size, with_state, seed):
         assert max_rel(a, b) <= 1e-10, name
 
 
-def test_lstm_backward_takes_gradients_of_the_final_state():
+@pytest.mark.parametrize("lengths", [None, np.array([5, 1, 3])])
+def test_lstm_backward_takes_gradients_of_the_final_state(lengths):
     T, B, D, H = 5, 3, 2, 4
     params, xs, _, (h0, c0) = problem(T, B, D, H, seed=3)
     rng = np.random.default_rng(4)
@@ -63,12 +64,16 @@ def test_lstm_backward_takes_gradients_of_the_final_state():
     W = (params["Wx"], params["Wh"], params["b"])
 
     def objective(Wx, Wh, b, x, h, c):
-        hs, cT = scan(Wx, Wh, b, x, h, c)
-        return np.sum(hs * dhs) + np.sum(hs[-1] * dh_last) + np.sum(cT * dc_last)
+        hs, hT, cT = scan(Wx, Wh, b, x, h, c, lengths=lengths)
+        return np.sum(hs * dhs) + np.sum(hT * dh_last) + np.sum(cT * dc_last)
     ref = autograd.grad(objective, argnum=(0, 1, 2, 3, 4, 5))(*W, xs, h0, c0)
-    grads = lstm_backward(dhs, SequenceCache.run(*W, xs, h0, c0), dh_last, dc_last)
+    cache = SequenceCache.run(*W, xs, h0, c0)
+    cache.outputs(lengths)
+    grads = lstm_backward(dhs, cache, dh_last, dc_last, lengths=lengths)
     for name, r in zip(("Wx", "Wh", "b", "xs", "h0", "c0"), ref, strict=False):
         assert_allclose(grads[name], r, rtol=1e-12, atol=1e-14, err_msg=name)
+    if lengths is not None:           # the padding's inputs reach nothing
+        assert not grads["xs"][3:, 1].any() and not grads["xs"][4:, 2].any()
 
 
 def test_step_backward_is_the_derivative_of_lstm_step():
