@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -366,21 +367,36 @@ def run_one(job: dict) -> dict:
     - job: ``label``, ``argv`` (the trainer's arguments without ``--out``), ``out`` (the run
       directory), ``resume``; ``transfer``: True when the worker may not share the sweep's
       filesystem, with ``files`` (the run's files to resume from, or None) and ``data``
-      (``{relative path: bytes}`` of the --data file).
+      (``{relative path: bytes}`` of the --data file); ``parent``: the sweep's pid.
     Returns ``label``, ``code`` (the trainer's exit status, None after an exception),
     ``error`` (its one-line message), ``metrics`` (the run's metrics.json), ``files``
     (``{name: bytes}`` when transferred) and ``wall`` (seconds in the worker).
     """
     start = time.perf_counter()
+    if job["parent"] != os.getpid():
+        _ignore_ctrl_c()
     with _RUN_LOCK:
         result = _run_elsewhere(job) if job["transfer"] else _run_here(job, job["out"])
-    result.update(label=job["label"], wall=time.perf_counter() - start, pid=os.getpid())
+    result.update(label=job["label"], wall=time.perf_counter() - start)
     return result
 
 
-def _worker_version():
-    """What a Dask worker has: lstm_ag's version (imported from there, as the runs will)."""
+def _ignore_ctrl_c():
+    """In a worker process that this sweep started: a Ctrl-C at the terminal reaches every
+    process of its group, and the sweep stops the workers itself. Between runs the worker
+    ignores it, as it was born to (:func:`_ctrl_c_ignored`; this holds it for a process
+    started otherwise); during a run the trainer's own handling saves the run's checkpoint.
+    Only the main thread may set a handler: elsewhere nothing."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_version(ignore_ctrl_c=False):
+    """What a Dask worker has: lstm_ag's version (imported from there, as the runs will).
+    ignore_ctrl_c: a worker of the LocalCluster started here (:func:`_ignore_ctrl_c`)."""
     import lstm_ag
+    if ignore_ctrl_c:
+        _ignore_ctrl_c()
     return lstm_ag.__version__
 
 
@@ -652,41 +668,73 @@ def _engine(args, pending):
     except ImportError:
         option = "--scheduler" if args.scheduler is not None else "--dask-local"
         raise SweepError(f"{option} {DASK_HINT}") from None
-    cluster = None
+    cluster = client = None
     try:
         if args.dask_local is not None:
-            cluster = LocalCluster(n_workers=args.dask_local, threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
+            with _ctrl_c_ignored():
+                cluster = LocalCluster(n_workers=args.dask_local, threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
+                client = Client(cluster)
+                _check_workers(client, local=True)
             where = f"Dask LocalCluster, {args.dask_local} processes"
         else:
-            try:
-                client = Client(args.scheduler, timeout="20s")
-            except (OSError, ValueError) as err:
-                raise SweepError(f"--scheduler {args.scheduler}: cannot connect: "
-                                 f"{' '.join(str(err).split())}") from None
+            client = _connect(Client, args.scheduler)
             where = f"Dask scheduler {args.scheduler}"
-        try:
-            client.wait_for_workers(1, timeout=WORKER_WAIT)
-            _check_workers(client)
-            workers = sum(client.nthreads().values())
-            with joblib.parallel_config(backend="dask"):
-                yield _Engine(-1, workers, True, f"{where}, {workers} worker threads")
-        finally:
-            client.close()
-    except TimeoutError:
-        raise SweepError(f"--scheduler {args.scheduler}: no worker connected within "
-                         f"{WORKER_WAIT} s") from None
+        workers = sum(client.nthreads().values())
+        with joblib.parallel_config(backend="dask"):
+            yield _Engine(-1, workers, True, f"{where}, {workers} worker threads")
     finally:
-        if cluster is not None:
-            cluster.close()
+        with _ctrl_c_ignored():
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
 
 
-def _check_workers(client):
+def _connect(Client, address):
+    """A client of the scheduler at ``address`` with at least one worker, checked."""
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, ValueError, TimeoutError) as err:
+        raise SweepError(f"--scheduler {address}: cannot connect: "
+                         f"{' '.join(str(err).split())}") from None
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT)
+        _check_workers(client, local=False)
+    except TimeoutError:
+        client.close()
+        raise SweepError(f"--scheduler {address}: no worker connected within {WORKER_WAIT} s"
+                         ) from None
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored():
+    """Ignore Ctrl-C while worker processes start (or Dask's stop): they inherit SIGINT
+    ignored, so that a Ctrl-C at the terminal, which reaches every process of its group,
+    never interrupts one half started (each printing a traceback); the sweep stops them
+    itself, and during a run the trainer's own handling saves the run's checkpoint. A
+    KeyboardInterrupt inside LocalCluster would also leave it half made. A Ctrl-C in this
+    window (loky: moments; a LocalCluster: its start, a few seconds) is lost. Main thread
+    only (elsewhere, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_workers(client, local):
     import lstm_ag
     try:
-        versions = client.run(_worker_version)
+        versions = client.run(_worker_version, local)
     except Exception as err:                     # whatever the worker raised
         raise SweepError(f"the Dask workers cannot run the sweep ({type(err).__name__}: "
                          f"{' '.join(str(err).split())}); install lstm-ag on every worker, "
@@ -699,7 +747,8 @@ def _check_workers(client):
 
 def _job(run, transfer, data_cache):
     job = {"label": run.label, "argv": run.argv, "out": run.path,
-           "resume": run.action == "resume", "transfer": transfer, "files": None, "data": None}
+           "resume": run.action == "resume", "transfer": transfer, "files": None, "data": None,
+           "parent": os.getpid()}
     if not transfer:
         return job
     if run.action == "resume":
@@ -833,14 +882,16 @@ def _execute(runs, args, rows, progress_stream, callback):
         return session
     with _engine(args, len(pending)) as engine:
         session.update(engine=engine.name, workers=engine.workers)
-        _check_data(pending, engine.transfer)
         progress = _Progress(len(runs), session["skipped"], engine.workers, progress_stream,
                              not args.quiet)
         progress.show()
         data_cache = {}
         jobs = (joblib.delayed(run_one)(_job(run, engine.transfer, data_cache))
                 for run in pending)
-        results = joblib.Parallel(n_jobs=engine.n_jobs, return_as="generator_unordered")(jobs)
+        parallel = joblib.Parallel(n_jobs=engine.n_jobs, return_as="generator_unordered")
+        # loky starts its processes here: they are born ignoring Ctrl-C (see _ctrl_c_ignored)
+        with _ctrl_c_ignored() if engine.n_jobs > 1 else contextlib.nullcontext():
+            results = parallel(jobs)
         try:
             for result in results:
                 run = by_label[result["label"]]
@@ -879,6 +930,7 @@ def run_sweep(args: argparse.Namespace, rest: list, prog: str, *, callback=None)
     status; raises :class:`SweepError` for usage (2) and unwritable (3) problems."""
     started = time.perf_counter()
     runs, grid, fixed = _runs(args, rest, prog)
+    _check_data(runs, transfer=args.scheduler is not None or args.dask_local is not None)
     plot = args.plot
     if plot:
         try:
