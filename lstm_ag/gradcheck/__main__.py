@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sequence length T (default 6)")
     parser.add_argument("--batch", type=_positive, default=2, metavar="B",
                         help="batch size B (default 2)")
+    parser.add_argument("--layers", type=_positive, default=1, metavar="L",
+                        help="stacked layers (default 1); rows per layer, direction and gate")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="a reverse direction in every layer")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--method", choices=list(METHODS), default="bptt",
@@ -160,12 +164,15 @@ def _where(err, path):
 
 def _library(args):
     params = init_params(args.input_size, args.hidden_size, args.output_size, seed=args.seed,
-                         dtype=args.dtype)
+                         dtype=args.dtype, num_layers=args.layers,
+                         bidirectional=args.bidirectional)
     rng = np.random.default_rng(args.seed + 1)
     xs = rng.standard_normal((args.steps, args.batch, args.input_size)).astype(args.dtype)
     targets = rng.standard_normal((args.steps, args.batch, args.output_size)).astype(args.dtype)
     print(f"checking method={args.method!r}: D={args.input_size} H={args.hidden_size} "
-          f"O={args.output_size} T={args.steps} B={args.batch} seed={args.seed}")
+          f"O={args.output_size} T={args.steps} B={args.batch} seed={args.seed}"
+          + (f" layers={args.layers}" if args.layers > 1 else "")
+          + (" bidirectional" if args.bidirectional else ""))
     return check_gradients(params, xs, targets,
                            backward=lambda p, x, y: value_and_grad(p, x, y, method=args.method))
 
@@ -188,7 +195,11 @@ def _sequence(args):
         raise UsageError("--sequence needs --backward NAME and --upstream last|all")
     module = _load(args.sequence)
     backward = _function(module, args.backward, args.sequence, "--backward")
-    params = init_params(args.input_size, args.hidden_size, seed=args.seed, dtype=args.dtype)
+    params = init_params(args.input_size, args.hidden_size, seed=args.seed, dtype=args.dtype,
+                         num_layers=args.layers, bidirectional=args.bidirectional)
+    if (args.layers > 1 or args.bidirectional) and args.layout != "dict":
+        raise UsageError(f"--layout {args.layout} holds one layer and direction; check a "
+                         "stacked or bidirectional backward with --layout dict")
     rng = np.random.default_rng(args.seed + 1)
     xs = rng.standard_normal((args.steps, args.batch, args.input_size)).astype(args.dtype)
     print(f"checking {args.sequence}: {args.backward}, upstream {args.upstream}, layout "

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .. import layouts
-from .compare import GATE_WIDE, ReturnedWrongly, permute_gates
+from ..params import flatten, unflatten
+from .compare import GATE_WIDE, ReturnedWrongly, leaf, permute_gates
 
 __all__ = ["LAYOUTS", "to_user", "from_user", "split_output"]
 
@@ -29,8 +30,8 @@ LAYOUTS = ("dict", "concat", "split")
 def to_user(params: dict, layout: str, gate_order: str) -> dict:
     """``params`` (this library's dict) as the backward under test takes them."""
     if layout == "dict":
-        return {k: permute_gates(v, "ifgo", gate_order) if k in GATE_WIDE else np.array(v)
-                for k, v in params.items()}
+        return unflatten({k: permute_gates(v, "ifgo", gate_order) if leaf(k) in GATE_WIDE
+                          else np.array(v) for k, v in flatten(params).items()})
     if layout == "concat":
         return layouts.to_concat(params)
     return layouts.to_split(params)
@@ -52,7 +53,8 @@ def from_user(grads: Any, layout: str, gate_order: str, shapes: dict) -> dict:
     """The backward's gradients in this library's dict, float64.
 
     - grads: what the backward returned (its gradient part), in its layout.
-    - shapes: this library's parameter name -> shape, for the parameters to compare.
+    - shapes: this library's parameter name -> shape, for the parameters to compare
+      (:func:`lstm_ag.params.flatten` names: a stacked model's gradients come back nested).
     Returns name -> float64 array, or a string saying what was returned instead (missing
     entries are ``None``).
     """
@@ -61,12 +63,13 @@ def from_user(grads: Any, layout: str, gate_order: str, shapes: dict) -> dict:
                         f"{type(grads).__name__}")
     if layout == "dict":
         out = {}
+        grads = flatten(grads)
         for name, shape in shapes.items():
             if name not in grads:
                 out[name] = None
                 continue
             array = _shape_problem(grads[name], shape)
-            if isinstance(array, np.ndarray) and name in GATE_WIDE:
+            if isinstance(array, np.ndarray) and leaf(name) in GATE_WIDE:
                 array = permute_gates(array, gate_order, "ifgo")
             out[name] = array
         return out

@@ -29,6 +29,7 @@ report says so); a broken recurrent path from length 2.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import time
@@ -41,16 +42,19 @@ import numpy as np
 
 from ..bptt import (
     bptt,
+    cached_runner,
     local_derivatives,
     loss_and_grads,
     lstm_backward,
     lstm_step_backward,
     readout_mse_backward,
+    stack_backward,
 )
 from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
 from ..model import lstm_forward, mse
-from ..params import check_params
+from ..params import check_params, flatten, structure, unflatten
+from ..stack import initial_states, run_layers
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
@@ -60,6 +64,8 @@ from .compare import (
     check_tolerances,
     compare_block,
     finite_differences,
+    label,
+    where,
 )
 from .diagnosis import diagnose
 from .report import GradientReport
@@ -101,21 +107,27 @@ def _own_backward(upstream):
         single = np.ndim(xs) == 2
         x3 = np.asarray(xs)[:, None] if single else np.asarray(xs)
         T, B, _ = x3.shape
-        H = p["Wh"].shape[0]
+        num_layers, dirs = structure(p)
+        K, H = num_layers * dirs, p["Wh"].shape[0]
+        h0, c0 = as_state(state, B, H, x3.dtype, single, K)
+        caches: list = []
+        hs, _, _ = run_layers(p, x3, *initial_states(h0, c0, p), None, cached_runner(caches))
         g = np.asarray(upstream_grad)
-        g = g.reshape((B, H) if upstream == "last" else (T, B, H))
-        h0, c0 = ((np.zeros((B, H), x3.dtype),) * 2 if state is None else
-                  (np.reshape(state[0], (B, H)), np.reshape(state[1], (B, H))))
-        cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x3, h0, c0)
-        dhs = np.zeros_like(cache.hs) if upstream == "last" else g
-        grads = lstm_backward(dhs, cache, dh_last=g if upstream == "last" else None,
-                              inputs=False)
-        return {k: grads[k] for k in ("Wx", "Wh", "b")}
+        if upstream == "last":
+            g = g.reshape((B, H) if K == 1 else (K, B, H))
+            dhs, dhT = np.zeros_like(hs), [g] if K == 1 else list(g)
+        else:
+            dhs, dhT = g.reshape(hs.shape), None
+        grads, _, _ = stack_backward(p, caches, dhs, dhT)
+        return grads
     return backward
 
 
 def _functional(upstream, params, xs, third, weights, h0, c0, method):
-    """The loss the backward differentiates, at ``params`` (float64, time-major arguments)."""
+    """The loss the backward differentiates, at ``params`` (float64, time-major arguments;
+    a nested dict, or its :func:`lstm_ag.params.flatten` names)."""
+    if "." in "".join(params):
+        params = unflatten(params)
     if upstream is None:
         mask = None if weights is None else weights[..., 0]
         return mse(params, xs, third, (h0, c0), mask=mask, method=method)
@@ -177,6 +189,12 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     D, H, O = check_params(params, readout=upstream is None)
+    num_layers, dirs = structure(params)
+    nested = (num_layers, dirs) != (1, 1)
+    if nested and layout != "dict":
+        raise ValueError(f"layout={layout!r} holds one layer and direction; a stacked or "
+                         "bidirectional model is checked in layout='dict' (nested dicts)")
+    K = num_layers * dirs
     dtype = np.dtype(params["Wx"].dtype)
     tol_ag, tol_fd = tolerances if tolerances is not None else TOLERANCES[dtype]
     xs3, single = as_sequence(xs, D, dtype)
@@ -189,12 +207,13 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                              "for a backward of dL/dh give upstream='last' or 'all'")
         third = as_targets(targets, (T, B, O), dtype, single)
         weights = as_mask(mask, T, B, dtype, single)
-        names = ["Wx", "Wh", "b", "Wy", "by"]
+        names = list(flatten(params))
     else:
         if mask is not None:
             raise ValueError("mask applies to the readout's MSE (upstream=None) only")
-        shape = (B, H) if upstream == "last" else (T, B, H)
-        given_shape = (H,) if upstream == "last" else (T, H)
+        shape = ((B, H) if K == 1 else (K, B, H)) if upstream == "last" else (T, B, dirs * H)
+        given_shape = (shape[0], H) if upstream == "last" and K > 1 else \
+            (H,) if upstream == "last" else (T, dirs * H)
         if targets is None:
             third = rng.standard_normal(shape).astype(dtype)
         else:
@@ -205,12 +224,13 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                                  f"{'_T' if upstream == 'last' else 's'}) must have shape "
                                  f"{want}, got {np.shape(targets)}")
             third = third.reshape(shape)
-        names = ["Wx", "Wh", "b"]
-    h0, c0 = as_state(state, B, H, dtype, single)
+        names = [k for k in flatten(params) if k not in ("Wy", "by")]
+    h0, c0 = as_state(state, B, H, dtype, single, K)
     if backward is None:
         backward = _own_backward(upstream)
-    shapes = {k: params[k].shape for k in names}
-    p64 = {k: np.array(params[k], dtype=np.float64) for k in names}
+    flat = flatten(params)
+    shapes = {k: flat[k].shape for k in names}
+    p64 = {k: np.array(flat[k], dtype=np.float64) for k in names}
     x64, third64 = xs3.astype(np.float64), third.astype(np.float64)
     h64, c64 = h0.astype(np.float64), c0.astype(np.float64)
     w64 = None if weights is None else weights.astype(np.float64)
@@ -226,14 +246,15 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     @functools.cache
     def reference(length):
         x, y, w = prefix(length)
-        return autograd.value_and_grad(
-            lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(p64)
+        loss, grads = autograd.value_and_grad(
+            lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(unflatten(p64))
+        return loss, flatten(grads)
 
     def call(length, order=gate_order):
         x = xs3[:length]
         y = third if upstream == "last" else third[:length]
         if single:
-            x, y = x[:, 0], (y[0] if upstream == "last" else y[:, 0])
+            x, y = x[:, 0], (y[..., 0, :] if upstream == "last" else y[:, 0])
         user_params = to_user({k: params[k] for k in params}, layout, order)
         extra = {} if state is None else {"state": state}
         if mask is not None:
@@ -251,7 +272,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         if computed32 and tolerances is None:      # judged as what it computes in
             tol_ag, tol_fd = TOLERANCES[np.dtype(np.float32)]
         rows = []
-        for block in blocks(names):
+        for block in blocks(names, nested=nested):
             fd_values = None
             if fd:
                 indices = block_entries(block, shapes[block.param], samples, rng)
@@ -269,15 +290,17 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
 
     samples = fd_samples if fd_samples is not None else _fd_samples(
         T, B, D, H, O or 0, len(blocks(names)))
+    if nested:                       # the loss costs one scan per layer and direction
+        samples = fd_samples if fd_samples is not None else max(1, samples // K)
     rows, loss_problem = rows_at(T, fd=True)
     ok = all(r.ok for r in rows) and loss_problem is None
-    first_tested = _first_tested(reference, names, T)
+    first_tested = _first_tested(reference, names, T, nested)
     first_bad, bad_rows, at_problem = None, [], loss_problem
     if not ok:
         first_bad, bad_rows, at_problem = _first_bad_length(rows_at, T, rows, loss_problem)
     located = bad_rows or rows
-    candidates = () if ok else _candidates(params, x64, third64, h64, c64, w64, upstream,
-                                            first_bad or T, names)
+    candidates = () if ok or nested else _candidates(params, x64, third64, h64, c64, w64,
+                                                      upstream, first_bad or T, names)
     L = first_bad or T                  # the sizes where the diagnosis measures
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
@@ -288,6 +311,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         diagnosis = [(f"With gate_order={order!r}{cs231n} every gradient agrees: your "
                       f"backward's 4H axis holds the gates in that order, not {gate_order!r}. "
                       f"Pass gate_order={order!r}.")]
+    elif nested:
+        diagnosis = _diagnose_nested(located, first_bad, first_tested, counts, at_problem)
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
@@ -329,10 +354,10 @@ def _other_gate_order(rows_at, length, gate_order):
     return None
 
 
-def _first_tested(reference, names, T):
+def _first_tested(reference, names, T, nested=False):
     """Block name -> the shortest length at which its expected gradient is not all zero."""
     first = {}
-    todo = blocks(names)
+    todo = blocks(names, nested=nested)
     for length in range(1, min(T, 3) + 1):
         _, ref = reference(length)
         for block in todo:
@@ -341,6 +366,46 @@ def _first_tested(reference, names, T):
         if len(first) == len(todo):
             break
     return first
+
+
+def _diagnose_nested(rows, first_bad, first_tested, counts, loss):
+    """The diagnosis of a stacked or bidirectional model: where the wrong gradients start,
+    then the one-layer diagnosis of that layer and direction's rows.
+
+    Gradients flow from the readout down the layers, so a mistake in layer l's backward (or
+    in the gradient it passes down) also spoils every layer below it; the topmost wrong
+    layer is where to look. The two directions of a layer are independent of each other."""
+    wrong = [r for r in rows if r.status != "ok" and r.status != "not tested"]
+    if not wrong:
+        return diagnose(rows, kind="sequence", first_bad_length=first_bad, loss=loss)
+    places = {where(r.param) for r in wrong}
+    out = []
+    if None in places:                             # the readout itself
+        group = [r for r in rows if where(r.param) is None]
+        out.append("The readout's gradients (dWy, dby) are wrong, and every layer's gradient "
+                   "comes through them: fix those first.")
+    else:
+        top = max(layer for layer, _ in places)
+        directions = sorted(d for layer, d in places if layer == top)
+        place = (f"layer {top}, {' and '.join(directions)} direction"
+                 f"{'s' if len(directions) > 1 else ''}")
+        named = " and ".join(f"L{top}" + (".reverse" if d == "reverse" else "")
+                             for d in directions)
+        below = [f"L{layer}" for layer in range(top)]
+        out.append(f"The wrong gradients start in {place} ({named}): the layers above it and "
+                   "the readout agree. "
+                   + (f"The layers below ({', '.join(below)}) receive their gradient through "
+                      "it, so they are wrong too or will be once it is fixed; look at "
+                      f"L{top} first." if below else "It is the bottom layer."))
+        group = [r for r in rows if where(r.param) == (top, directions[0])]
+    prefix = label(group[0].param, True)[:-len("d" + group[0].param.rsplit(".", 1)[-1])]
+    local = [dataclasses.replace(r, name=r.name[len(prefix):],
+                                 param=r.param.rsplit(".", 1)[-1]) for r in group]
+    tested = {name[len(prefix):]: n for name, n in first_tested.items()
+              if name.startswith(prefix)}
+    detail = diagnose(local, kind="sequence", first_bad_length=first_bad,
+                      first_tested=tested, counts=counts, loss=loss)
+    return out + [f"{prefix.rstrip('.') or 'Readout'}: {sentence}" for sentence in detail]
 
 
 def _first_bad_length(rows_at, T, full_rows, full_problem):

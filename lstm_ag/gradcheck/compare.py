@@ -66,16 +66,44 @@ def _whole(a):
     return a
 
 
-def blocks(names: Any, prefix: str = "d") -> list[Block]:
-    """The blocks of the arrays ``names``, in order: the 4H-wide ones by gate."""
+def leaf(name: str) -> str:
+    """The array a :func:`lstm_ag.params.flatten` name ends in: ``"layers.0.reverse.Wx"`` ->
+    ``"Wx"``."""
+    return name.rsplit(".", 1)[-1]
+
+
+def where(name: str) -> tuple[int, str] | None:
+    """``(layer, direction)`` of an LSTM array's flatten name (``"layers.0.reverse.Wx"`` ->
+    ``(1, "reverse")``); None for the readout."""
+    if leaf(name) not in GATE_WIDE:
+        return None
+    parts = name.split(".")
+    layer = int(parts[1]) + 1 if parts[0] == "layers" else 0
+    return layer, "reverse" if "reverse" in parts else "forward"
+
+
+def label(name: str, nested: bool, prefix: str = "d") -> str:
+    """A block's printed name: ``"dWx"``, or for a stacked or bidirectional model
+    ``"L1.reverse.dWx"`` (layer 1 counting from 0, as PyTorch's ``weight_ih_l1_reverse``)."""
+    at = where(name) if nested else None
+    if at is None:
+        return prefix + leaf(name)
+    layer, direction = at
+    return f"L{layer}.{'reverse.' if direction == 'reverse' else ''}{prefix}{leaf(name)}"
+
+
+def blocks(names: Any, prefix: str = "d", nested: bool = False) -> list[Block]:
+    """The blocks of the arrays ``names`` (flatten names), in order: the 4H-wide ones by gate.
+    With ``nested`` (a stacked or bidirectional model) the names say the layer and direction."""
     out = []
     for name in names:
-        if name in GATE_WIDE:
+        shown = label(name, nested, prefix)
+        if leaf(name) in GATE_WIDE:
             for k, gate in enumerate(GATES):
-                out.append(Block(f"{prefix}{name}[{gate}]", name, gate,
+                out.append(Block(f"{shown}[{gate}]", name, gate,
                                  lambda a, k=k: split_gates(a)[k]))
         else:
-            out.append(Block(f"{prefix}{name}", name, None, _whole))
+            out.append(Block(shown, name, None, _whole))
     return out
 
 

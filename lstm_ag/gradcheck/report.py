@@ -114,17 +114,18 @@ def forward_table(rows: list) -> list[str]:
 def table(rows: list, first_tested: dict | None = None) -> list[str]:
     """The rows as text lines: a header, a rule, one line per block."""
     first_tested = first_tested or {}
-    head = (f"{'block':<10} {'size':>6}  {'rel vs autograd':>15}  {'abs vs FD':>10} "
+    w = max([10, *(len(r.name) for r in rows)])       # "L1.reverse.dWx[f]" for stacked models
+    head = (f"{'block':<{w}} {'size':>6}  {'rel vs autograd':>15}  {'abs vs FD':>10} "
             f"{'rel vs FD':>10} {'FD n':>5}  ok")
     out = [head, "-" * len(head)]
     for r in rows:
         if r.status in ("missing", "bad shape"):
-            out.append(f"{r.name:<10} {r.size:>6d}  {r.problem:>39}  {_MARK[r.status]}")
+            out.append(f"{r.name:<{w}} {r.size:>6d}  {r.problem:>39}  {_MARK[r.status]}")
             continue
         fd = (f"{r.abs_fd:>10.1e} {r.rel_fd:>10.1e} {r.fd_entries:>5d}" if r.fd_entries
               else f"{'-':>10} {'-':>10} {0:>5d}")
         mark = _MARK[r.status]
         if r.status == "not tested" and r.name in first_tested:
             mark += f" (0 here; first tested at length {first_tested[r.name]})"
-        out.append(f"{r.name:<10} {r.size:>6d}  {r.rel_autograd:>15.1e}  {fd}  {mark}")
+        out.append(f"{r.name:<{w}} {r.size:>6d}  {r.rel_autograd:>15.1e}  {fd}  {mark}")
     return out
