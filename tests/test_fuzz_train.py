@@ -227,10 +227,12 @@ def _base_checkpoint():
 #: Where a tampered value goes: a path of keys into the checkpoint's metadata.
 FIELDS = [("config", name) for name in (
     "task", "steps", "hidden", "seq_len", "batch", "train_size", "lr", "lr_decay", "momentum",
-    "clip", "optimizer", "method", "seed", "eval_every")] + [
+    "clip", "optimizer", "method", "seed", "eval_every", "layers", "bidirectional",
+    "tbptt")] + [
     ("step",), ("seconds",), ("history",), ("history", 0), ("history", 0, "step"),
     ("history", 0, "val_mse"), ("history", 0, "train_loss"), ("history", 0, "lr"),
-    ("velocity",), ("velocity", "Wx"), ("window",), ("window", "losses"), ("task_spec",),
+    ("velocity",), ("velocity", "Wx"), ("window",), ("window", "losses"), ("carry",),
+    ("task_spec",),
     ("task_spec", "name"), ("task_spec", "seq_len"), ("task_spec", "n_val"),
     ("task_spec", "noise"), ("task_spec", "burn_in"), ("task_spec", "seed"),
     ("lstm_ag_version",), ("config",), ("new_field",)]

@@ -189,7 +189,8 @@ def test_help_shows_each_tasks_defaults_from_trainconfig(monkeypatch):
 
 
 #: A valid value differing from the first run's below, for every setting of TrainConfig.
-OTHER_VALUE = dict(task="counting", steps=9, hidden=7, seq_len=11, batch=9, train_size=1999,
+OTHER_VALUE = dict(task="counting", steps=9, hidden=7, layers=2, bidirectional=True, seq_len=11,
+                   tbptt=5, batch=9, train_size=1999,
                    lr=0.2, lr_decay=0.5, momentum=0.5, clip=2.0, optimizer="lbfgs",
                    method="bptt", seed=1, eval_every=3,
                    patience=3, threads=2, data="x.csv", column="x", diff=True, val_frac=0.1,

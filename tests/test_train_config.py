@@ -54,9 +54,10 @@ def test_fixed_on_resume_is_derived_from_the_field_metadata():
     flagged = tuple(f.name for f in dataclasses.fields(TrainConfig)
                     if f.metadata["fixed_on_resume"])
     assert flagged == FIXED_ON_RESUME
-    assert set(FIXED_ON_RESUME) == {"task", "hidden", "seq_len", "batch", "train_size", "lr",
-                                    "lr_decay", "momentum", "clip", "optimizer", "seed",
-                                    "data", "column", "diff", "val_frac", "test_frac"}
+    assert set(FIXED_ON_RESUME) == {"task", "hidden", "layers", "bidirectional", "seq_len",
+                                    "tbptt", "batch", "train_size", "lr", "lr_decay",
+                                    "momentum", "clip", "optimizer", "seed", "data", "column",
+                                    "diff", "val_frac", "test_frac"}
 
 
 def test_resumed_refuses_a_changed_fixed_setting_and_takes_the_others():

@@ -154,11 +154,27 @@ def _check_memory(config, n_val=None):
     from .data import TASKS, make_task
     from .rundir import check_memory
     if config.task not in TASKS:
+        _check_layers_memory(config, 1, 1)
         return
     tiny = make_task(config.task, 8, n_train=1, n_val=1)
     if n_val is None:
         n_val = inspect.signature(TASKS[config.task]).parameters["n_val"].default
     check_memory(config, tiny.input_size, tiny.output_size, n_val)
+    _check_layers_memory(config, tiny.input_size, tiny.output_size)
+
+
+def _check_layers_memory(config, D, O):
+    """Refuse ``--layers`` whose weights alone (with the optimizer's copies, as
+    :mod:`train.rundir` counts them) exceed the memory available, before any is drawn."""
+    from .rundir import WEIGHT_COPIES, RunError, available_memory
+    H, dirs, layers = config.hidden, config.directions, config.layers
+    count = dirs * (D + H + 1) * 4 * H + (layers - 1) * dirs * (dirs * H + H + 1) * 4 * H \
+        + (dirs * H + 1) * O                             # Python ints: no overflow
+    nbytes, available = count * WEIGHT_COPIES * 8, available_memory()
+    if available is not None and nbytes > available:
+        raise RunError(f"--layers {layers} with --hidden {H}: the weights and the optimizer's "
+                       f"copies would need about {nbytes / 2**30:.3g} GiB of memory, more than "
+                       f"the {available / 2**30:.3g} GiB available; choose smaller sizes")
 
 
 def _resume(run_dir, given):
@@ -167,7 +183,7 @@ def _resume(run_dir, given):
 
     from .config import FIXED_ON_RESUME, ConfigError
     from .data import make_task
-    from .loop import load_checkpoint
+    from .loop import check_carry, load_checkpoint
     checkpoint = run_dir.checkpoint
     try:
         params, saved, start, task_spec = load_checkpoint(checkpoint)
@@ -192,6 +208,11 @@ def _resume(run_dir, given):
         raise lstm_ag.CheckpointError(f"{checkpoint}: params: D={D}, O={O}, the task "
                                       f"{task.name!r} has D={task.input_size}, "
                                       f"O={task.output_size}")
+    try:
+        check_carry(start, task, config)
+    except ValueError as err:
+        raise lstm_ag.CheckpointError(f"{checkpoint}: {err} (a checkpoint of this trainer "
+                                      "never has that; the file was altered)") from None
     return params, config, start, task
 
 
@@ -220,6 +241,9 @@ def _series_report(result, task, metrics):
     test = evaluation["test"]
     name = spec["source"] + (f", column {spec['column']}" if spec["column"] else "")
     diff = "; modelled as differences" if task.scaler.diff else ""
+    if task.streams:
+        diff += (f"; trained whole, --tbptt {config.tbptt} in {task.streams} stream"
+                 f"{'s' if task.streams > 1 else ''} of {task.seq_len} steps")
     lines = [(f"series {name}: {len(task.values)} values ({spec['missing']} missing, filled); "
               f"train {n1}, validation {n2 - n1}, test {len(task.values) - n2}{diff}"),
              (f"test, one step ahead ({test['n']} values, data units; the model of step "
@@ -263,6 +287,10 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     if args.plot:
         _check_plot_available()
     params, config, progress, spec = load_checkpoint(path)
+    if config.bidirectional:
+        raise UsageError(f"forecast: {path} holds a bidirectional model ({config.task} task), "
+                         "which reads each sequence backwards too: it is not causal and "
+                         "cannot forecast")
     if config.task != "series":
         raise UsageError(f"forecast: {path} is a model of the {config.task!r} task; forecast "
                          "needs a series run")
@@ -299,6 +327,26 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     return 0
 
 
+def _check_tbptt_options(args, given):
+    """--tbptt K takes K >= 1 (leaving it out is whole sequences); a series trained whole has
+    no window."""
+    if "tbptt" not in given:
+        return
+    if given["tbptt"] < 1:
+        raise UsageError(f"--tbptt must be >= 1, the time steps per chunk (leave it out to "
+                         f"backpropagate through whole sequences), got {given['tbptt']}")
+    if given.get("task") == "series" and not args.resume and "seq_len" in given:
+        raise UsageError("--window (--seq-len) cuts a series into windows; with --tbptt the "
+                         "series is trained whole, in --batch streams: leave it out")
+
+
+def _check_plot_of(config):
+    """--plot draws validation windows; a series trained whole (--tbptt) has none."""
+    if config.task == "series" and config.tbptt:
+        raise UsageError("--plot draws validation windows, and series --tbptt has none; plot "
+                         "its forecast instead: forecast --out DIR --on-test --plot")
+
+
 def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     """Run the command line's job for parsed ``args``. Returns the exit status."""
     from dataclasses import fields
@@ -315,15 +363,20 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the model in --out, --overwrite replaces it: "
                          "give one of them")
+    _check_tbptt_options(args, given)
     if args.plot:
         _check_plot_available()
     out = args.out or os.path.join("runs", given.get("task", TrainConfig.task))
     if not args.resume:
         config = TrainConfig(**given)
         _check_memory(config)
+        if args.plot:
+            _check_plot_of(config)
     with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir:
         if args.resume:
             params, config, start, task = _resume(run_dir, given)
+            if args.plot:
+                _check_plot_of(config)
         else:
             task = config.make_task()
             params, start = config.init_params(task), None

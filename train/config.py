@@ -5,7 +5,8 @@ Everything else is derived from the fields below: the command line's options wit
 run may not change (:data:`FIXED_ON_RESUME`). A field whose default is None depends on the task
 (:data:`PER_TASK`): it takes its task's value from :data:`TASK_DEFAULTS`, or for
 ```train_size`` the task generator's own ``n_train`` (for ``series``, 0: every training window
-of the data). With ``optimizer="adam"`` the default learning rate is :data:`ADAM_LR`. After
+of the data). With ``optimizer="adam"`` the default learning rate is :data:`ADAM_LR`; a
+``series`` with ``tbptt`` trains on one stream by default (``batch`` 1). After
 construction every field holds a value, validated: a bad one raises :class:`ConfigError`
 naming the setting.
 
@@ -28,7 +29,8 @@ import lstm_ag
 from .data import TASKS, Task, make_task
 
 __all__ = ["TrainConfig", "ConfigError", "TASK_DEFAULTS", "PER_TASK", "FIXED_ON_RESUME",
-           "OPTIMIZERS", "SETTING_TYPES", "TASK_NAMES", "ADAM_LR", "ALIASES"]
+           "OPTIMIZERS", "SETTING_TYPES", "TASK_NAMES", "ADAM_LR", "ALIASES",
+           "NEXT_VALUE_TASKS", "ADDED_SETTINGS"]
 
 #: The optimizers: minibatch SGD or Adam (:mod:`train.optim`), or full-batch scipy L-BFGS-B.
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
@@ -36,6 +38,17 @@ OPTIMIZERS = ("sgd", "adam", "lbfgs")
 TASK_NAMES = (*TASKS, "series")
 #: The default learning rate of Adam (the per-task ``lr`` defaults are SGD's).
 ADAM_LR = 0.01
+
+#: The tasks whose target at step t is the input at step t + 1 (next-value prediction). A
+#: bidirectional model is not causal: its backward direction reads the inputs after t, among
+#: them the very value to predict, so these tasks refuse ``bidirectional``. ``adding`` takes
+#: it: its target (the sum of the two marked values) is scored once, at the last step, when
+#: the whole sequence is an input anyway.
+NEXT_VALUE_TASKS = ("sine", "counting", "series")
+
+#: Settings added after checkpoints were first written, with the value the runs of those
+#: checkpoints had: a config stored without them reads as that value.
+ADDED_SETTINGS = {"layers": 1, "bidirectional": False, "tbptt": 0}
 
 #: The defaults that depend on the task (the fields of TrainConfig whose default is None).
 TASK_DEFAULTS = {
@@ -89,9 +102,25 @@ class TrainConfig:
         None, "total training steps (SGD updates or L-BFGS iterations); with --resume, the "
               "total to reach", "N", check=_at_least(1))
     hidden: int = _setting(32, "hidden units", "H", check=_at_least(1), fixed_on_resume=True)
+    layers: int = _setting(1, "stacked LSTM layers, each reading the hidden states of the one "
+                              "below", "N", check=_at_least(1), fixed_on_resume=True)
+    bidirectional: bool = _setting(
+        False, "adding only: every layer also reads the sequence backwards. adding predicts "
+               "once, at the last step, from the whole sequence, so that is no look-ahead; "
+               "sine, counting and series are refused: they predict the next value, which "
+               "the backward direction would read from the inputs (it is not causal)",
+        fixed_on_resume=True)
     seq_len: int | None = _setting(None, "sequence length: steps per sequence (series: the "
-                                         "window, also --window)", "T",
+                                         "window, also --window; unused with --tbptt)", "T",
                                    check=_at_least(2), fixed_on_resume=True, alias="window")
+    tbptt: int = _setting(
+        0, "truncated BPTT for long sequences: each step trains on the next K time steps of "
+           "its batch of sequences, from the state the K before left (carried, but no "
+           "gradient across chunks, as Keras's stateful=True); a new batch starts from a zero "
+           "state. series: the training part is not windowed but trained whole, as --batch "
+           "contiguous streams (default 1). Validation runs over whole sequences (the state "
+           "carried), with or without --tbptt. Off by default", "K", check=_at_least(0),
+        fixed_on_resume=True)
     batch: int | None = _setting(None, "sequences per minibatch", "B", check=_at_least(1),
                                  fixed_on_resume=True)
     train_size: int | None = _setting(
@@ -138,11 +167,11 @@ class TrainConfig:
                                 "point (0: one step only)", "K", check=_at_least(0))
 
     def __post_init__(self):
-        first = [f for f in fields(self) if f.name in ("task", "optimizer")]
+        first = [f for f in fields(self) if f.name in ("task", "optimizer", "tbptt")]
         for f in first + [f for f in fields(self) if f not in first]:   # lr needs the optimizer
             value = getattr(self, f.name)
             if value is None and f.name in PER_TASK:
-                value = _task_default(self.task, f.name, self.optimizer)
+                value = _task_default(self.task, f.name, self.optimizer, self.tbptt)
             object.__setattr__(self, f.name, _checked(f, value))
         series = self.task == "series"
         if self.train_size == 0 and not series:
@@ -163,16 +192,36 @@ class TrainConfig:
             for name in ("data", "column", "diff"):
                 if getattr(self, name) != _default(name):
                     raise ConfigError(name, "is a setting of the series task only")
+        if self.bidirectional and self.task in NEXT_VALUE_TASKS:
+            raise ConfigError("bidirectional", f"is not causal: {self.task} predicts the next "
+                                               "value, which the backward direction would read "
+                                               "from the inputs (only adding, which predicts "
+                                               "once at the end, takes it)")
+        if self.tbptt:
+            if self.optimizer == "lbfgs":
+                raise ConfigError("tbptt", "is for sgd and adam (lbfgs takes every step over "
+                                           "the whole training set)")
+            if self.bidirectional:
+                raise ConfigError("tbptt", "carries the state forward from chunk to chunk; a "
+                                           "bidirectional model's backward direction cannot "
+                                           "take it")
+            if not series and self.tbptt > self.seq_len:
+                raise ConfigError("tbptt", f"{self.tbptt} exceeds the sequence length "
+                                           f"{self.seq_len} (--seq-len): a chunk is at most "
+                                           "a whole sequence")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Rebuild a config from ``dataclasses.asdict(config)`` (as a checkpoint stores it).
 
-        Raises ``ValueError`` when ``data`` has other settings than TrainConfig's, or lacks
-        some, and :class:`ConfigError` when a value is not allowed.
+        Settings of :data:`ADDED_SETTINGS` that ``data`` lacks (a checkpoint written before
+        they existed) take the value those runs had. Raises ``ValueError`` when ``data`` has
+        other settings than TrainConfig's, or lacks some, and :class:`ConfigError` when a
+        value is not allowed.
         """
         if not isinstance(data, dict):
             raise ValueError(f"a config must be a dict of settings, got {type(data).__name__}")
+        data = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in data}, **data}
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(names))
         missing = [name for name in names if name not in data]
@@ -195,7 +244,8 @@ class TrainConfig:
 
     def make_task(self, **kwargs) -> Task:
         """The task of this run: ``make_task(task, seq_len, seed=seed, n_train=train_size)``;
-        for ``series``, the windows of the file ``data`` (:func:`train.series.load_task`).
+        for ``series``, the windows of the file ``data`` (:func:`train.series.load_task`), or
+        with ``tbptt`` its training part as ``batch`` streams.
 
         - kwargs: more arguments of the generator (``n_val``, ...).
         Raises :class:`train.series.SeriesError` (a ``ValueError``) when the file cannot be
@@ -204,7 +254,8 @@ class TrainConfig:
         if self.task == "series":
             from .series import load_task
             task = load_task(self.data, self.seq_len, column=self.column, diff=self.diff,
-                             val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed)
+                             val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed,
+                             streams=self.batch if self.tbptt else 0)
             self.check_windows(task)
             return task
         return make_task(self.task, self.seq_len, seed=self.seed, n_train=self.train_size,
@@ -212,8 +263,13 @@ class TrainConfig:
 
     def check_windows(self, task: Task) -> None:
         """Raise :class:`ConfigError` if a series task's training windows do not fit
-        ``train_size`` (0: any number) and ``batch``."""
+        ``train_size`` (0: any number) and ``batch``, or its streams ``tbptt``."""
         n = task.train_x.shape[1]
+        if self.tbptt > task.seq_len:
+            raise ConfigError("tbptt", f"{self.tbptt} exceeds the length of the training "
+                                       f"streams, {task.seq_len} steps (the training part in "
+                                       f"--batch {self.batch} streams): give a smaller "
+                                       "--tbptt or --batch")
         if self.train_size and self.train_size != n:
             raise ConfigError("train_size", f"{self.train_size} differs from the {n} training "
                                             "windows of the series (leave it out: 0, all)")
@@ -222,16 +278,25 @@ class TrainConfig:
                                        "series; give a smaller --batch (or --window)")
 
     def init_params(self, task: Task) -> dict:
-        """Fresh parameters for ``task``: ``lstm_ag.init_params(D, hidden, O, seed=seed)``."""
+        """Fresh parameters for ``task``: ``lstm_ag.init_params(D, hidden, O, seed=seed,
+        num_layers=layers, bidirectional=bidirectional)``."""
         return lstm_ag.init_params(task.input_size, self.hidden, task.output_size,
-                                   seed=self.seed)
+                                   seed=self.seed, num_layers=self.layers,
+                                   bidirectional=self.bidirectional)
+
+    @property
+    def directions(self) -> int:
+        """2 for a bidirectional model, else 1."""
+        return 2 if self.bidirectional else 1
 
     def to_dict(self) -> dict:
         """Every setting by name (JSON-ready): what a checkpoint and metrics.json store."""
         return asdict(self)
 
 
-def _task_default(task, name, optimizer=None):
+def _task_default(task, name, optimizer=None, tbptt=0):
+    if name == "batch" and task == "series" and tbptt:
+        return 1                          # one stream: the training part, whole
     if name == "train_size":
         return 0 if task == "series" else \
             inspect.signature(TASKS[task]).parameters["n_train"].default

@@ -5,6 +5,14 @@ checkpoints, and clean stops.
   the batch of a step depends on the seed and the step number only, so a run stopped at step k
   and resumed from its checkpoint (parameters and momentum buffers) computes, bit for bit,
   what an uninterrupted run computes.
+* Truncated BPTT (``config.tbptt`` K > 0, :func:`chunk_plan`): a batch of sequences takes
+  several steps, one per chunk of K time steps, in order; each starts from the final state of
+  the chunk before (detached: no gradient crosses a chunk boundary), the first from a zero
+  state. Chunks without loss weight (a burn-in) are run forward only, into the next one's
+  state. Step s trains chunk ``s % n`` of batch ``s // n`` (n chunks per batch), so the
+  batches depend on the step alone as above; the carried state and the chunk are in the
+  checkpoint (``carry``), and a run resumed mid-sequence is bit for bit an uninterrupted one.
+  With K = T it is exactly the run without ``tbptt``. Validation runs over whole sequences.
 * Every ``eval_every`` steps, and at the last, the validation MSE is computed and one progress
   line goes to ``log`` (stderr); the checkpoint and the metrics file are rewritten there, each
   atomically, the checkpoint first. A progress line averages the training losses and gradient
@@ -46,6 +54,7 @@ from typing import NamedTuple, TextIO
 import numpy as np
 
 import lstm_ag
+from lstm_ag.params import flatten, structure
 
 from .config import TrainConfig
 from .data import TASKS, Task
@@ -59,7 +68,8 @@ from .optim import (
 )
 
 __all__ = ["Progress", "FitResult", "Checkpoint", "fit", "evaluate", "batch_indices",
-           "save_checkpoint", "load_checkpoint", "best_path", "best_row", "BEST_NAME"]
+           "chunk_plan", "check_carry", "state_shape", "save_checkpoint", "load_checkpoint",
+           "best_path", "best_row", "BEST_NAME"]
 
 #: The file of the best parameters, beside the checkpoint.
 BEST_NAME = "best.npz"
@@ -75,6 +85,9 @@ class Progress:
       lr, seconds, steps_per_second); seconds: training time so far, over every session.
     - losses, norms: the training losses and gradient norms of the steps since the last
       evaluation (what its progress line will average).
+    - carry: with truncated BPTT, in the middle of a batch's sequences, ``{"chunk": j, "h":
+      array, "c": array}``: the state the next step (chunk j of :func:`chunk_plan`) starts
+      from; None at the start of a batch, and without ``tbptt``.
     """
     step: int = 0
     velocity: dict | None = None
@@ -82,6 +95,7 @@ class Progress:
     seconds: float = 0.0
     losses: list = field(default_factory=list)
     norms: list = field(default_factory=list)
+    carry: dict | None = None
 
 
 @dataclass
@@ -150,6 +164,7 @@ class _State(NamedTuple):
     step: int
     params: dict
     velocity: dict | None
+    carry: dict | None = None
 
 
 def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
@@ -162,6 +177,56 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
         raise ValueError(f"batch must be in [1, {n}] (the training set has {n} sequences), "
                          f"got {batch}")
     return np.random.default_rng((seed, step)).choice(n, batch, replace=False)
+
+
+def chunk_plan(seq_len: int, tbptt: int, mask: np.ndarray | None = None) -> list:
+    """The steps of one batch of sequences: ``[(warm, start, stop), ...]``, in order.
+
+    - seq_len: T; tbptt: K, the chunk length (0: whole sequences); mask: the loss weights
+      ``(T,)`` of the task, or None.
+    The chunks are ``[0, K), [K, 2K), ...`` (the last may be shorter). A step trains on the
+    time steps ``[start, stop)`` of a chunk that carries loss weight, from the state at
+    ``warm``, the end of the step before (0 for the first): the chunks between, which carry
+    no weight, are run forward only. Without ``tbptt``, or with K = T: ``[(0, 0, T)]``.
+    """
+    K = tbptt or seq_len
+    plan, warm = [], 0
+    for start in range(0, seq_len, K):
+        stop = min(start + K, seq_len)
+        if mask is None or np.any(mask[start:stop] > 0):
+            plan.append((warm, start, stop))
+            warm = stop
+    return plan
+
+
+def state_shape(config: TrainConfig) -> tuple:
+    """The shape of each of a training batch's ``(h, c)`` (lstm_ag's layout): ``(B, H)`` for
+    one layer and direction, else ``(layers * directions, B, H)``."""
+    B, H = config.batch, config.hidden
+    stacked = config.layers * config.directions
+    return (B, H) if stacked == 1 else (stacked, B, H)
+
+
+def check_carry(progress: Progress, task: Task, config: TrainConfig) -> None:
+    """Raise ``ValueError`` unless ``progress.carry`` is what step ``progress.step`` of a run
+    of ``config`` on ``task`` starts from: None at the start of a batch (and without
+    ``tbptt``), else ``{"chunk": step % chunks per batch, "h", "c"}`` of :func:`state_shape`."""
+    chunks = len(chunk_plan(task.seq_len, config.tbptt, task.mask)) if config.tbptt else 1
+    chunk, carry = progress.step % chunks, progress.carry
+    if (carry is None) != (chunk == 0):
+        raise ValueError(f"carry is {'missing' if carry is None else 'given'} at step "
+                         f"{progress.step}, chunk {chunk} of the {chunks} of a batch (a carried "
+                         "state is there exactly when a step is in the middle of a batch)")
+    if carry is not None:
+        if carry.get("chunk") != chunk:
+            raise ValueError(f"carry is the state before chunk {carry.get('chunk')!r}, but step "
+                             f"{progress.step} trains chunk {chunk} of {chunks}")
+        for key in ("h", "c"):
+            value = carry.get(key)
+            if (not isinstance(value, np.ndarray) or value.shape != state_shape(config)
+                    or not np.isfinite(value).all()):
+                raise ValueError(f"carry['{key}'] must be a finite array of shape "
+                                 f"{state_shape(config)}")
 
 
 def evaluate(params: dict, task: Task) -> float:
@@ -186,13 +251,14 @@ def save_checkpoint(path, params: dict, progress: Progress, config: TrainConfig,
     return lstm_ag.save(path, params, config=config.to_dict(), task_spec=task_spec,
                         step=progress.step, velocity=progress.velocity,
                         history=progress.history, seconds=progress.seconds, window=window,
-                        lstm_ag_version=lstm_ag.__version__)
+                        carry=progress.carry, lstm_ag_version=lstm_ag.__version__)
 
 
 #: The metadata of a checkpoint: required, then optional (window: older checkpoints lack it,
-#: and their first progress line after a resume averages the resumed steps only).
+#: and their first progress line after a resume averages the resumed steps only; carry: the
+#: state truncated BPTT carries, null between batches and without it).
 CHECKPOINT_FIELDS = ("config", "task_spec", "step", "velocity", "history", "seconds")
-OPTIONAL_FIELDS = ("window", "lstm_ag_version")
+OPTIONAL_FIELDS = ("window", "carry", "lstm_ag_version")
 #: The keys of a row of the history, one row per evaluation.
 HISTORY_KEYS = ("step", "train_loss", "val_mse", "baseline_mse", "grad_norm", "lr", "seconds",
                 "steps_per_second")
@@ -257,6 +323,11 @@ def _checked_progress(params, meta, config):
     hidden = lstm_ag.check_params(params, readout=True)[1]
     if hidden != config.hidden:
         raise _BadField("params", f"have H={hidden}, its config hidden={config.hidden}")
+    layers, directions = structure(params)
+    if (layers, directions) != (config.layers, config.directions):
+        raise _BadField("params", f"have {layers} layers and {directions} directions, its "
+                                  f"config layers={config.layers}, bidirectional="
+                                  f"{config.bidirectional}")
     step = _number(meta["step"], "step", integer=True)
     if step > config.steps:
         raise _BadField("step", f"{step} exceeds its config's steps={config.steps}")
@@ -297,7 +368,28 @@ def _checked_progress(params, meta, config):
     if not isinstance(version, str):
         raise _BadField("lstm_ag_version", f"must be a string, got {version!r}")
     return Progress(step=step, velocity=velocity, history=list(history), seconds=seconds,
-                    losses=window["losses"].tolist(), norms=window["norms"].tolist())
+                    losses=window["losses"].tolist(), norms=window["norms"].tolist(),
+                    carry=_checked_carry(meta.get("carry"), params, config))
+
+
+def _checked_carry(carry, params, config):
+    """None, or with ``tbptt`` ``{"chunk": int >= 1, "h": ..., "c": ...}`` in the parameters'
+    dtype and :func:`state_shape` (whether the chunk is the step's is checked against the
+    task: :func:`check_carry`)."""
+    if carry is None:
+        return None
+    if not config.tbptt:
+        raise _BadField("carry", "must be null without tbptt")
+    if not isinstance(carry, dict) or sorted(carry) != ["c", "chunk", "h"]:
+        raise _BadField("carry", "must be null or {'chunk': ..., 'h': ..., 'c': ...}")
+    _number(carry["chunk"], "carry.chunk", low=1, integer=True)
+    dtype, shape = params["Wx"].dtype, state_shape(config)
+    for key in ("h", "c"):
+        value = carry[key]
+        if (not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape
+                or not np.isfinite(value).all()):
+            raise _BadField(f"carry.{key}", f"must be a finite state: {dtype}, shape {shape}")
+    return dict(carry)
 
 
 def _checked_velocity(velocity, params, config, field="velocity"):
@@ -312,15 +404,16 @@ def _checked_velocity(velocity, params, config, field="velocity"):
             raise _BadField("velocity", "must hold Adam's moments {'m': ..., 'v': ...}")
         return {key: _checked_velocity(velocity[key], params, config, f"velocity[{key!r}]")
                 for key in ("m", "v")}
-    if not isinstance(velocity, dict) or set(velocity) != set(params):
-        given = sorted(velocity) if isinstance(velocity, dict) else repr(velocity)
-        raise _BadField(field, f"must hold buffers for {sorted(params)}, got {given}")
-    for key, value in velocity.items():
-        if (not isinstance(value, np.ndarray) or value.shape != params[key].shape
-                or value.dtype != params[key].dtype or not np.isfinite(value).all()):
+    arrays = flatten(params)
+    if not isinstance(velocity, dict) or sorted(flatten(velocity)) != sorted(arrays):
+        given = sorted(flatten(velocity)) if isinstance(velocity, dict) else repr(velocity)
+        raise _BadField(field, f"must hold buffers for {sorted(arrays)}, got {given}")
+    for key, value in flatten(velocity).items():
+        if (not isinstance(value, np.ndarray) or value.shape != arrays[key].shape
+                or value.dtype != arrays[key].dtype or not np.isfinite(value).all()):
             raise _BadField(f"{field}[{key!r}]", "must be a finite buffer like the "
-                                                  f"parameter: {params[key].dtype}, shape "
-                                                  f"{params[key].shape}")
+                                                  f"parameter: {arrays[key].dtype}, shape "
+                                                  f"{arrays[key].shape}")
     return velocity
 
 
@@ -373,7 +466,7 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
     Returns a :class:`FitResult`. Raises ``OSError`` (naming the file) when the checkpoint or
     the metrics file cannot be written; the checkpoint on disk is then the last good one.
     """
-    _check_fit(params, task, config)
+    _check_fit(params, task, config, start)
     if config.threads:
         from threadpoolctl import threadpool_limits
         limits = threadpool_limits(limits=config.threads, user_api="blas")
@@ -392,7 +485,7 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     if velocity is None and config.optimizer == "adam":
         velocity = init_moments(params)
     run.restore_best(start, params)
-    state = _State(start.step, params, velocity)
+    state = _State(start.step, params, velocity, start.carry)
     if state.step >= config.steps:
         message = f"already at step {state.step} (>= steps={config.steps}); nothing to do"
         run.save(state, status="done", message=message)
@@ -402,25 +495,40 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
 
     try:
         run.save(state)                   # a checkpoint from the start; metrics: running
+        plan = chunk_plan(task.seq_len, config.tbptt, task.mask)
         while state.step < config.steps:
-            step, params, velocity = state
-            idx = batch_indices(config.seed, step, task.train_x.shape[1], config.batch)
+            step, params, velocity, carry = state
+            batch, chunk = divmod(step, len(plan))
+            idx = batch_indices(config.seed, batch, task.train_x.shape[1], config.batch)
+            warm, start, stop = plan[chunk]
+            initial = None if carry is None else (carry["h"], carry["c"])
             with np.errstate(all="ignore"):           # non-finite values are handled below
-                loss, grads = lstm_ag.value_and_grad(params, task.train_x[:, idx],
-                                                     task.train_y[:, idx], method=config.method,
-                                                     mask=task.mask)
-                loss = float(loss)
+                if warm < start:                      # chunks without loss weight: forward
+                    initial = lstm_ag.predict(params, task.train_x[warm:start, idx], initial,
+                                              method=config.method, return_state=True)[1]
+                carried = {"return_state": True} if config.tbptt else {}   # the final state
+                out = lstm_ag.value_and_grad(
+                    params, task.train_x[start:stop, idx], task.train_y[start:stop, idx],
+                    initial, method=config.method,
+                    mask=None if task.mask is None else task.mask[start:stop], **carried)
+                loss, grads = float(out[0]), out[1]
+                carry = None
+                if chunk + 1 < len(plan):             # the batch goes on: carry its state
+                    carry = {"chunk": chunk + 1, "h": out[2][0], "c": out[2][1]}
                 grads, norm = clip_by_global_norm(grads, config.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     return run.diverged(state, "the loss" if not math.isfinite(loss)
                                         else "the gradient norm")
+                if carry is not None and not (np.isfinite(carry["h"]).all()
+                                              and np.isfinite(carry["c"]).all()):
+                    return run.diverged(state, "the carried state")
                 lr = learning_rate(config.lr, step, config.lr_decay)
                 if config.optimizer == "adam":
                     params, velocity = adam_update(params, grads, velocity, lr=lr, step=step)
                 else:
                     params, velocity = momentum_update(params, grads, velocity, lr=lr,
                                                        momentum=config.momentum)
-            state = _State(step + 1, params, velocity)
+            state = _State(step + 1, params, velocity, carry)
             run.record(loss, norm)
             if callback is not None:
                 callback(state.step, params, {"loss": loss, "grad_norm": norm, "lr": lr})
@@ -434,7 +542,7 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     return run.done(state)
 
 
-def _check_fit(params, task, config):
+def _check_fit(params, task, config, start):
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     D, H, out = lstm_ag.check_params(params, readout=True)
@@ -443,7 +551,21 @@ def _check_fit(params, task, config):
                          f"D={task.input_size}, O={task.output_size}")
     if config.hidden != H:
         raise ValueError(f"params have H={H}, config.hidden is {config.hidden}")
-    given = (task.name, task.seq_len, task.train_x.shape[1])
+    if structure(params) != (config.layers, config.directions):
+        raise ValueError(f"params have {structure(params)[0]} layers and "
+                         f"{structure(params)[1]} directions; config.layers is "
+                         f"{config.layers}, config.bidirectional {config.bidirectional}")
+    streams = getattr(task, "streams", 0)      # a series trained whole (tbptt): no windows
+    if streams != (config.batch if config.task == "series" and config.tbptt else 0):
+        raise ValueError(f"the task has {streams} training streams; the config says "
+                         f"task {config.task!r}, tbptt={config.tbptt}, batch={config.batch} "
+                         "(config.make_task() makes its task)")
+    if config.tbptt > task.seq_len:
+        raise ValueError(f"config.tbptt={config.tbptt} exceeds the task's sequences "
+                         f"({task.seq_len} steps)")
+    if start is not None:
+        check_carry(start, task, config)
+    given = (task.name, config.seq_len if streams else task.seq_len, task.train_x.shape[1])
     if given != (config.task, config.seq_len, config.train_size or given[2]):
         raise ValueError(f"the task is {given[0]!r} with seq_len={given[1]}, "
                          f"{given[2]} training sequences; the config says {config.task!r}, "
@@ -512,7 +634,7 @@ class _Run:
     def progress(self, state):
         return Progress(step=state.step, velocity=state.velocity, history=list(self.history),
                         seconds=self.seconds(), losses=list(self.losses),
-                        norms=list(self.norms))
+                        norms=list(self.norms), carry=state.carry)
 
     def record(self, loss, norm):
         self.losses.append(loss)
@@ -583,7 +705,7 @@ class _Run:
         return FitResult(params, self.progress(state), status, message, self.config)
 
     def interrupted(self, state):
-        if not all(np.isfinite(v).all() for v in state.params.values()):
+        if not all(np.isfinite(v).all() for v in flatten(state.params).values()):
             return self.diverged(state, "the parameters")   # Ctrl-C just as the run diverged
         where = f"; checkpoint saved to {self.checkpoint}" if self.checkpoint else ""
         message = f"interrupted at step {state.step}{where}"

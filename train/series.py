@@ -16,7 +16,10 @@ takes it:
   lies in one part: training windows are built from training values alone (inputs and
   targets); a validation or test window has one scored target, its last step, in its part,
   and sees only values before it. Nothing the model is trained or early-stopped on depends
-  on the test part.
+  on the test part. With ``streams`` B (the trainer's ``--tbptt``) the series is not
+  windowed: the training part is B contiguous streams, trained chunk by chunk with the state
+  carried, and every prediction (validation, test, forecasts) comes from the model run over
+  the whole series before it, from its first value.
 * :func:`evaluate`: one-step-ahead errors over the test part in data units, for the LSTM,
   the naive forecast (repeat the last value) and a linear AR(p) fitted by least squares on the
   training part with p chosen on the validation part; and errors of multi-step forecasts.
@@ -302,20 +305,36 @@ class SeriesTask(Task):
     - values: the series' levels ``(N,)`` (gaps filled), data units.
     - scaler: the :class:`Scaler` (training-part statistics); z: the scaled series ``(N - lag,)``.
     - bounds: ``(n1, n2)`` of :func:`split_bounds`.
+    - streams: 0 for windows, else B (the trainer's ``--tbptt``).
     The training windows ``train_x, train_y (T, N_windows, 1)`` score every step (``mask``
     None); the validation windows ``val_x, val_y (T, n2 - n1, 1)`` one target each, at their
-    last step (``val_mask``).
+    last step (``val_mask``). With streams: ``train_x, train_y (L, B, 1)``, B contiguous
+    streams of L steps, the last ending at the training part's end (the first values of
+    the part, ``(n1 - 1 - lag) % B``, are left out); ``val_x, val_y (n2 - lag - 1, 1, 1)``,
+    the series from its start up to the last validation target, ``val_mask`` 1 at the
+    validation part's targets.
     """
     values: np.ndarray | None = None
     scaler: Scaler | None = None
     z: np.ndarray | None = None
     bounds: tuple = (0, 0)
+    streams: int = 0
+
+    @property
+    def first_origin(self) -> int:
+        """The first level index a prediction can start from: after a window (``seq_len +
+        lag``), or with streams after two values of z (``2 + lag``)."""
+        return (2 if self.streams else self.spec["seq_len"]) + self.scaler.lag
 
     def part(self, name: str) -> range:
-        """The level indices j of the targets of ``"train"`` (those a training window can
-        predict), ``"val"`` or ``"test"``."""
+        """The level indices j of the targets of ``"train"`` (those a training window, or
+        stream, can predict), ``"val"`` or ``"test"``."""
         n1, n2 = self.bounds
-        first = self.seq_len + self.scaler.lag
+        lag = self.scaler.lag
+        if self.streams:                 # the first target of the first stream
+            first = n1 - 1 - lag - self.streams * self.seq_len + 1 + lag
+        else:                            # the last target of the first window
+            first = self.spec["seq_len"] + lag
         return {"train": range(first, n1), "val": range(n1, n2),
                 "test": range(n2, len(self.values))}[name]
 
@@ -339,18 +358,24 @@ def _window_index(ends, seq_len):
 
 def series_task(seq_len: int, *, values, seed: int = 0, diff: bool = False,
                 val_frac: float = 0.2, test_frac: float = 0.2, source: str = "",
-                column: str = "", missing: int = 0, scaler: dict | None = None) -> SeriesTask:
+                column: str = "", missing: int = 0, scaler: dict | None = None,
+                streams: int = 0) -> SeriesTask:
     """The ``series`` task: windows of a scaled series, split in time (module docstring).
 
-    - seq_len: T, the window; values: the levels ``(N,)`` (finite: gaps already filled).
+    - seq_len: T, the window (unused with ``streams``); values: the levels ``(N,)`` (finite:
+      gaps already filled).
     - seed: unused (the data is given), kept so that ``make_task(**task.spec)`` regenerates.
     - diff: model first differences; val_frac, test_frac: sizes of the last two parts.
     - source, column, missing: where the values came from (kept in ``spec`` for the record).
     - scaler: the statistics a checkpoint stored (``Scaler.to_dict()``), checked against those
       of ``values``; None: computed.
+    - streams: 0 for windows; B >= 1: the training part whole, as B contiguous streams
+      (:class:`SeriesTask`), validated over the whole series.
     Returns a :class:`SeriesTask`; its ``spec`` holds the values themselves, so a checkpoint
     regenerates the task without the file.
     """
+    if isinstance(streams, bool) or not isinstance(streams, (int, np.integer)) or streams < 0:
+        raise SeriesError(f"streams must be an integer >= 0, got {streams!r}")
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if not np.isfinite(values).all():
         raise SeriesError("the values must be finite (fill the gaps first: fill_gaps)")
@@ -362,6 +387,12 @@ def series_task(seq_len: int, *, values, seed: int = 0, diff: bool = False,
     z = scaler.transform(values)
     lag, T = scaler.lag, seq_len
     last_train = n1 - 1 - lag                    # the last z index whose level is in training
+    spec = dict(name="series", seq_len=T, seed=seed, values=values, diff=bool(diff),
+                val_frac=val_frac, test_frac=test_frac, source=source, column=column,
+                missing=int(missing), scaler=scaler.to_dict())
+    if streams:
+        return _stream_task(z, scaler, values, (n1, n2), int(streams), {**spec,
+                                                                        "streams": int(streams)})
     if last_train - T < 0:
         raise SeriesError(f"the training part ({n1} values) is too short for one window of "
                           f"{T} steps: give a shorter --window (at most {max(n1 - 2 - lag, 1)})")
@@ -371,16 +402,35 @@ def series_task(seq_len: int, *, values, seed: int = 0, diff: bool = False,
     val_mask = np.zeros(T)
     val_mask[-1] = 1.0
     baseline = (np.full_like(val_y, -scaler.mean / scaler.std) if diff else val_x.copy())
-    spec = dict(name="series", seq_len=T, seed=seed, values=values, diff=bool(diff),
-                val_frac=val_frac, test_frac=test_frac, source=source, column=column,
-                missing=int(missing), scaler=scaler.to_dict())
     return SeriesTask("series", train_x, train_y, val_x, val_y, None, val_baseline=baseline,
                       baseline="repeat the last value", spec=spec, scale=scaler.std,
                       val_mask=val_mask, values=values, scaler=scaler, z=z, bounds=(n1, n2))
 
 
+def _stream_task(z, scaler, values, bounds, streams, spec):
+    """The series task of ``series_task(..., streams=B)``: no windows (its docstring)."""
+    (n1, n2), lag = bounds, scaler.lag
+    n = n1 - 1 - lag                     # training targets z[1 .. n], inputs z[0 .. n - 1]
+    if n < streams:
+        raise SeriesError(f"the training part ({n1} values) has {n} targets, fewer than "
+                          f"--batch {streams} streams: give a smaller --batch")
+    L = n // streams
+    index = (n - streams * L) + L * np.arange(streams)[None, :] + np.arange(L)[:, None]
+    train_x, train_y = z[index][..., None], z[index + 1][..., None]
+    val_x, val_y = z[:n2 - lag - 1, None, None], z[1:n2 - lag, None, None]
+    val_mask = np.zeros(len(val_x))
+    val_mask[n:] = 1.0                   # targets z[n + 1 ...]: the levels n1 ... n2 - 1
+    baseline = (np.full_like(val_y, -scaler.mean / scaler.std) if scaler.diff
+                else val_x.copy())
+    return SeriesTask("series", train_x, train_y, val_x, val_y, None, val_baseline=baseline,
+                      baseline="repeat the last value", spec=spec, scale=scaler.std,
+                      val_mask=val_mask, values=values, scaler=scaler, z=z, bounds=(n1, n2),
+                      streams=streams)
+
+
 def load_task(path: str | os.PathLike, seq_len: int, *, column: str = "", diff: bool = False,
-              val_frac: float = 0.2, test_frac: float = 0.2, seed: int = 0) -> SeriesTask:
+              val_frac: float = 0.2, test_frac: float = 0.2, seed: int = 0,
+              streams: int = 0) -> SeriesTask:
     """:func:`read_series` then :func:`series_task` (what ``lstm-ag-train series`` runs).
 
     Raises :class:`SeriesError` naming the file for anything wrong with it or its split.
@@ -389,7 +439,7 @@ def load_task(path: str | os.PathLike, seq_len: int, *, column: str = "", diff: 
     try:
         return series_task(seq_len, values=series.values, seed=seed, diff=diff,
                            val_frac=val_frac, test_frac=test_frac, source=series.source,
-                           column=series.column, missing=series.missing)
+                           column=series.column, missing=series.missing, streams=streams)
     except SeriesError as err:
         raise SeriesError(f"{series.source}: {err}") from None
 
@@ -451,16 +501,37 @@ def choose_ar_order(task: SeriesTask, max_order: int = MAX_AR_ORDER) -> tuple[in
 
 def one_step(params: dict, task: SeriesTask, targets) -> np.ndarray:
     """The LSTM's one-step predictions, in data units, of the levels ``x[j]`` for each j of
-    ``targets`` (each from the window of the T values of z before it, from a zero state).
+    ``targets`` (each from the window of the T values of z before it, from a zero state; with
+    streams, from the model run over the whole series before it).
 
     - params: trained parameters (D = O = 1); targets: level indices ``(B,)``.
     Returns ``(B,)``.
     """
     targets = np.asarray(targets, dtype=np.intp)
-    xs = task.z[_window_index(targets - task.scaler.lag, task.seq_len)][..., None]
+    ends = targets - task.scaler.lag            # the z index of each target
     with np.errstate(all="ignore"):
+        if task.streams:
+            ys = lstm_ag.predict(params, task.z[:ends.max(), None, None])[:, 0, 0]
+            return task.scaler.one_step(ys[ends - 1], task.values[targets - 1])
+        xs = task.z[_window_index(ends, task.spec["seq_len"])][..., None]
         ys = lstm_ag.predict(params, xs)
     return task.scaler.one_step(ys[-1, :, 0], task.values[targets - 1])
+
+
+def _states_after(params, z, ends):
+    """The LSTM's state after reading ``z[:e]`` for each e of ``ends`` (each >= 1), stacked
+    along the batch axis in the order of ``ends``: one pass over the series, the state
+    carried from one end to the next."""
+    h, c = [None] * len(ends), [None] * len(ends)
+    state, done = None, 0
+    for k in np.argsort(ends, kind="stable"):
+        if ends[k] > done:
+            state = lstm_ag.predict(params, z[done:ends[k], None, None], state,
+                                    return_state=True)[1]
+            done = ends[k]
+        h[k], c[k] = state
+    axis = h[0].ndim - 2                        # (1, H), or (layers, 1, H)
+    return np.concatenate(h, axis), np.concatenate(c, axis)
 
 
 def multi_step(params: dict | None, task: SeriesTask, origins, horizon: int, *,
@@ -469,14 +540,19 @@ def multi_step(params: dict | None, task: SeriesTask, origins, horizon: int, *,
 
     - params: LSTM parameters (their forecast feeds each prediction back,
       ``lstm_ag.forecast``), or None for the AR(p) of ``coef`` (iterated the same way).
-    - origins: level indices ``(B,)``, each ``>= seq_len + lag`` (and ``> p + lag`` for AR);
-      horizon: K.
+    - origins: level indices ``(B,)``, each ``>= task.first_origin`` (and ``> p + lag`` for
+      AR); horizon: K.
     Returns ``(K, B)``, data units.
     """
     origins = np.asarray(origins, dtype=np.intp)
     lag, z = task.scaler.lag, task.z
-    if params is not None:
-        xs = z[_window_index(origins - lag, task.seq_len)][..., None]
+    if params is not None and task.streams:      # the state of the whole series before o
+        ends = origins - lag
+        with np.errstate(all="ignore"):
+            state = _states_after(params, z, ends - 1)
+            zs = lstm_ag.forecast(params, z[ends - 1][None, :, None], horizon, state)[:, :, 0]
+    elif params is not None:
+        xs = z[_window_index(origins - lag, task.spec["seq_len"])][..., None]
         with np.errstate(all="ignore"):
             zs = lstm_ag.forecast(params, xs, horizon)[:, :, 0]
     else:
@@ -541,7 +617,6 @@ def forecast_levels(params: dict, task: SeriesTask, horizon: int, *,
     """
     n = len(task.values)
     origin = n if origin is None else origin
-    if not task.seq_len + task.scaler.lag <= origin <= n:
-        raise ValueError(f"origin must be in [{task.seq_len + task.scaler.lag}, {n}], "
-                         f"got {origin}")
+    if not task.first_origin <= origin <= n:
+        raise ValueError(f"origin must be in [{task.first_origin}, {n}], got {origin}")
     return multi_step(params, task, [origin], horizon)[:, 0]
