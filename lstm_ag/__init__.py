@@ -16,6 +16,7 @@ The modules, each one job, importing one way (a module imports only those above 
     ops, params   the nonlinearities; parameter creation, shapes, gate order, validation
     inputs        validation of sequences, states, targets and masks
     cell          THE equations: lstm_step, the traced scan, the cached scan (SequenceCache)
+    stack         layers, directions and lengths: the one composition of the one scan
     bptt          the hand-written backward: pure mathematics on arrays
     vjps          the fast path: two autograd primitives, each beside its gradient rule
     model         lstm_forward, predict, mse, value_and_grad: validate once, then dispatch
