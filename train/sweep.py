@@ -637,6 +637,10 @@ class _Progress:
         self.stream.flush()
 
 
+def _count(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _duration(seconds):
     seconds = round(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
@@ -952,12 +956,13 @@ def run_sweep(args: argparse.Namespace, rest: list, prog: str, *, callback=None)
         except OSError as err:
             raise SweepError(f"cannot write the summary in {args.out}: "
                              f"{err.strerror or err}", EXIT_UNWRITABLE) from None
-    made = session["new"] + session["resumed"]
-    print(f"sweep {summary['task']}: {len(runs) // args.seeds} setting(s) x {args.seeds} "
-          f"seed(s), {len(runs)} runs: {summary['done']} done, {summary['failed']} failed; "
-          f"{session['skipped']} finished before, {made} run now"
-          + (f" ({session['engine']})" if made else "")
-          + f" in {session['wall_seconds']:.1f} s")
+    settings = len(runs) // args.seeds
+    print(f"sweep {summary['task']}: {_count(settings, 'setting')} x "
+          f"{_count(args.seeds, 'seed')}, {_count(len(runs), 'run')}: {summary['done']} done, "
+          f"{summary['failed']} failed; this time {session['new']} new, {session['resumed']} "
+          f"resumed, {session['skipped']} finished before (skipped)"
+          + (f", on {session['engine']}" if session["engine"] else "")
+          + f", {session['wall_seconds']:.1f} s")
     print(f"{summary['metric']} over the seeds; beat: {summary['beat_rule']}")
     print(format_table(summary))
     print("wrote " + ", ".join(written))
@@ -983,7 +988,8 @@ def main(argv: list, prog: str = "lstm-ag-train", *, callback=None) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr)
         return err.status
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; finished runs are kept and the runs in progress keep "
+        newline = "\n" if sys.stderr.isatty() else ""        # after the progress line
+        print(f"{newline}{prog}: interrupted; finished runs are kept and the runs in progress keep "
               "their last checkpoint: give the same command again to continue",
               file=sys.stderr)
         return EXIT_INTERRUPTED
