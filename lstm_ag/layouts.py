@@ -8,22 +8,30 @@ vectors (``z = x @ Wx + h @ Wh + b``), gates i, f, g, o along the 4H axis.
   ``W[k]`` of shape ``(H, H + D)``.
 * **split** (notebook 004; notebook 002 with scalars): ``z_k = W[k] @ x + U[k] @ h + b[k]``,
   ``W[k] (H, D)``, ``U[k] (H, H)``.
-* **torch**: ``nn.LSTM`` layer 0, ``weight_ih_l0 (4H, D)``, ``weight_hh_l0 (4H, H)``, two
-  biases ``(4H,)`` that are summed on import; on export the bias goes to ``bias_ih_l0`` and
-  ``bias_hh_l0`` is zero. An ``nn.Linear(H, O)`` readout is ``weight (O, H)``, ``bias (O,)``.
+* **torch**: ``nn.LSTM(D, H, num_layers=L, bidirectional=...)``, every layer and direction:
+  ``weight_ih_l<k> (4H, D or dirs*H)``, ``weight_hh_l<k> (4H, H)`` (transposed ``Wx``,
+  ``Wh``), two biases ``(4H,)`` summed into ``b`` on import; on export ``b`` goes to
+  ``bias_ih_l<k>`` and ``bias_hh_l<k>`` is zero (so a torch twin trained with both biases free
+  moves ``b`` twice as fast: freeze ``bias_hh``, see :func:`to_torch`). ``..._reverse`` keys
+  are the reverse directions. An ``nn.Linear(dirs*H, O)`` readout is ``weight (O, dirs*H)``,
+  ``bias (O,)``. Stacked and bidirectional models use the nested dict of
+  :mod:`lstm_ag.params`.
 * **keras**: ``kernel (D, 4H)``, ``recurrent_kernel (H, 4H)``, ``bias (4H,)``; a ``Dense``
   readout's kernel is ``Wy`` as it is.
 
 The per-gate dicts are keyed ``"i", "f", "g", "o"`` (``"g"`` is the candidate, the notebooks'
 C~ or W_c). Scalars count as 1x1 matrices, column vectors ``(H, 1)`` as ``(H,)``. Every
 ``to_*`` returns a dict whose keys are the matching ``from_*``'s arguments, so
-``from_concat(**to_concat(params))`` gives ``params`` back exactly.
+``from_concat(**to_concat(params))`` gives ``params`` back exactly. concat, split and keras hold
+one layer in one direction: their ``to_*`` refuse a stacked or bidirectional dict (convert each
+of :func:`lstm_ag.params.lstm_layers`' ``(Wx, Wh, b)`` dicts on its own).
 """
+import re
 from typing import Any
 
 import numpy as np
 
-from .params import GATES, check_params, shape_text, split_gates
+from .params import GATES, check_params, lstm_layers, shape_text, split_gates, structure, tree_map
 
 __all__ = ["from_concat", "to_concat", "from_split", "to_split", "from_torch", "to_torch",
            "from_keras", "to_keras"]
@@ -139,6 +147,19 @@ def from_concat(W: dict, b: dict | None = None, *, order: str = "hx", Wy: Any = 
     return _finish(Wx, Wh, bias, Wy, by, H, mats + (bs or []))
 
 
+def _one_layer(params, function):
+    """Validate params and refuse a stacked or bidirectional dict, which ``function``'s layout
+    cannot hold."""
+    check_params(params)
+    num_layers, dirs = structure(params)
+    if (num_layers, dirs) != (1, 1):
+        raise ValueError(f"{function} converts one layer in one direction; params has "
+                         f"{num_layers} layer{'s' if num_layers > 1 else ''} and {dirs} "
+                         f"direction{'s' if dirs > 1 else ''} ('layers'/'reverse'). Use "
+                         "to_torch for the whole model, or convert each (Wx, Wh, b) dict of "
+                         "lstm_ag.params.lstm_layers(params) on its own")
+
+
 def _readout_out(params, out):
     if "Wy" in params:
         out["Wy"] = params["Wy"].T.copy()
@@ -162,7 +183,7 @@ def to_concat(params: dict, *, order: str = "hx") -> dict:
     "order": order[, "Wy": (O, H), "by": (O,)]}``."""
     if order not in ("hx", "xh"):
         raise ValueError(f"order must be 'hx' or 'xh', got {order!r}")
-    check_params(params)
+    _one_layer(params, "to_concat")
     Wx, Wh = _per_gate(params["Wx"]), _per_gate(params["Wh"])
     pair = (lambda k: (Wh[k], Wx[k])) if order == "hx" else (lambda k: (Wx[k], Wh[k]))
     W = {k: np.concatenate(pair(k), axis=1) for k in GATES}
@@ -194,57 +215,152 @@ def from_split(W: dict, U: dict, b: dict | None = None, *, Wy: Any = None,
 def to_split(params: dict) -> dict:
     """The inverse of :func:`from_split`: ``{"W": {gate: (H, D)}, "U": {gate: (H, H)},
     "b": {gate: (H,)}[, "Wy": (O, H), "by": (O,)]}``."""
-    check_params(params)
+    _one_layer(params, "to_split")
     return _readout_out(params, {"W": _per_gate(params["Wx"]), "U": _per_gate(params["Wh"]),
                                  "b": _bias_per_gate(params["b"])})
 
 
-_TORCH_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+_TORCH_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_TORCH_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(0|[1-9][0-9]*)(_reverse)?")
 
 
-def from_torch(state_dict: Any, linear: Any = None) -> dict[str, np.ndarray]:
-    """Parameters from a single-layer, unidirectional ``torch.nn.LSTM`` state dict.
+def _torch_key(kind, layer, reverse):
+    """``nn.LSTM``'s name of one array: ``weight_ih_l1_reverse``."""
+    return f"{kind}_l{layer}{'_reverse' if reverse else ''}"
 
-    - state_dict: ``weight_ih_l0 (4H, D)``, ``weight_hh_l0 (4H, H)`` and, unless the LSTM has
-      ``bias=False``, ``bias_ih_l0 (4H,)``, ``bias_hh_l0 (4H,)`` (summed into ``b``). Values may
-      be tensors or numpy arrays. Keys of other layers or directions are refused.
-    - linear: optional ``nn.Linear(H, O)`` state dict (``weight (O, H)``, ``bias (O,)``).
-    Returns a params dict, float32 if the weights are float32, float64 otherwise.
+
+def _torch_structure(state_dict):
+    """``(num_layers, bidirectional)`` of an ``nn.LSTM`` state dict, from its keys alone."""
+    keys = [str(k) for k in state_dict]
+    unknown = [k for k in keys if not _TORCH_NAME.fullmatch(k)]
+    if unknown:
+        hint = (" (weight_hr: an LSTM with proj_size, which this library does not have)"
+                if any(k.startswith("weight_hr_l") for k in unknown) else "")
+        raise ValueError(f"state_dict has keys {unknown} that an nn.LSTM without projection "
+                         "cannot hold; its keys are weight_ih_l<k>, weight_hh_l<k>, "
+                         f"bias_ih_l<k>, bias_hh_l<k>, each also with _reverse{hint}")
+    found = [_TORCH_NAME.fullmatch(k).groups() for k in keys]
+    layers = sorted({int(layer) for _, layer, _ in found})
+    if not layers:
+        raise ValueError("state_dict is empty: expected an nn.LSTM state dict "
+                         "(weight_ih_l0, weight_hh_l0, ...)")
+    if layers != list(range(len(layers))):
+        missing = next(n for n, layer in enumerate(layers) if n != layer)
+        raise ValueError(f"state_dict has layers {layers} (from its _l<k> keys) but none of "
+                         f"layer {missing}: layers must be numbered 0, 1, ... without gaps")
+    reversed_layers = sorted({int(layer) for _, layer, rev in found if rev})
+    if reversed_layers and reversed_layers != layers:
+        without = sorted(set(layers) - set(reversed_layers))
+        raise ValueError(f"state_dict has _reverse keys for layers {reversed_layers} but not "
+                         f"for layers {without}: a bidirectional nn.LSTM has both directions "
+                         "in every layer")
+    bidirectional = bool(reversed_layers)
+    for layer in layers:
+        for reverse in (False, True)[:1 + bidirectional]:
+            for kind in _TORCH_KINDS[:2]:
+                if _torch_key(kind, layer, reverse) not in state_dict:
+                    raise ValueError(f"state_dict is missing {_torch_key(kind, layer, reverse)!r}"
+                                     f" (it has {', '.join(keys)})")
+    return len(layers), bidirectional
+
+
+def _torch_bias(state_dict, layer, reverse, H):
+    """``bias_ih + bias_hh`` of one layer and direction (an absent bias counts as zero); where
+    ``bias_hh`` is exactly zero (as :func:`to_torch` writes it) ``bias_ih`` is kept bit for
+    bit, signed zeros included, so that round trips are exact."""
+    parts = []
+    for kind in _TORCH_KINDS[2:]:
+        key = _torch_key(kind, layer, reverse)
+        if key in state_dict:
+            parts.append(_vector(_numpy(state_dict[key], f"state_dict[{key!r}]"),
+                                 f"state_dict[{key!r}]", 4 * H, "(4H,)"))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    bias_ih, bias_hh = parts
+    return np.where(bias_hh == 0, bias_ih, bias_ih + bias_hh)
+
+
+def from_torch(state_dict: Any, linear: Any = None) -> dict[str, Any]:
+    """Parameters from a ``torch.nn.LSTM`` state dict, any ``num_layers``, either direction.
+
+    - state_dict: ``lstm.state_dict()`` of ``nn.LSTM(D, H, num_layers=L, bidirectional=...)``
+      (``batch_first`` does not change the weights), or the same keys with numpy arrays:
+      ``weight_ih_l<k> (4H, D)`` for layer 0 and ``(4H, dirs*H)`` above, ``weight_hh_l<k>
+      (4H, H)``, ``bias_ih_l<k>``, ``bias_hh_l<k> (4H,)``, each also with ``_reverse`` for a
+      bidirectional LSTM. The two biases are summed into ``b`` (an absent one, as with
+      ``bias=False``, counts as zero). ``proj_size`` (``weight_hr_l<k>``) is refused.
+    - linear: optional ``nn.Linear(dirs*H, O)`` state dict (``weight (O, dirs*H)``, ``bias
+      (O,)``), the readout ``Wy = weight.T``, ``by = bias``.
+    Returns a params dict (the nested layout of :mod:`lstm_ag.params` when ``L > 1`` or
+    bidirectional), float32 if the weights are float32, float64 otherwise.
+
+    Only the sum of the biases matters to the forward and to the gradient (torch gives both
+    biases the same gradient), so a model trained here and exported by :func:`to_torch` is
+    the same function in torch; but an optimizer stepping torch's twin moves *both* biases,
+    each by the step of ``b``, so the twin's ``b`` moves twice as far and it diverges from a
+    run here. Freeze every ``bias_hh`` to train a twin in step:
+    ``lstm.bias_hh_l0.requires_grad_(False)`` (and ``_l1``, ``_l0_reverse``, ...).
     """
     if not hasattr(state_dict, "keys"):
-        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-    unknown = [k for k in state_dict if k not in _TORCH_KEYS]
-    if unknown:
-        raise ValueError(f"state_dict has keys {unknown} that this single-layer, "
-                         "unidirectional LSTM without projection cannot hold")
-    for k in _TORCH_KEYS[:2]:
-        if k not in state_dict:
-            raise ValueError(f"state_dict is missing {k!r}")
-    Wih = _numpy(state_dict["weight_ih_l0"], "state_dict['weight_ih_l0']")
-    Whh = _numpy(state_dict["weight_hh_l0"], "state_dict['weight_hh_l0']")
-    if Whh.ndim != 2 or Whh.shape[0] != 4 * Whh.shape[1]:
+        hint = (" (pass lstm.state_dict())" if hasattr(state_dict, "state_dict") else "")
+        raise TypeError(f"state_dict must be a mapping{hint}, got {type(state_dict).__name__}")
+    num_layers, bidirectional = _torch_structure(state_dict)
+    dirs = 2 if bidirectional else 1
+    Whh0 = _numpy(state_dict["weight_hh_l0"], "state_dict['weight_hh_l0']")
+    if Whh0.ndim != 2 or Whh0.shape[0] != 4 * Whh0.shape[1]:
         raise ValueError(f"state_dict['weight_hh_l0'] must have shape (4H, H), "
-                         f"got {shape_text(Whh.shape)}")
-    H = Whh.shape[1]
-    if Wih.ndim != 2 or Wih.shape[0] != 4 * H:
+                         f"got {shape_text(Whh0.shape)}")
+    H = Whh0.shape[1]
+    Wih0 = _numpy(state_dict["weight_ih_l0"], "state_dict['weight_ih_l0']")
+    if Wih0.ndim != 2 or Wih0.shape[0] != 4 * H:
         raise ValueError(f"state_dict['weight_ih_l0'] must have shape (4H, D) = ({4 * H}, D), "
-                         f"got {shape_text(Wih.shape)}")
-    bias = np.zeros(4 * H, dtype=Wih.dtype)
-    for k in _TORCH_KEYS[2:]:
-        if k in state_dict:
-            bias = bias + _vector(_numpy(state_dict[k], f"state_dict[{k!r}]"),
-                                  f"state_dict[{k!r}]", 4 * H, "(4H,)")
-    Wy = by = None
+                         f"got {shape_text(Wih0.shape)}")
+    D = Wih0.shape[1]
+    weights = []
+    directions = []
+    for layer in range(num_layers):
+        inputs, what = (D, "(4H, D)") if layer == 0 else (dirs * H, "(4H, 2H)" if dirs == 2
+                                                          else "(4H, H)")
+        owned = []
+        for reverse in (False, True)[:dirs]:
+            ih, hh = (_torch_key(kind, layer, reverse) for kind in _TORCH_KINDS[:2])
+            Wih = _matrix(_numpy(state_dict[ih], f"state_dict[{ih!r}]"), f"state_dict[{ih!r}]",
+                          (4 * H, inputs), what)
+            Whh = _matrix(_numpy(state_dict[hh], f"state_dict[{hh!r}]"), f"state_dict[{hh!r}]",
+                          (4 * H, H), "(4H, H)")
+            bias = _torch_bias(state_dict, layer, reverse, H)
+            weights += [Wih, Whh]
+            owned.append({"Wx": Wih.T, "Wh": Whh.T,
+                          "b": np.zeros(4 * H) if bias is None else bias})
+        if bidirectional:
+            owned[0]["reverse"] = owned[1]
+        directions.append(owned[0])
+    params = directions[0]
+    if num_layers > 1:
+        params["layers"] = directions[1:]
     if linear is not None:
         if not hasattr(linear, "keys"):
             raise TypeError("linear must be an nn.Linear state dict (linear.state_dict()), "
                             f"got {type(linear).__name__}")
         for k in ("weight", "bias"):
             if k not in linear:
-                raise ValueError(f"linear is missing {k!r} (an nn.Linear(H, O) state dict)")
+                raise ValueError(f"linear is missing {k!r} (an nn.Linear({dirs * H}, O) state "
+                                 "dict)")
         Wy = _numpy(linear["weight"], "linear['weight']")
-        by = _numpy(linear["bias"], "linear['bias']")
-    return _finish(Wih.T, Whh.T, bias, Wy, by, H, [Wih, Whh])
+        if Wy.ndim != 2 or Wy.shape[1] != dirs * H:
+            rows = "dirs*H" if dirs == 2 else "H"
+            raise ValueError(f"linear['weight'] must have shape (O, {rows}) = (O, {dirs * H}), "
+                             f"got {shape_text(Wy.shape)}")
+        weights.append(Wy)
+        params["Wy"] = Wy.T
+        params["by"] = _vector(_numpy(linear["bias"], "linear['bias']"), "linear['bias']",
+                               Wy.shape[0], "(O,)")
+    dtype = _common_dtype(weights)
+    params = tree_map(lambda v: np.array(v, dtype=dtype, order="C"), params)
+    check_params(params)                 # sizes >= 1, finite values: as every params dict
+    return params
 
 
 def _tensors(arrays):
@@ -255,22 +371,64 @@ def _tensors(arrays):
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
-def to_torch(params: dict, *, linear: bool = False) -> Any:
-    """An ``nn.LSTM`` layer-0 state dict from params (torch tensors if torch is installed,
-    numpy arrays otherwise): ``weight_ih_l0 (4H, D)``, ``weight_hh_l0 (4H, H)``,
-    ``bias_ih_l0 = b``, ``bias_hh_l0 = 0``.
+def to_torch(params: dict, *, linear: bool = False, module: bool = False) -> Any:
+    """The ``nn.LSTM`` state dict of params, any number of layers and directions: the keys of
+    ``nn.LSTM(D, H, num_layers=L, bidirectional=dirs == 2)`` in its order, torch tensors if
+    torch is installed (numpy arrays otherwise): ``weight_ih_l<k> = Wx.T``, ``weight_hh_l<k>
+    = Wh.T``, ``bias_ih_l<k> = b``, ``bias_hh_l<k> = 0`` (and ``..._reverse``).
+    :func:`from_torch` of it gives params back bit for bit.
 
-    - linear: also return the readout as an ``nn.Linear`` state dict: the result is then the
-      pair ``(lstm_state_dict, linear_state_dict)``.
+    - linear: also the readout as an ``nn.Linear(dirs*H, O)`` state dict (``weight = Wy.T``,
+      ``bias = by``); the result is then the pair ``(lstm_state_dict, linear_state_dict)``.
+    - module: return the modules themselves (needs torch): ``nn.LSTM(D, H, num_layers=L,
+      bidirectional=..., batch_first=False)`` in params' dtype with these weights loaded (and
+      with ``linear=True`` the ``nn.Linear``), time-major as this library.
+
+    Such a twin computes the same function, but training it is not training this model:
+    torch's optimizers move ``bias_ih`` and ``bias_hh`` alike, each by the step of ``b``, so
+    the twin's ``b`` moves twice as far. Freeze ``bias_hh`` first, in every layer and
+    direction, to keep the two in step::
+
+        for name, p in lstm.named_parameters():
+            if name.startswith("bias_hh"):
+                p.requires_grad_(False)          # lstm.bias_hh_l0.requires_grad_(False), ...
     """
     check_params(params, readout=linear)
-    lstm = {"weight_ih_l0": params["Wx"].T, "weight_hh_l0": params["Wh"].T,
-            "bias_ih_l0": params["b"], "bias_hh_l0": np.zeros_like(params["b"])}
-    lstm = _tensors({k: np.ascontiguousarray(v) for k, v in lstm.items()})
-    if not linear:
+    state = {}
+    for layer, directions in enumerate(lstm_layers(params)):
+        for reverse, weights in zip((False, True), directions, strict=False):
+            for kind, value in zip(_TORCH_KINDS, (weights["Wx"].T, weights["Wh"].T,
+                                                  weights["b"], np.zeros_like(weights["b"])),
+                                   strict=True):
+                state[_torch_key(kind, layer, reverse)] = np.ascontiguousarray(value)
+    lin = None
+    if linear:
+        lin = {"weight": np.ascontiguousarray(params["Wy"].T), "bias": params["by"].copy()}
+    if module:
+        return _torch_modules(params, state, lin)
+    state = _tensors(state)
+    return state if lin is None else (state, _tensors(lin))
+
+
+def _torch_modules(params, state, lin):
+    """``nn.LSTM`` (and ``nn.Linear``) holding ``state`` (and ``lin``), in params' dtype."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("to_torch(..., module=True) needs torch; without it, to_torch "
+                          "returns the state dict as numpy arrays") from None
+    D, H, _ = check_params(params)
+    num_layers, dirs = structure(params)
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
+        np.dtype(params["Wx"].dtype)]
+    lstm = torch.nn.LSTM(D, H, num_layers=num_layers, bidirectional=dirs == 2,
+                         batch_first=False, dtype=dtype)
+    lstm.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    if lin is None:
         return lstm
-    lin = {"weight": np.ascontiguousarray(params["Wy"].T), "bias": params["by"].copy()}
-    return lstm, _tensors(lin)
+    readout = torch.nn.Linear(dirs * H, lin["weight"].shape[0], dtype=dtype)
+    readout.load_state_dict({k: torch.from_numpy(v) for k, v in lin.items()})
+    return lstm, readout
 
 
 def from_keras(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, Wy: Any = None,
@@ -303,7 +461,7 @@ def to_keras(params: dict) -> dict[str, np.ndarray]:
     """The inverse of :func:`from_keras`: ``{"kernel": (D, 4H), "recurrent_kernel": (H, 4H),
     "bias": (4H,)[, "Wy": (H, O), "by": (O,)]}``; ``[d["kernel"], d["recurrent_kernel"],
     d["bias"]]`` is what a Keras LSTM's ``set_weights`` takes."""
-    check_params(params)
+    _one_layer(params, "to_keras")
     out = {"kernel": params["Wx"].copy(), "recurrent_kernel": params["Wh"].copy(),
            "bias": params["b"].copy()}
     if "Wy" in params:

@@ -5,6 +5,7 @@ from numpy.testing import assert_allclose
 
 import lstm_ag
 from lstm_ag import layouts
+from lstm_ag.params import flatten, lstm_layers
 
 
 @pytest.fixture(params=[np.float64, np.float32])
@@ -45,6 +46,73 @@ def test_torch_round_trip_with_and_without_torch(params):
     same(layouts.from_torch(lstm, linear), params)
     core = {k: v for k, v in params.items() if k in ("Wx", "Wh", "b")}
     same(layouts.from_torch(layouts.to_torch(params)), core)
+
+
+def torch_like(D, H, *, layer=0, reverse=False, rng=None):
+    """The four arrays of one nn.LSTM layer and direction, numpy, under torch's keys."""
+    rng = rng or np.random.default_rng(layer)
+    suffix = f"_l{layer}{'_reverse' if reverse else ''}"
+    return {"weight_ih" + suffix: rng.standard_normal((4 * H, D)),
+            "weight_hh" + suffix: rng.standard_normal((4 * H, H)),
+            "bias_ih" + suffix: rng.standard_normal(4 * H),
+            "bias_hh" + suffix: rng.standard_normal(4 * H)}
+
+
+@pytest.mark.parametrize("L, bidirectional", [(1, False), (2, False), (3, False), (1, True),
+                                              (2, True), (3, True)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_torch_round_trip_of_every_structure_is_bitwise(L, bidirectional, dtype):
+    params = lstm_ag.init_params(3, 4, 2, num_layers=L, bidirectional=bidirectional,
+                                 dtype=dtype, seed=L)
+    params["b"][0] = -0.0               # the sign of a zero bias survives too
+    lstm, linear = layouts.to_torch(params, linear=True)
+    dirs = 2 if bidirectional else 1
+    names = [f"{kind}_l{layer}{suffix}" for layer in range(L)
+             for suffix in ("", "_reverse")[:dirs]
+             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    assert list(lstm) == names            # nn.LSTM's keys, in its order
+    assert tuple(lstm[names[-4]].shape) == (16, 3 if L == 1 else dirs * 4)
+    assert tuple(linear["weight"].shape) == (2, dirs * 4)
+    assert all(not np.any(np.asarray(lstm[k])) for k in names if k.startswith("bias_hh"))
+    back = layouts.from_torch(lstm, linear)
+    flat, flat_back = flatten(params), flatten(back)
+    assert list(flat_back) == list(flat)
+    for k, v in flat.items():
+        assert flat_back[k].dtype == v.dtype and flat_back[k].tobytes() == v.tobytes(), k
+    core = layouts.from_torch(layouts.to_torch(params))
+    assert set(flatten(core)) == set(flat) - {"Wy", "by"}
+
+
+def test_from_torch_places_every_layer_and_direction():
+    rng = np.random.default_rng(4)
+    sd = {**torch_like(3, 2, rng=rng), **torch_like(3, 2, reverse=True, rng=rng),
+          **torch_like(4, 2, layer=1, rng=rng), **torch_like(4, 2, layer=1, reverse=True,
+                                                               rng=rng)}
+    params = layouts.from_torch(sd)
+    for owner, suffix in [(params, "_l0"), (params["reverse"], "_l0_reverse"),
+                          (params["layers"][0], "_l1"),
+                          (params["layers"][0]["reverse"], "_l1_reverse")]:
+        assert np.array_equal(owner["Wx"], sd["weight_ih" + suffix].T)
+        assert np.array_equal(owner["Wh"], sd["weight_hh" + suffix].T)
+        assert np.array_equal(owner["b"], sd["bias_ih" + suffix] + sd["bias_hh" + suffix])
+    assert set(params) == {"Wx", "Wh", "b", "reverse", "layers"}
+    # an LSTM with bias=False: zeros
+    no_bias = layouts.from_torch({k: v for k, v in sd.items() if k.startswith("weight")})
+    assert all(not np.any(v) for k, v in flatten(no_bias).items() if k.endswith("b"))
+
+
+@pytest.mark.parametrize("convert", [layouts.to_concat, layouts.to_split, layouts.to_keras])
+@pytest.mark.parametrize("L, bidirectional", [(2, False), (1, True)])
+def test_one_layer_layouts_refuse_stacked_or_bidirectional_params(convert, L, bidirectional):
+    params = lstm_ag.init_params(3, 4, 2, num_layers=L, bidirectional=bidirectional)
+    with pytest.raises(ValueError, match=rf"{convert.__name__} converts one layer in one "
+                                         rf"direction; params has {L} layers? and "
+                                         rf"{1 + bidirectional} directions?"):
+        convert(params)
+    # each layer and direction on its own converts
+    for directions in lstm_layers(params):
+        for weights in directions:
+            assert convert(weights)
 
 
 def test_torch_biases_are_summed():
@@ -111,7 +179,26 @@ def test_scalars_count_as_one_by_one():
      ValueError, r"weight_ih_l0'\] must have shape \(4H, D\) = \(8, D\), got \(7, 1\)"),
     (lambda: layouts.from_torch({"weight_ih_l0": np.zeros((8, 1)), "weight_hh_l0": np.zeros((8, 2)),
                                  "weight_ih_l1": np.zeros((8, 2))}),
-     ValueError, r"weight_ih_l1"),
+     ValueError, r"state_dict is missing 'weight_hh_l1'"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), **torch_like(1, 2, layer=2)}),
+     ValueError, r"layers \[0, 2\] .* none of layer 1"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), **torch_like(1, 2, reverse=True),
+                                 **torch_like(2, 2, layer=1)}),
+     ValueError, r"_reverse keys for layers \[0\] but not for layers \[1\]"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), **torch_like(3, 2, layer=1)}),
+     ValueError, r"weight_ih_l1'\] must have shape \(4H, H\) = \(8, 2\), got \(8, 3\)"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), **torch_like(1, 2, reverse=True),
+                                 **torch_like(2, 2, layer=1),
+                                 **torch_like(2, 2, layer=1, reverse=True)}),
+     ValueError, r"weight_ih_l1'\] must have shape \(4H, 2H\) = \(8, 4\), got \(8, 2\)"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), "weight_hr_l0": np.zeros((2, 1))}),
+     ValueError, r"\['weight_hr_l0'\] .*proj_size"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), "bias_ih_l0": np.zeros(7)}),
+     ValueError, r"bias_ih_l0'\] must have shape \(4H,\) = \(8,\)"),
+    (lambda: layouts.from_torch({}), ValueError, r"state_dict is empty"),
+    (lambda: layouts.from_torch({**torch_like(1, 2), **torch_like(1, 2, reverse=True)},
+                                {"weight": np.zeros((1, 2)), "bias": np.zeros(1)}),
+     ValueError, r"linear\['weight'\] must have shape \(O, dirs\*H\) = \(O, 4\), got \(1, 2\)"),
     (lambda: layouts.from_keras(np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(7)), ValueError,
      r"bias must have shape \(4H,\) = \(8,\)"),
     (lambda: layouts.from_keras(np.zeros((3, 12)), np.zeros((2, 8))), ValueError,

@@ -82,12 +82,13 @@ def assert_close_to_scale(ours, theirs, name):
 def test_fixture_is_committed_and_lists_every_case():
     # Not a skip: the fixture is part of the repository, so a missing file is a failure.
     assert os.path.isfile(FIXTURE), f"{FIXTURE} is missing: run tests/data/make_torch_fixture.py"
-    assert os.path.getsize(FIXTURE) < 100_000
+    assert os.path.getsize(FIXTURE) < 200_000
     with np.load(FIXTURE, allow_pickle=False) as f:
         assert list(f["cases"]) == CASES
+        assert list(f["layer_cases"]) == list(SCRIPT.LAYER_CASES)   # test_layers_torch.py
         assert str(f["torch_version"])
         for k in f.files:
-            assert f[k].dtype.kind in "fbU", (k, f[k].dtype)    # no object arrays
+            assert f[k].dtype.kind in "fibU", (k, f[k].dtype)    # no object arrays
 
 
 @pytest.mark.parametrize("case", CASES)
