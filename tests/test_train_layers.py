@@ -397,6 +397,8 @@ def test_series_tbptt_trains_whole_and_resumes_exactly(tmp_path, capsys):
     assert "test, one step ahead (24 values" in stdout
     assert _run(capsys, *argv, "--out", split, callback=_stop_at(6))[0] == 130
     assert load_checkpoint(split / "model.npz").progress.carry["chunk"] == 2
+    code, _, err = _run(capsys, "--out", split, "--resume", "--plot")
+    assert code == 2 and "--plot draws validation windows, and series --tbptt has none" in err
     assert _run(capsys, "--out", split, "--resume", "--quiet")[0] == 0
     a, b = load_checkpoint(straight / "model.npz"), load_checkpoint(split / "model.npz")
     _same(a.params, b.params)
@@ -414,6 +416,8 @@ def test_series_tbptt_trains_whole_and_resumes_exactly(tmp_path, capsys):
                                      "--tbptt the series is trained whole")),
     (["--tbptt", 5, "--batch", 80], ("--data s.csv: the training part (72 values) has 71 "
                                     "targets, fewer than --batch 80 streams")),
+    (["--tbptt", 5, "--plot"], ("--plot draws validation windows, and series --tbptt has none; "
+                               "plot its forecast instead: forecast --out DIR --on-test --plot")),
 ])
 def test_series_tbptt_refusals(argv, message, tmp_path, capsys):
     data = tmp_path / "s.csv"

@@ -341,10 +341,12 @@ def _check_tbptt_options(args, given):
 
 
 def _check_plot_of(config):
-    """--plot draws validation windows; a series trained whole (--tbptt) has none."""
+    """--plot draws validation windows (a series trained whole, --tbptt, has none) with
+    matplotlib, which must be installed."""
     if config.task == "series" and config.tbptt:
         raise UsageError("--plot draws validation windows, and series --tbptt has none; plot "
                          "its forecast instead: forecast --out DIR --on-test --plot")
+    _check_plot_available()
 
 
 def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
@@ -364,8 +366,6 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         raise UsageError("--resume continues the model in --out, --overwrite replaces it: "
                          "give one of them")
     _check_tbptt_options(args, given)
-    if args.plot:
-        _check_plot_available()
     out = args.out or os.path.join("runs", given.get("task", TrainConfig.task))
     if not args.resume:
         config = TrainConfig(**given)

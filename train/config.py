@@ -121,8 +121,8 @@ class TrainConfig:
            "contiguous streams (default 1). Validation runs over whole sequences (the state "
            "carried), with or without --tbptt. Off by default", "K", check=_at_least(0),
         fixed_on_resume=True)
-    batch: int | None = _setting(None, "sequences per minibatch", "B", check=_at_least(1),
-                                 fixed_on_resume=True)
+    batch: int | None = _setting(None, "sequences per minibatch (series --tbptt: streams)", "B",
+                                 check=_at_least(1), fixed_on_resume=True)
     train_size: int | None = _setting(
         None, "sequences in the training set; with --optimizer lbfgs every step uses all of "
               "them (series: 0, every training window)", "N", check=_at_least(0),
