@@ -172,6 +172,16 @@ def test_bidirectional_adding_trains_and_forecast_refuses_it(tmp_path, capsys):
         "task), which reads each sequence backwards too: it is not causal and cannot forecast")
 
 
+@pytest.mark.parametrize("argv", [["adding", "--bidirectional"], ["sine", "--layers", 2]])
+def test_plot_of_a_stacked_or_bidirectional_model_is_refused_before_training(argv, tmp_path,
+                                                                             capsys):
+    code, _, err = _run(capsys, *argv, "--plot", "--out", tmp_path / "run")
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert err.splitlines()[-1] == (
+        f"{PROG}: error: --plot draws the hidden and cell states of one layer and direction; "
+        "it does not draw a model with --layers > 1 or --bidirectional yet")
+
+
 def test_help_says_which_tasks_take_bidirectional_and_what_tbptt_does(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
