@@ -25,14 +25,15 @@ class TimeStep:
     timeout = 600
     warmup_time = 0.5
 
-    def prepare(self, size, dtype, contender, shape=None):
-        """Set up and check one case; ``shape`` (B, T, D, H) overrides the named size.
+    def prepare(self, size, dtype, contender, shape=None, num_layers=1):
+        """Set up and check one case; ``shape`` (B, T, D, H) overrides the named size,
+        ``num_layers`` stacks LSTM layers.
 
         Raises :class:`~benchmarks.contenders.Unavailable` (a ``NotImplementedError``) when
         the contender is a peer that is not installed; returns the
         :class:`~benchmarks.contenders.Case` (its ``check`` may say it disagrees).
         """
-        self.case = prepare(size, dtype, contender, size=shape)
+        self.case = prepare(size, dtype, contender, size=shape, num_layers=num_layers)
         return self.case
 
     def setup(self, size, dtype, contender):

@@ -1,10 +1,11 @@
-"""The runner: ``python -m benchmarks [--quick] [--sizes ...] [--dtypes ...] [--plot PATH]``.
+"""The runner: ``python -m benchmarks [--quick] [--sizes ...] [--dtypes ...] [--layers N]
+[--plot PATH]``.
 
-For each size and dtype it sets up every contender (:class:`~benchmarks.bench_step.TimeStep`),
-checks its loss and gradients against lstm_ag's autograd method, warms it up, then times
-:meth:`~benchmarks.bench_step.TimeStep.time_step` round by round (in round r every contender,
-in an order rotated by r, makes one untimed lead-in call and two timed ones) so that a slow
-spell of a shared machine hits all of them.
+For each size and dtype it sets up every contender (:class:`~benchmarks.bench_step.TimeStep`;
+``--layers N``: N stacked LSTM layers), checks its loss and gradients against lstm_ag's
+autograd method, warms it up, then times :meth:`~benchmarks.bench_step.TimeStep.time_step`
+round by round (in round r every contender, in an order rotated by r, makes one untimed
+lead-in call and two timed ones) so that a slow spell of a shared machine hits all of them.
 It reports medians and IQRs, ratios, GFLOP/s against the measured matmul peak and the peak
 memory of one step; prints markdown on stdout (progress on stderr) and writes JSON.
 Exit status 1 when a contender disagrees with the reference or fails, else 0.
@@ -158,8 +159,10 @@ def _rss_peak(step):
 
 # --- one group: a size and a dtype -----------------------------------------------------------
 
-def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget=None):
-    """Set up, check and time every contender at one size and dtype.
+def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget=None,
+              num_layers=1):
+    """Set up, check and time every contender at one size and dtype (and ``num_layers``
+    stacked LSTM layers).
 
     Returns a list of row dicts, one per contender in ``names`` (unavailable ones included).
     """
@@ -171,11 +174,11 @@ def run_group(size_name, dtype, names, settings, shape=None, memory=True, budget
     for name in names:
         row = {"size": size_name, "dtype": dtype, "B": size[0], "T": size[1], "D": size[2],
                "H": size[3], "contender": name, "available": False, "status": None,
-               "flops": step_flops(*size), "load_1min": load}
+               "flops": step_flops(*size, num_layers=num_layers), "load_1min": load}
         rows[name] = row
         bench = TimeStep()
         try:
-            case = bench.prepare(size_name, dtype, name, shape=shape)
+            case = bench.prepare(size_name, dtype, name, shape=shape, num_layers=num_layers)
         except Unavailable as err:                # a peer that is not installed
             row["status"] = f"n/a: {err}"
             continue
@@ -337,7 +340,9 @@ def render(result):
     """The whole markdown report."""
     m, v = result["machine"], result["versions"]
     blas = m["blas"]
-    out = [("## lstm_ag: one training step (forward + all gradients, linear readout, "
+    layers = result.get("num_layers", 1)
+    model = "" if layers == 1 else f" of a {layers}-layer LSTM"
+    out = [(f"## lstm_ag: one training step{model} (forward + all gradients, linear readout, "
             "MSE at every step)"), ""]
     out.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cpus']} usable), "
                f"{m['memory_gib']} GiB, {m['os']}, Python {m['python']}")
@@ -372,6 +377,9 @@ def render(result):
                    "process keeps off the CPU: small matmuls can slow down by 100x. Rerun on "
                    "an idle machine, or with --threads 1.")
     avail = result["availability"]
+    if layers != 1:
+        out.append(f"- layers: {layers} stacked (lstm_ag.init_params(..., num_layers={layers}); "
+                   f"torch nn.LSTM(D, H, num_layers={layers}) with the same weights)")
     out.append("- contenders: " + ", ".join(
         f"{n}" + ("" if avail[n] == "ok" else f" ({avail[n]})") for n in avail))
     agree = "all agree" if result["checks_ok"] else "SOME DISAGREE (marked (!) / DISAGREES)"
@@ -498,7 +506,7 @@ def plot_sweep(sweep, path):
     plt.close(fig)
 
 
-def run_sweep(names, dtype, settings):
+def run_sweep(names, dtype, settings, num_layers=1):
     results = []
     for label, shapes in (("sweep_T", SWEEP_T), ("sweep_H", SWEEP_H)):
         for shape in shapes:
@@ -506,12 +514,23 @@ def run_sweep(names, dtype, settings):
             size_name = f"{label} {key}={shape[1] if key == 'T' else shape[3]}"
             results += run_group(size_name, dtype, names, dict(settings, min_repeats=3),
                                  shape=shape, memory=False,
-                                 budget=settings["sweep_budget"] * len(names))
+                                 budget=settings["sweep_budget"] * len(names),
+                                 num_layers=num_layers)
     return {"dtype": dtype, "contenders": list(names), "results": results,
             "fixed_T": "B=32, D=8, H=64", "fixed_H": "B=32, T=100, D=8"}
 
 
 # --- command line ---------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
 
 def _csv(choices, what):
     def parse(text):
@@ -545,6 +564,10 @@ def parse_args(argv=None):
                    help=f"comma-separated subset of {','.join(names)} (default: all)")
     p.add_argument("--no-peers", action="store_true",
                    help=f"leave out {' and '.join(PEERS)} (never imported then)")
+    p.add_argument("--layers", type=_positive_int, default=1, metavar="N",
+                   help="stacked LSTM layers: lstm_ag.init_params(..., num_layers=N), torch "
+                        "nn.LSTM(D, H, num_layers=N) with the same weights, jax one lax.scan "
+                        "per layer (default 1)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="JSON output (default: benchmarks/results/latest.json)")
     p.add_argument("--plot", type=Path, metavar="PATH",
@@ -600,7 +623,7 @@ def run(args):
     rows = []
     for size in sizes:
         for dtype in dtypes:
-            rows += run_group(size, dtype, names, settings)
+            rows += run_group(size, dtype, names, settings, num_layers=args.layers)
 
     sweep = None
     if args.plot:
@@ -610,7 +633,7 @@ def run(args):
             _log("matplotlib is not installed: no sweep, no plot")
         else:
             _log(f"sweep for the plot ({dtypes[0]}) ...")
-            sweep = run_sweep(names, dtypes[0], settings)
+            sweep = run_sweep(names, dtypes[0], settings, num_layers=args.layers)
             plot_sweep(sweep, args.plot)
             _log(f"plot written to {args.plot}")
 
@@ -641,6 +664,7 @@ def run(args):
         "schema": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": bool(args.quick), "sizes": {s: list(SIZES[s]) for s in sizes},
+        "num_layers": args.layers,
         "dtypes": dtypes, "contenders": names, "availability": availability,
         "machine": machine.machine_info(),
         "versions": machine.versions(tuple(peers) + (("matplotlib",) if sweep else ())),
@@ -668,6 +692,8 @@ def _child_argv(args, size, out, plot=None):
         argv += ["--contenders", ",".join(args.contenders)]
     if args.no_peers:
         argv.append("--no-peers")
+    if args.layers != 1:
+        argv += ["--layers", str(args.layers)]
     if args.budget is not None:
         argv += ["--budget", repr(args.budget)]
     if args.threads:

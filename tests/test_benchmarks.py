@@ -6,6 +6,7 @@ separately, skipped when they are not installed. The OpenBLAS pin (OPENBLAS_CORE
 OPENBLAS_L2_SIZE) is set or removed per test: with it the runners time in a child process
 without it, which the tests check from the child's own report.
 """
+import importlib.util
 import json
 import subprocess
 import sys
@@ -217,6 +218,51 @@ def test_missing_peer_is_na_crash_is_an_error_and_wrong_one_is_flagged(monkeypat
     assert float(autograd_ms) > 0
 
 
+def test_two_layers_quick_run_agrees_with_the_reference(tmp_path, capsys, no_pin):
+    out = tmp_path / "layers2.json"
+    status = run.main(["--quick", "--layers", "2", "--budget", "0.05", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0
+    result = json.loads(out.read_text())
+    assert result["num_layers"] == 2 and result["checks_ok"] is True
+    names = list(lstm_ag.METHODS) + list(contenders.PEERS)
+    assert result["contenders"] == names
+    installed = [n for n in contenders.PEERS if importlib.util.find_spec(n) is not None]
+    rows = result["results"]
+    assert [(r["dtype"], r["contender"]) for r in rows] == [
+        (d, n) for d in ("float64", "float32") for n in names]
+    for r in rows:
+        assert r["flops"] == contenders.step_flops(1, 50, 1, 16, num_layers=2)
+        if r["contender"] in lstm_ag.METHODS or r["contender"] in installed:
+            assert r["available"] and r["status"] == "ok", r["status"]
+            assert r["check"]["ok"] and r["median_s"] > 0
+        else:
+            assert r["status"] == f"n/a: {r['contender']} is not installed"
+    # the reference holds the second layer's gradients, under flatten's names
+    _, ref = contenders.reference(contenders.SIZES["tiny"], "float64", 2)
+    assert {"layers.0.Wx", "layers.0.Wh", "layers.0.b"} <= set(ref)
+    assert ref["layers.0.Wx"].shape == (16, 64)
+    assert "one training step of a 2-layer LSTM" in text and "- layers: 2 stacked" in text
+    assert "all agree" in text
+
+
+def test_wrong_upper_layer_gradient_is_flagged_by_name(monkeypatch):
+    real = lstm_ag.value_and_grad
+
+    def patched(params, xs, targets, *args, method="fast", **kw):
+        loss, grads = real(params, xs, targets, *args, method="autograd", **kw)
+        if method == "bptt":                                # layer 1's Wh gradient off by 1%
+            grads["layers"][0]["Wh"] = grads["layers"][0]["Wh"] * 1.01
+        return loss, grads
+
+    monkeypatch.setattr(lstm_ag, "value_and_grad", patched)
+    fast, bptt = run.run_group("tiny", "float64", ["fast", "bptt"], QUICK, memory=False,
+                               num_layers=2)
+    assert fast["check"]["ok"]
+    assert not bptt["check"]["ok"] and bptt["check"]["worst_grad"] == "layers.0.Wh"
+    assert "DISAGREES: grad layers.0.Wh" in bptt["status"]
+
+
 def test_asv_class_shape_and_one_step():
     sizes, dtypes, names = TimeStep.params
     assert TimeStep.param_names == ["size", "dtype", "contender"]
@@ -232,6 +278,11 @@ def test_step_flops_counts_the_matmuls():
     B, T, D, H = 2, 3, 5, 7
     inp, rec, out = 2 * T * B * D * 4 * H, 2 * T * B * H * 4 * H, 2 * T * B * H
     assert contenders.step_flops(B, T, D, H) == 2 * inp + 3 * rec + 3 * out
+    # each upper layer: input projection (H wide), its dWx and its input's gradient, and
+    # three recurrences
+    upper = 3 * (2 * T * B * H * 4 * H) + 3 * rec
+    one = 2 * inp + 3 * rec + 3 * out
+    assert contenders.step_flops(B, T, D, H, num_layers=3) == one + 2 * upper
 
 
 def test_problem_is_seeded_and_typed():
@@ -241,6 +292,10 @@ def test_problem_is_seeded_and_typed():
     assert p1["Wy"].shape == (5, 1) and all(v.dtype == np.float32 for v in p1.values())
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(p1["Wh"], p2["Wh"])
+    p3, x3, _ = contenders.make_problem(2, 4, 3, 5, "float32", num_layers=2)
+    assert p3["layers"][0]["Wx"].shape == (5, 20) and "layers" not in p1
+    np.testing.assert_array_equal(p3["Wh"], p1["Wh"])          # layer 0 and the batch as L=1
+    np.testing.assert_array_equal(x3, x1)
 
 
 @pytest.mark.parametrize("peer", contenders.PEERS)
