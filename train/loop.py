@@ -452,11 +452,14 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
     """Train ``params`` on ``task`` up to ``config.steps`` steps in total.
 
     - params: dict ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)`` with
-      D, O the task's ``input_size``, ``output_size`` and H ``config.hidden``.
+      D, O the task's ``input_size``, ``output_size`` and H ``config.hidden`` (with
+      ``config.layers`` > 1 or ``config.bidirectional`` also ``"layers"``, ``"reverse"``:
+      ``config.init_params(task)`` makes them).
     - task: a :class:`train.data.Task` of ``config``'s task, seq_len and train_size
-      (``config.make_task()`` makes it).
+      (``config.make_task()`` makes it; a series with ``tbptt``, its ``batch`` streams).
     - config: a :class:`TrainConfig`; its seed seeds the minibatches (:func:`batch_indices`).
-    - start: a :class:`Progress` to continue from (as :func:`load_checkpoint` returns), or None.
+    - start: a :class:`Progress` to continue from (as :func:`load_checkpoint` returns; its
+      ``carry`` must be the state its step starts from, :func:`check_carry`), or None.
     - checkpoint: ``.npz`` path written at the start, at every evaluation, on Ctrl-C and at
       the end; None for none. metrics: JSON path rewritten after every checkpoint, and when
       the run stops (its status); None for none.
