@@ -60,14 +60,19 @@ def command_lines(draw):
     """(argv, incident, k, expected_valid)."""
     task = draw(st.sampled_from([None, *TASKS, "music"]))
     argv, valid = ([] if task is None else [task]), task != "music"
-    chosen = {}
+    chosen, refused = {}, set()
     for option in draw(st.lists(st.sampled_from(sorted(OPTIONS)), max_size=6, unique=True)):
         good, bad = OPTIONS[option]
         ok = draw(st.booleans())
         value = draw(st.sampled_from(good if ok else bad))
         argv += [option, value]
         chosen[option] = value
-        valid &= ok
+        if not ok:
+            refused.add(option)
+    if chosen.get("--optimizer") == "lbfgs" and chosen.get("--batch", "").isdigit() \
+            and int(chosen["--batch"]) > 0:
+        refused.discard("--batch")                  # full batch: L-BFGS ignores --batch
+    valid &= not refused
     if chosen.get("--optimizer") == "lbfgs" and "--train-size" not in chosen:
         argv += ["--train-size", "16"]              # full batch: keep it small
         chosen["--train-size"] = "16"
