@@ -522,8 +522,8 @@ def format_table(summary: dict) -> str:
     series = summary["task"] == "series"
     names = [entry["name"] or "(defaults)" for entry in summary["settings"]]
     width = max([len("setting")] + [len(name) for name in names])
-    head = (f"{'setting':{width}s}  {'done':>5s}  {'mean':>9s}  {'std':>9s}  {'min':>9s}  "
-            f"{'max':>9s}")
+    head = (f"{'setting':{width}s}  {'done':>5s}  {'val mean':>9s}  {'val std':>9s}  "
+            f"{'val min':>9s}  {'val max':>9s}")
     head += (f"  {'test mean':>9s}  {'test std':>9s}  {'AR(p)':>9s}  {'<AR':>4s}" if series
              else f"  {'baseline':>9s}  {'10x':>4s}")
     head += f"  {'s/run':>6s}"
