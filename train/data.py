@@ -30,12 +30,19 @@ __all__ = ["Task", "TASKS", "make_task", "sine", "counting", "adding", "masked_m
 _DATA = 0xDA7A       # tags the data streams apart from the minibatch draws (seed, step)
 
 
-def _check(name, value, low, kind=int):
+def _check(name, value, low, kind=int, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer) if kind is int
-                                                 else (int, float, np.number)) or value < low:
+                                                 else (int, float, np.number)) \
+            or not np.isfinite(value) or value < low or (high is not None and value > high):
         what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what} >= {low}, got {value!r}")
+        bound = f">= {low}" if high is None else f"in [{low}, {high:g}]"
+        raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
     return value
+
+
+#: The largest noise of the sine task: its waves have amplitudes near 1; 1e3 already buries
+#: them, and much larger values overflow the MSE in float64.
+MAX_NOISE = 1e3
 
 
 def _train_val(draw, seed, n_train, n_val):
@@ -74,7 +81,7 @@ def sine(seq_len: int, *, n_train: int = 2000, n_val: int = 256, seed: int = 0,
     """
     T = _check("seq_len", seq_len, 2)
     _check("n_train", n_train, 1), _check("n_val", n_val, 1)
-    _check("noise", noise, 0, float)
+    _check("noise", noise, 0, float, MAX_NOISE)
     if not isinstance(burn_in, (int, np.integer)) or not 0 <= burn_in < T:
         raise ValueError(f"burn_in must be an integer in [0, seq_len) = [0, {T}), got {burn_in!r}")
 
