@@ -1008,7 +1008,8 @@ def main(argv: list, prog: str = "lstm-ag-train", *, callback=None) -> int:
     """``lstm-ag-train sweep ARGV``: returns the exit status (0, 1, 2, 3 or 130).
 
     - prog: how the trainer was called (for messages); callback: ``callback(run, row)`` after
-      each run's result is recorded (tests raise KeyboardInterrupt there, as a Ctrl-C).
+      each run's result is recorded (a :class:`Run` and its summary row); a KeyboardInterrupt
+      raised there stops the sweep as a Ctrl-C does.
     Every expected failure is one line on stderr, never a traceback.
     """
     prog = f"{prog} sweep"
