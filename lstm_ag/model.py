@@ -25,11 +25,11 @@ import autograd.numpy as np
 import numpy as onp
 from autograd import value_and_grad as _autograd_value_and_grad
 
-from .bptt import loss_and_grads
+from .bptt import cached_runner, loss_and_grads
 from .cell import SequenceCache, readout_mse, scan
 from .inputs import forward_arguments, loss_arguments
 from .ops import plain_ops
-from .params import is_traced, structure, untraced
+from .params import is_traced, structure, tree_map, untraced
 from .stack import initial_states, run_layers
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
@@ -240,11 +240,18 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
     return (loss, grads, _final_state(hT, cT, single)) if return_state else (loss, grads)
 
 
-def forward_cache(params: dict, xs: Any, state: Any = None) -> SequenceCache:
-    """Run the forward on plain arrays and keep every step's activations.
+def forward_cache(params: dict, xs: Any, state: Any = None, *, lengths: Any = None,
+                  layer: int = -1, direction: str = "forward") -> SequenceCache:
+    """Run the forward on plain arrays and keep every step's activations of one layer and
+    direction.
 
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored).
-    - xs: ``(T, B, D)``, or ``(T, D)`` for one sequence; state: optional ``(h0, c0)``.
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (a readout is ignored), or a stacked
+      or bidirectional model.
+    - xs: ``(T, B, D)``, or ``(T, D)`` for one sequence; state, lengths: as for
+      :func:`lstm_forward`.
+    - layer: which layer's activations (default -1, the top one; 0 is the bottom one);
+      direction: ``"forward"`` or ``"reverse"`` (whose steps run in reversed time: step t of
+      its cache read input ``lengths[b] - 1 - t`` of sequence b).
     Returns a :class:`lstm_ag.cell.SequenceCache` (always batched: one sequence has B = 1),
     whose named views are ``h``, ``c`` ``(T + 1, B, H)`` (row 0 the initial state), ``hs``
     ``(T, B, H)`` and the gates ``i, f, g, o`` and ``tanh_c`` ``(T, B, H)``.
@@ -254,9 +261,19 @@ def forward_cache(params: dict, xs: Any, state: Any = None) -> SequenceCache:
     >>> cache.h.shape, cache.f.shape
     ((5, 1, 3), (4, 1, 3))
     """
-    if structure(params) != (1, 1):
-        raise ValueError("forward_cache keeps the activations of one layer and direction; for "
-                         "a stacked or bidirectional model pass the sub-dict of one layer")
-    xs, h0, c0, _, _ = forward_arguments(params, xs, state, readout=False)
-    Wx, Wh, b = (untraced(untraced(params)[k]) for k in ("Wx", "Wh", "b"))
-    return SequenceCache.run(Wx, Wh, b, untraced(xs), untraced(h0), untraced(c0))
+    xs, h0, c0, lengths, _ = forward_arguments(params, xs, state, readout=False,
+                                               lengths=lengths)
+    num_layers, dirs = structure(params)
+    if isinstance(layer, bool) or not isinstance(layer, (int, onp.integer)) \
+            or not -num_layers <= layer < num_layers:
+        raise ValueError(f"layer must be an integer in [{-num_layers}, {num_layers - 1}] "
+                         f"(params has {num_layers} layer{'s' if num_layers > 1 else ''}), "
+                         f"got {layer!r}")
+    if direction not in ("forward", "reverse") or (direction == "reverse" and dirs == 1):
+        allowed = "'forward' or 'reverse'" if dirs == 2 else "'forward' (one direction)"
+        raise ValueError(f"direction must be {allowed}, got {direction!r}")
+    plain = tree_map(untraced, {k: untraced(v) for k, v in untraced(params).items()})
+    caches: list = []
+    run_layers(plain, untraced(xs), *initial_states(untraced(h0), untraced(c0), plain),
+               lengths, cached_runner(caches))
+    return caches[(layer % num_layers) * dirs + (direction == "reverse")]

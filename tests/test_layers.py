@@ -240,3 +240,20 @@ def test_the_readmes_layers_example_prints_what_it_shows():
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue() == shown
+
+
+def test_forward_cache_keeps_the_activations_of_any_layer_and_direction():
+    params, xs, _, state = problem(2, True, seed=8)
+    lengths = np.array([6, 3, 5])
+    hs, _ = lstm_ag.lstm_forward(params, xs, state, lengths=lengths)
+    top = lstm_ag.forward_cache(params, xs, state, lengths=lengths)
+    np.testing.assert_array_equal(top.hs, hs[..., :4])
+    reverse = lstm_ag.forward_cache(params, xs, state, lengths=lengths, direction="reverse")
+    for b, n in enumerate(lengths):                   # in reversed time within each length
+        np.testing.assert_array_equal(reverse.hs[:n, b][::-1], hs[:n, b, 4:])
+    bottom = lstm_ag.forward_cache(params, xs, state, layer=0)
+    np.testing.assert_array_equal(bottom.Wh, params["Wh"])
+    with pytest.raises(ValueError, match=r"layer must be an integer in \[-2, 1\]"):
+        lstm_ag.forward_cache(params, xs, layer=2)
+    with pytest.raises(ValueError, match="direction must be 'forward' \\(one direction\\)"):
+        lstm_ag.forward_cache(problem(2, False)[0], xs, direction="reverse")

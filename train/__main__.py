@@ -341,14 +341,11 @@ def _check_tbptt_options(args, given):
 
 
 def _check_plot_of(config):
-    """--plot draws validation windows (a series trained whole, --tbptt, has none) and the
-    states of a one-layer, one-direction model, with matplotlib, which must be installed."""
+    """--plot draws validation windows (a series trained whole, --tbptt, has none), with
+    matplotlib, which must be installed."""
     if config.task == "series" and config.tbptt:
         raise UsageError("--plot draws validation windows, and series --tbptt has none; plot "
                          "its forecast instead: forecast --out DIR --on-test --plot")
-    if config.layers > 1 or config.bidirectional:
-        raise UsageError("--plot draws the hidden and cell states of one layer and direction; "
-                         "it does not draw a model with --layers > 1 or --bidirectional yet")
     _check_plot_available()
 
 

@@ -15,9 +15,10 @@ __all__ = ["states", "plot_run", "plot_forecast"]
 
 
 def states(params: dict, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every hidden and cell state of one sequence, from the library's forward with its cache.
+    """Every hidden and cell state of one sequence, from the library's forward with its cache
+    (of the top layer's forward direction, for a stacked or bidirectional model).
 
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; xs: one sequence ``(T, D)``.
+    - params: the model's parameters; xs: one sequence ``(T, D)``.
     Returns ``(hs, cs)``, each ``(T, H)``.
     """
     cache = lstm_ag.forward_cache(params, xs)             # h, c: (T + 1, 1, H), row 0 = zeros
@@ -40,7 +41,7 @@ def plot_run(params: dict, task: Task, history: list, path: str, *, index: int =
     with np.errstate(all="ignore"):
         pred = lstm_ag.predict(params, xs)
         hs, cs = states(params, xs)
-    t = np.arange(task.seq_len)
+    t = np.arange(len(xs))
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
 
     ax = axes[0, 0]
@@ -69,8 +70,11 @@ def plot_run(params: dict, task: Task, history: list, path: str, *, index: int =
     ax.set(xlabel="t", title=f"validation sequence {index}: prediction vs truth")
     ax.legend(fontsize="small")
 
-    for ax, values, name in ((axes[1, 0], hs, "hidden state h_t"),
-                             (axes[1, 1], cs, "cell state c_t")):
+    num_layers, dirs = 1 + len(params.get("layers", ())), 1 + ("reverse" in params)
+    which = "" if (num_layers, dirs) == (1, 1) else \
+        f" (layer {num_layers - 1}{', forward direction' if dirs == 2 else ''})"
+    for ax, values, name in ((axes[1, 0], hs, f"hidden state h_t{which}"),
+                             (axes[1, 1], cs, f"cell state c_t{which}")):
         limit = float(np.max(np.abs(values))) or 1.0
         image = ax.imshow(values.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                           interpolation="nearest")
