@@ -27,8 +27,9 @@ import contextlib
 import os
 import signal
 import sys
-import textwrap
 import threading
+
+from .options import _option, _prog, build_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -39,84 +40,6 @@ PLOT_HINT = ("--plot needs matplotlib, which is not installed; install it with "
 
 class UsageError(Exception):
     """A problem with the arguments, reported as one line with exit status 2."""
-
-
-def _prog():
-    """How the user runs the trainer: the console script, or ``python -m train``."""
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return name if name == "lstm-ag-train" else "python -m train"
-
-
-def _option(name):
-    """The command-line spelling of a TrainConfig setting: seq_len -> --seq-len."""
-    return name if name == "task" else "--" + name.replace("_", "-")
-
-
-def _defaults_table():
-    """One line per task: the per-task defaults, read from TrainConfig."""
-    from .config import PER_TASK, TASK_NAMES, TrainConfig
-    configs = [TrainConfig(task=task, data="FILE" if task == "series" else "")
-               for task in TASK_NAMES]
-    return "\n".join(f"  {config.task:9s}" + "  ".join(
-        f"{_option(name)[2:]} {getattr(config, name)}" for name in PER_TASK)
-        for config in configs)
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser. Every field of TrainConfig is an option (the task a positional);
-    a setting not given is absent from the parsed namespace (the task: None), so that
-    TrainConfig's default applies, or on --resume the checkpoint's value."""
-    from dataclasses import fields
-
-    from .config import FIXED_ON_RESUME, PER_TASK, SETTING_TYPES, TrainConfig
-    parser = argparse.ArgumentParser(
-        prog=prog or _prog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train the lstm_ag LSTM on a toy next-value task, or on your own series "
-                    "(series --data FILE), and compare it with naive baselines; forecast "
-                    "--out DIR forecasts with a trained series model.",
-        epilog="Defaults per task (an option given on the command line wins):\n"
-               + _defaults_table() + "\n\nWrites DIR/model.npz, DIR/best.npz (the lowest "
-               "validation MSE) and DIR/metrics.json\n(DIR: --out, default runs/TASK); "
-               "forecast --out DIR writes DIR/forecast.csv.\n" + textwrap.fill(
-                   "--resume continues DIR/model.npz to its run's total steps (or to --steps), "
-                   "exactly as an uninterrupted run, with the checkpoint's settings; these may "
-                   "not change: " + ", ".join(_option(name) for name in FIXED_ON_RESUME)
-                   + ". A DIR holding a model is replaced only with --overwrite.", 79)
-               + "\nExit status: 0 done, 1 non-finite loss, 2 usage error, bad checkpoint or "
-               "DIR in use,\n3 DIR cannot be written, 130 interrupted (Ctrl-C saves a "
-               "checkpoint).")
-    for f in fields(TrainConfig):
-        meta = f.metadata
-        default = "per task, below" if f.name in PER_TASK else f.default
-        text = f"{meta['doc']} (default: {default})"
-        if f.name == "task":
-            parser.add_argument("task", nargs="?", choices=(*meta["choices"], "forecast"),
-                                help=text + "; forecast: with the model in --out")
-        elif SETTING_TYPES[f.name] is bool:
-            parser.add_argument(_option(f.name), action="store_true", default=argparse.SUPPRESS,
-                                help=meta["doc"])
-        elif meta["alias"]:
-            parser.add_argument(_option(f.name), _option(meta["alias"]), dest=f.name,
-                                type=SETTING_TYPES[f.name], metavar=meta["metavar"],
-                                default=argparse.SUPPRESS, help=text)
-        else:
-            parser.add_argument(_option(f.name), type=SETTING_TYPES[f.name],
-                                choices=meta["choices"], metavar=meta["metavar"],
-                                default=argparse.SUPPRESS, help=text)
-    parser.add_argument("--out", metavar="DIR", help="output directory (default: runs/TASK)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue DIR/model.npz to its run's total, or to --steps")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the model already in DIR (without it, refused)")
-    parser.add_argument("--plot", action="store_true",
-                        help="write DIR/plot.png (needs matplotlib)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--from-end", action="store_true",
-                       help="forecast: the --horizon values after the series (the default)")
-    where.add_argument("--on-test", action="store_true",
-                       help="forecast: from the start of the test part, beside the truth")
-    return parser
 
 
 def _check_plot_available():

@@ -52,8 +52,8 @@ import time
 import traceback
 from dataclasses import dataclass, fields
 
-from .__main__ import _option
-from .__main__ import build_parser as build_train_parser
+from .options import _option
+from .options import build_parser as build_train_parser
 
 __all__ = ["main", "build_parser", "parse_grid", "Run", "plan", "run_one", "summarize",
            "format_table", "write_summary", "plot_summary", "SweepError", "RUN_FILES"]
