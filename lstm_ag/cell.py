@@ -32,17 +32,26 @@ from .params import split_gates
 __all__ = ["lstm_step", "scan", "SequenceCache", "readout_mse"]
 
 
-def lstm_step(Wh: Any, zx_t: Any, h: Any, c: Any, ops: Elementwise = TRACEABLE) -> tuple:
+#: ``out`` of :func:`lstm_step` when the step makes new arrays.
+_NEW = (None,) * 7
+
+
+def lstm_step(Wh: Any, zx_t: Any, h: Any, c: Any, ops: Elementwise = TRACEABLE,
+              out: Any = None) -> tuple:
     """One LSTM step from a precomputed input projection.
 
     - Wh: recurrent weights ``(H, 4H)``.
     - zx_t: the input part of the pre-activation, ``x_t @ Wx + b``, ``(B, 4H)``.
     - h, c: the previous hidden and cell state, each ``(B, H)``.
-    - ops: the sigmoid and tanh to use: :data:`lstm_ag.ops.TRACEABLE` (default) works on
+    - ops: the elementwise functions to use: :data:`lstm_ag.ops.TRACEABLE` (default) works on
       autograd boxes and plain arrays alike; :data:`lstm_ag.ops.PLAIN` only on plain arrays,
       and faster.
+    - out: None (new arrays), or with plain ``ops`` only, a ``(7, B, H)`` array to write
+      ``h, c, i, f, g, o, tanh_c`` into (a time row of :attr:`SequenceCache.store`; it must
+      not overlap ``h`` or ``c``).
     Returns ``((h, c), (i, f, g, o, tanh_c))``: the new state, each ``(B, H)``, and the gate
-    activations with tanh(c_t), each ``(B, H)``, which the hand-written backward caches.
+    activations with tanh(c_t), each ``(B, H)``, which the hand-written backward caches
+    (views of ``out`` when given).
 
     >>> import numpy as np
     >>> H = 2
@@ -51,14 +60,15 @@ def lstm_step(Wh: Any, zx_t: Any, h: Any, c: Any, ops: Elementwise = TRACEABLE) 
     >>> f, c                    # sigma(0) = 0.5 of the old cell is kept; g = tanh(0) = 0
     (array([[0.5, 0.5]]), array([[0.5, 0.5]]))
     """
+    h_, c_, i_, f_, g_, o_, tanh_c_ = _NEW if out is None else out      # where each one goes
     z_i, z_f, z_g, z_o = split_gates(zx_t + h @ Wh)
-    i = ops.sigmoid(z_i)
-    f = ops.sigmoid(z_f)
-    g = ops.tanh(z_g)
-    o = ops.sigmoid(z_o)
-    c = f * c + i * g
-    tanh_c = ops.tanh(c)
-    h = o * tanh_c
+    i = ops.sigmoid(z_i, i_)
+    f = ops.sigmoid(z_f, f_)
+    g = ops.tanh(z_g, g_)
+    o = ops.sigmoid(z_o, o_)
+    c = ops.add(ops.multiply(f, c, c_), i * g, c_)                 # c = f * c + i * g
+    tanh_c = ops.tanh(c, tanh_c_)
+    h = ops.multiply(o, tanh_c, h_)                                 # h = o * tanh_c
     return (h, c), (i, f, g, o, tanh_c)
 
 
@@ -131,12 +141,11 @@ class SequenceCache:
         store[0, 0], store[1, 0] = h0, c0
         h, c = h0, c0
         ops = plain_ops(B * H)
-        for t in range(T):
-            (h, c), acts = lstm_step(Wh, zx[t], h, c, ops)
-            # One copy per step into the buffer: cheaper than keeping every step's fresh arrays
-            # alive (new memory each step: 25% of the forward at B=64, H=512) and than one
-            # assignment per field (numpy calls dominate at B=1, H=16).
-            store[:, t + 1] = (h, c, *acts)
+        # Each step writes its fields straight into its time row of the buffer (``out``): no
+        # new arrays to keep alive (new memory each step cost 25% of the forward at B=64,
+        # H=512) and no copy into the buffer after the step.
+        for zx_t, row in zip(zx, store.swapaxes(0, 1)[1:], strict=True):
+            (h, c), _ = lstm_step(Wh, zx_t, h, c, ops, row)
         return cls(xs, Wx, Wh, store)
 
     @classmethod

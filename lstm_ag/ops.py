@@ -28,9 +28,11 @@ arrays keep expit: one call, where numpy's per-call cost outweighs its speed.
 (float64) or -10 (float32), and numpy's tanh is no faster than expit here.
 
 The rules are written with autograd's numpy, so they can themselves be differentiated
-(second order). :data:`TRACEABLE` is the pair for code autograd may trace; :data:`PLAIN` the
-same functions without autograd's wrapper, for loops over plain arrays.
+(second order). :data:`TRACEABLE` holds the step's elementwise functions for code autograd may
+trace; :data:`PLAIN` the same functions without autograd's wrapper, for loops over plain
+arrays, where they can also write into a given array (``out``) instead of a new one.
 """
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -50,18 +52,19 @@ VECTOR_SIZE = 4096
 _EXP_CAP = {onp.dtype(onp.float64): 709.0, onp.dtype(onp.float32): 88.0}
 
 
-def sigmoid_values(x: Any) -> Any:
+def sigmoid_values(x: Any, out: Any = None) -> Any:
     """The logistic sigmoid 1 / (1 + exp(-x)) of a plain array: expit below
     :data:`VECTOR_SIZE` elements, numpy's vectorised exp from there on (module docstring).
 
     - x: array of any shape (float32 stays float32).
-    Returns a new array of the same shape and dtype, in [0, 1].
+    - out: None, or an array of x's shape and dtype to write the result into.
+    Returns a new array (or ``out``) of the same shape and dtype, in [0, 1].
     """
     x = onp.asarray(x)
     cap = _EXP_CAP.get(x.dtype)
     if x.size < VECTOR_SIZE or cap is None:
-        return expit(x)
-    e = onp.negative(x)
+        return expit(x, out)
+    e = onp.negative(x, out)
     onp.minimum(e, cap, out=e)
     onp.exp(e, out=e)                          # exp(-x), finite
     e += 1
@@ -104,19 +107,46 @@ defjvp(tanh, lambda g, ans, x: g * _tanh_derivative(ans))
 
 
 class Elementwise(NamedTuple):
-    """The two nonlinearities of the LSTM step, as a pair the step is given."""
+    """The elementwise functions of the LSTM step, as a set the step is given. Each takes its
+    operands, then ``out``: None for a new array, or (plain functions only) an array of the
+    result's shape and dtype to write it into, as numpy's ufuncs do."""
     sigmoid: Callable
     tanh: Callable
+    multiply: Callable
+    add: Callable
+
+
+_NEW_ONLY = "the traceable functions make new arrays (autograd's values are never written into)"
+
+
+def _traceable_unary(fun):
+    def call(x, out=None):
+        if out is not None:
+            raise ValueError(_NEW_ONLY)
+        return fun(x)
+    call.__name__ = call.__qualname__ = fun.__name__
+    return call
+
+
+def _traceable_binary(fun):
+    def call(a, b, out=None):
+        if out is not None:
+            raise ValueError(_NEW_ONLY)
+        return fun(a, b)
+    call.__name__ = call.__qualname__ = fun.__name__
+    return call
 
 
 #: Works on autograd boxes and plain arrays alike (every call goes through autograd's wrapper).
-TRACEABLE = Elementwise(sigmoid, tanh)
+TRACEABLE = Elementwise(_traceable_unary(sigmoid), _traceable_unary(tanh),
+                        _traceable_binary(operator.mul), _traceable_binary(operator.add))
 #: The same functions without autograd's wrapper (about 0.6 us a call saved), for loops over
-#: plain arrays: the hand BPTT's forward and a forward nobody differentiates. Same numbers.
-PLAIN = Elementwise(sigmoid_values, onp.tanh)
+#: plain arrays: the hand BPTT's forward and a forward nobody differentiates. Same numbers;
+#: ``out`` may name an array to write into (the cached forward writes into its cache).
+PLAIN = Elementwise(sigmoid_values, onp.tanh, onp.multiply, onp.add)
 #: :data:`PLAIN` for small gates (fewer than :data:`VECTOR_SIZE` elements): expit itself, with
 #: no Python call in between (a loop over one sequence calls it three times a step).
-PLAIN_SMALL = Elementwise(expit, onp.tanh)
+PLAIN_SMALL = Elementwise(expit, onp.tanh, onp.multiply, onp.add)
 
 
 def plain_ops(gate_size: int) -> Elementwise:
