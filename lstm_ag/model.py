@@ -184,6 +184,11 @@ def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None)
     return loss(params, hs, targets, weights)
 
 
+#: :func:`_loss` and its gradient with respect to ``params``, built once: building autograd's
+#: wrapper on every call cost 34 k instructions (callgrind), 0.4% of a step at tiny.
+_loss_and_gradient = _autograd_value_and_grad(_loss)
+
+
 def mse(params: dict, xs: Any, targets: Any, state: Any = None, *, mask: Any = None,
         lengths: Any = None, method: str = "fast") -> Any:
     """Mean squared error of :func:`predict` against ``targets``, over every element.
@@ -235,7 +240,7 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
         loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True)
     else:
         out: list = []
-        loss, grads = _autograd_value_and_grad(_loss)(params, *arrays, method, out)
+        loss, grads = _loss_and_gradient(params, *arrays, method, out)
         hT, cT = out[0]
     return (loss, grads, _final_state(hT, cT, single)) if return_state else (loss, grads)
 

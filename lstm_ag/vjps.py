@@ -70,7 +70,7 @@ def _fast_rules(prim, traced_fun, hand_vjp, hand_argnums):
 def _dict_grad(params, grads):
     """A gradient for the whole params dict: ``grads`` where given, zeros elsewhere (also for
     nested layers and directions, which another primitive differentiates)."""
-    return {k: grads[k] if k in grads else tree_map(np.zeros_like, v)
+    return {k: grads[k] if k in grads else tree_map(lambda a: np.zeros(a.shape, a.dtype), v)
             for k, v in params.items()}
 
 
