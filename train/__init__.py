@@ -5,8 +5,9 @@
 * :mod:`train.optim`: SGD with momentum, global-norm clipping and learning-rate decay;
 * :mod:`train.loop`: :func:`fit`, one visible loop, with evaluation, progress lines,
   checkpoints and clean stops;
-* :mod:`train.__main__`: the command line (the console script ``lstm-ag-train``, or
-  ``python -m train`` from the repository's root).
+* :mod:`train.cli`: the command line (the console script ``lstm-ag-train``, or
+  ``python -m train`` from the repository's root, through :mod:`train.__main__`, which also
+  hands ``sweep`` to :mod:`train.sweep`).
 
 Example::
 

@@ -2,7 +2,7 @@
 :func:`build_parser` for ``lstm-ag-train`` (and, for the options of each run, ``lstm-ag-train
 sweep``), and the spelling of a setting as an option.
 
-Standard library only at the top: :mod:`train.__main__` imports this before its Ctrl-C handler
+Standard library only at the top: :mod:`train.cli` imports this before its Ctrl-C handler
 is installed; TrainConfig (and with it numpy) is imported inside the functions.
 """
 import argparse

@@ -6,7 +6,7 @@ loky processes or on a Dask cluster, and one summary of them::
 
 * Every (setting, seed) is one run of the trainer, exactly ``lstm-ag-train TASK OPTIONS
   --KEY VALUE ... --seed S --quiet --out DIR/SETTING/seed=S`` (with ``--resume`` when it is
-  continued): the same code (:func:`train.__main__.main`), the same files (``model.npz``,
+  continued): the same code (:func:`train.cli.main`), the same files (``model.npz``,
   ``best.npz``, ``metrics.json``), the same lock. SETTING names the grid's values in the
   grid's order (``lr=0.03,hidden=16``); without ``--grid`` the runs are ``DIR/seed=S``.
 * The plan, before anything runs (:func:`plan`): a run whose ``metrics.json`` says ``done``
@@ -295,7 +295,7 @@ _RUN_LOCK = threading.Lock()
 def _call_trainer(argv):
     """``lstm-ag-train ARGV`` in this process: ``(exit status or None, error line or None)``.
     Its output is captured; the error line is its last line on stderr."""
-    from .__main__ import main as train_main
+    from .cli import main as train_main
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
