@@ -21,30 +21,17 @@ Passed against torch 2.13.0 (CPU). Largest relative errors seen: float64 forward
 (a bias gradient, its sum over steps and batch cancelling; 3.4e-6 at worst over 200 random
 draws of the live structures).
 """
-import importlib.util
 import os
 
 import autograd
 import numpy as np
 import pytest
+from torch_fixture import FIXTURE, SCRIPT
 
 import lstm_ag
 from lstm_ag import layouts
 from lstm_ag.params import flatten, structure, tree_map, unflatten
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-FIXTURE = os.path.join(DATA, "torch_lstm.npz")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "make_torch_fixture", os.path.join(DATA, "make_torch_fixture.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)          # imports numpy only; torch inside build()
-    return module
-
-
-SCRIPT = _load_script()
 CASES = list(SCRIPT.LAYER_CASES)
 METHODS = ("fast", "bptt", "autograd")
 FORWARD_METHODS = ("fast", "autograd")       # lstm_forward, predict and mse take these

@@ -12,29 +12,16 @@ errors seen: forward (hs, final h and c, predictions) and loss within 4.4e-16 ab
 gradient (Wx, Wh, b, Wy, by; and xs, h0, c0 through autograd) of "fast", "bptt" and "autograd"
 within 7.3e-16 of its largest entry.
 """
-import importlib.util
 import os
 
 import autograd
 import numpy as np
 import pytest
+from torch_fixture import FIXTURE, SCRIPT
 
 import lstm_ag
 from lstm_ag import layouts
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-FIXTURE = os.path.join(DATA, "torch_lstm.npz")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "make_torch_fixture", os.path.join(DATA, "make_torch_fixture.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)          # imports numpy only; torch inside build()
-    return module
-
-
-SCRIPT = _load_script()
 CASES = list(SCRIPT.CASES)
 METHODS = ("fast", "bptt", "autograd")
 
