@@ -3,6 +3,7 @@
 The public names::
 
     init_params, param_shapes, check_params, GATES, split_gates    parameters (a dict of arrays)
+    structure, flatten, unflatten, tree_map   layers and directions; every array by name
     lstm_step, lstm_forward, predict, forecast, mse, forward_cache  the one forward
     value_and_grad, METHODS               gradients: method "fast", "bptt" or "autograd"
     check_gradients, check_step, GradientReport   your backward vs autograd and finite
@@ -29,10 +30,21 @@ from .checkpoint import CheckpointError, atomic_write, load, save
 from .gradcheck import GradientReport, check_gradients, check_step
 from .model import METHODS, forecast, forward_cache, lstm_forward, mse, predict, value_and_grad
 from .ops import sigmoid, tanh
-from .params import GATES, check_params, init_params, param_shapes, split_gates
+from .params import (
+    GATES,
+    check_params,
+    flatten,
+    init_params,
+    param_shapes,
+    split_gates,
+    structure,
+    tree_map,
+    unflatten,
+)
 
 __all__ = [
     "GATES", "init_params", "param_shapes", "check_params", "split_gates",
+    "structure", "flatten", "unflatten", "tree_map",
     "lstm_step", "lstm_forward", "predict", "forecast", "mse", "forward_cache",
     "value_and_grad", "METHODS",
     "check_gradients", "check_step", "GradientReport",

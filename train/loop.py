@@ -54,7 +54,7 @@ from typing import NamedTuple, TextIO
 import numpy as np
 
 import lstm_ag
-from lstm_ag.params import flatten, structure
+from lstm_ag import flatten, structure
 
 from .config import TrainConfig
 from .data import TASKS, Task

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from lstm_ag.params import flatten, tree_map
+from lstm_ag import flatten, tree_map
 
 __all__ = ["global_norm", "clip_by_global_norm", "learning_rate", "init_velocity",
            "momentum_update", "init_moments", "adam_update", "ADAM_BETAS", "ADAM_EPS"]

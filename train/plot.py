@@ -70,7 +70,7 @@ def plot_run(params: dict, task: Task, history: list, path: str, *, index: int =
     ax.set(xlabel="t", title=f"validation sequence {index}: prediction vs truth")
     ax.legend(fontsize="small")
 
-    num_layers, dirs = 1 + len(params.get("layers", ())), 1 + ("reverse" in params)
+    num_layers, dirs = lstm_ag.structure(params)
     which = "" if (num_layers, dirs) == (1, 1) else \
         f" (layer {num_layers - 1}{', forward direction' if dirs == 2 else ''})"
     for ax, values, name in ((axes[1, 0], hs, f"hidden state h_t{which}"),
