@@ -2,7 +2,7 @@
 
 Pure functions over parameter trees: a dict of arrays (``{"Wx": array, ...}``), or a stacked
 or bidirectional model's nested dicts and lists (``"reverse"``, ``"layers"``: see
-:mod:`lstm_ag.params`), every array updated alike (:func:`lstm_ag.params.tree_map`). Nothing is
+:mod:`lstm_ag.params`), every array updated alike (:func:`lstm_ag.tree_map`). Nothing is
 updated in place, every function returns new trees of the same structure. One step, with g the
 gradient, as :func:`train.fit` takes it::
 
