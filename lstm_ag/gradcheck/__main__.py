@@ -15,9 +15,12 @@ that cannot be imported, a name it does not define): one line, never a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib.util
+import json
 import os
+import signal
 import sys
 import traceback
 
@@ -25,6 +28,7 @@ import numpy as np
 
 from ..model import METHODS, value_and_grad
 from ..params import init_params
+from . import grade, sandbox
 from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
@@ -100,7 +104,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=list(METHODS), default="bptt",
                         help="without --step/--sequence: the library's gradient to check "
                              "(default: the hand-written BPTT)")
+    _add_sandbox_options(parser)
+    _add_grade_options(parser)
     return parser
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _megabytes(text):
+    value = _positive(text)
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"expected at least 64 (MB), got {value}")
+    return value
+
+
+def _add_sandbox_options(parser):
+    """Where your code runs: a child process with a time and a memory limit (see sandbox.py)."""
+    group = parser.add_argument_group(
+        "running your code", "your file is imported and run in a child process; the check "
+                             "and its verdict are made in this one")
+    group.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                       help="most seconds each call of your code may take, the import too "
+                            "(default 5 s plus a numpy loop's time at the problem's size)")
+    group.add_argument("--memory", type=_megabytes, default=sandbox.DEFAULT_MEMORY_MB,
+                       metavar="MB", help="your code's memory (address space) limit "
+                                          f"(default {sandbox.DEFAULT_MEMORY_MB})")
+    group.add_argument("--in-process", action="store_true",
+                       help="run your code in this process, without limits (for pdb and "
+                            "breakpoint())")
+    group.add_argument("--summary", metavar="FILE.json", help=argparse.SUPPRESS)
 
 
 def _load(path):
@@ -178,7 +218,7 @@ def _library(args):
 
 
 def _step(args):
-    module = _load(args.step)
+    module = _load_user(args, args.step)
     forward = _function(module, args.forward, args.step, "--forward")
     backward = _function(module, args.backward or "lstm_step_backward", args.step,
                          "--backward")
@@ -193,7 +233,7 @@ def _step(args):
 def _sequence(args):
     if args.backward is None or args.upstream is None:
         raise UsageError("--sequence needs --backward NAME and --upstream last|all")
-    module = _load(args.sequence)
+    module = _load_user(args, args.sequence)
     backward = _function(module, args.backward, args.sequence, "--backward")
     params = init_params(args.input_size, args.hidden_size, seed=args.seed, dtype=args.dtype,
                          num_layers=args.layers, bidirectional=args.bidirectional)
@@ -210,39 +250,240 @@ def _sequence(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 agree, 1 disagree, 2 usage)."""
+    """Run the command line; returns the exit status (0 agree, 1 disagree, 2 usage, 130
+    Ctrl-C, 143 SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _sigterm_as_interrupt():
+        try:
+            if args.grade:
+                return _grade(parser, args)
+            status, report, message = _check(parser, args)
+            if args.summary:
+                _write_summary(args, status, report, message)
+            return status
+        except KeyboardInterrupt as err:
+            return _interrupted(parser, err)
+
+
+def _check(parser, args):
+    """One check, printed: ``(exit status, report or None, the one-line message or None)``.
+
+    A user's file runs in a child process (:class:`~lstm_ag.gradcheck.sandbox.Sandbox`) unless
+    ``--in-process``; what it printed is shown (cut) before the report or the message."""
     user_file = args.step or args.sequence
+    box, report, message = None, None, None
     try:
+        if user_file and not args.in_process:
+            box = args.sandbox = sandbox.Sandbox(args.timeout or _default_timeout(args),
+                                                 args.memory)
+            box.start()
         if args.step:
             report = _step(args)
         elif args.sequence:
             report = _sequence(args)
         else:
             report = _library(args)
+        status = EXIT_OK if report.ok else EXIT_WRONG
     except UsageError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+        status, message = EXIT_USAGE, f"{parser.prog}: error: {err}"
+    except sandbox.Stopped as err:             # timed out, exited, killed, out of memory
+        status = EXIT_USAGE if err.stage == "import" else EXIT_WRONG
+        message = f"{parser.prog}: {user_file}: {err}"
     except ReturnedWrongly as err:             # the user's function returned the wrong thing
-        print(f"{parser.prog}: {err}", file=sys.stderr)
-        return EXIT_WRONG
+        status, message = EXIT_WRONG, f"{parser.prog}: {err}"
+    except sandbox.RemoteRaised as err:        # the user's function raised in the child
+        status, message = EXIT_WRONG, f"{parser.prog}: your code raised {err.where}"
     except SystemExit as err:                  # the user's function called sys.exit()
         if user_file is None:
             raise
-        print(f"{parser.prog}: your code called sys.exit({err.code!r}) instead of returning; "
-              "nothing was checked", file=sys.stderr)
-        return EXIT_WRONG
-    except Exception as err:                   # the user's function raised
+        status, message = EXIT_WRONG, (f"{parser.prog}: your code called sys.exit("
+                                       f"{err.code!r}) instead of returning; nothing was "
+                                       "checked")
+    except Exception as err:                   # the user's function raised (--in-process)
         if user_file is None:
             raise
-        print(f"{parser.prog}: your code raised {_where(err, user_file)}", file=sys.stderr)
-        return EXIT_WRONG
-    print(report)
-    return EXIT_OK if report.ok else EXIT_WRONG
+        status, message = EXIT_WRONG, f"{parser.prog}: your code raised {_where(err, user_file)}"
+    finally:
+        if box is not None:
+            box.close()
+    _reopen_streams()
+    if box is not None:
+        out, err = box.printed()
+        print(out, end="", flush=True)
+        print(err, end="", file=sys.stderr, flush=True)
+    if message is not None:
+        print(message, file=sys.stderr)
+    else:
+        print(report)
+    return status, report, message
+
+
+# ---------------------------------------------------------------- running your code apart
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler, ``docker stop``, ``kill``): stops as a Ctrl-C, exit 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` while inside (in the main thread only)."""
+    def handler(signum, frame):
+        raise Terminated
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:                         # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(parser, err):
+    if isinstance(err, Terminated):
+        print(f"{parser.prog}: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+    print(f"{parser.prog}: interrupted", file=sys.stderr)
+    return 130
+
+
+def _reopen_streams():
+    """Our stdout and stderr again if the user's code closed them (--in-process)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None or getattr(stream, "closed", False):
+            setattr(sys, name, open(fd, "w", closefd=False))     # noqa: SIM115
+
+
+def _load_user(args, path):
+    """The user's module: a proxy of it imported in the child, or (--in-process) itself."""
+    if args.in_process:
+        return _load(path)
+    try:
+        return args.sandbox.load(path)
+    except sandbox.UserFileError as err:
+        raise UsageError(str(err)) from None
+
+
+def _default_timeout(args, step=None):
+    """--timeout's default for the problem the options describe (seconds per call)."""
+    steps = 1 if (bool(args.step) if step is None else step) else args.steps
+    stacks = args.layers * (2 if args.bidirectional else 1)
+    return sandbox.default_timeout(steps * stacks, args.batch, args.input_size,
+                                   args.hidden_size)
+
+
+def _style(args, report):
+    """What the grading table calls the way the file was checked."""
+    style = getattr(args, "style", None) or getattr(report, "style", None)
+    if style:
+        return str(style)
+    if args.step:
+        return f"step (gate order {args.gate_order})"
+    return f"sequence ({args.upstream}, {args.layout})"
+
+
+def _first_wrong(report):
+    """The name of the first row that is not ok (the forward's first, at the first wrong
+    length for a sequence), or None."""
+    for rows in (report.forward, report.bad_rows or report.rows):
+        for r in rows:
+            if not r.ok:
+                return r.name
+    return None
+
+
+def _write_summary(args, status, report, message):
+    """What --grade reads back: one JSON object (see grade.py's FIELDS)."""
+    summary = {"file": args.step or args.sequence, "style": _style(args, report),
+               "ok": status == EXIT_OK and report is not None and bool(report.ok),
+               "first_wrong_row": None, "first_wrong_length": None,
+               "diagnosis": message.split(": ", 1)[-1] if message else "",
+               "exit_status": status, "seconds": 0.0}
+    if report is not None:
+        summary.update(first_wrong_row=_first_wrong(report),
+                       first_wrong_length=report.first_bad_length,
+                       diagnosis=(report.diagnosis or [report.verdict()])[0],
+                       seconds=round(report.seconds, 3))
+    with open(args.summary, "w", encoding="utf-8") as f:
+        json.dump(summary, f)
+
+
+# ---------------------------------------------------------------- teachers: --grade
+
+_GRADE_OPTIONS = ("grade", "csv", "json", "jobs")
+
+
+def _add_grade_options(parser):
+    group = parser.add_argument_group(
+        "teachers", "check many submissions, each in its own process with the limits above, "
+                    "with the other options as for one file")
+    group.add_argument("--grade", nargs="+", metavar="DIR_OR_FILE",
+                       help="check every .py file in these folders (and these files)")
+    group.add_argument("--csv", metavar="FILE", help="--grade: write the table as CSV")
+    group.add_argument("--json", metavar="FILE", help="--grade: write the table as JSON")
+    group.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                       help="--grade: files checked at once (default 1)")
+
+
+def _forwarded(parser, args):
+    """The options given, as argv, for each file's own check (all but --grade's own, and
+    --step/--sequence, which _grade_command sets)."""
+    out = []
+    for action in parser._actions:
+        dest = action.dest
+        if (not action.option_strings or dest in (*_GRADE_OPTIONS, "help", "step", "sequence",
+                                                  "summary")):
+            continue
+        value = getattr(args, dest, None)
+        if value == action.default or value is None:
+            continue
+        if action.nargs == 0:
+            out.append(action.option_strings[0])
+        elif isinstance(value, list):
+            out += [action.option_strings[0], *map(str, value)]
+        else:
+            out += [action.option_strings[0], str(value)]
+    return out
+
+
+def _grade_command(parser, args, path):
+    """The argv checking one submission: as ``--sequence`` with --upstream, else ``--step``."""
+    what = "--sequence" if args.upstream else "--step"
+    return [sys.executable, "-m", "lstm_ag.gradcheck", what, path, *_forwarded(parser, args)]
+
+
+def _grade(parser, args):
+    """--grade: the table on the screen (and --csv, --json); 0 when every file agrees."""
+    if args.step or args.sequence:
+        print(f"{parser.prog}: error: --grade takes the files itself: drop --step/--sequence",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        files = grade.submissions(args.grade)
+    except ValueError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    per_call = args.timeout or _default_timeout(args, step=not args.upstream)
+    print(f"grading {len(files)} file{'s' if len(files) > 1 else ''}, {args.jobs} at a time, "
+          f"{per_call:g} s per call of their code, {args.memory} MB each", file=sys.stderr)
+    rows, interrupted = grade.grade(
+        files, lambda path: _grade_command(parser, args, path), jobs=args.jobs,
+        backstop=60 * per_call + 120, progress=sys.stderr)
+    print("\n".join(grade.table(rows)))
+    for path, write in ((args.csv, grade.write_csv), (args.json, grade.write_json)):
+        if path:
+            try:
+                write(rows, path)
+            except OSError as err:
+                print(f"{parser.prog}: error: cannot write {path}: {err.strerror}",
+                      file=sys.stderr)
+                return 3
+    if interrupted is not None:
+        raise interrupted
+    return EXIT_OK if all(r["ok"] for r in rows) else EXIT_WRONG
 
 
 if __name__ == "__main__":
