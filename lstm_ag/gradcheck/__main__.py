@@ -267,12 +267,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(parser, args):
-    """One check, printed: ``(exit status, report or None, the one-line message or None)``.
+    """One check, printed: ``(exit status, report or None, the one-line message (without
+    the program's name) or None)``.
 
     A user's file runs in a child process (:class:`~lstm_ag.gradcheck.sandbox.Sandbox`) unless
     ``--in-process``; what it printed is shown (cut) before the report or the message."""
     user_file = args.step or args.sequence
-    box, report, message = None, None, None
+    box, report, head, message = None, None, "", None
     try:
         if user_file and not args.in_process:
             box = args.sandbox = sandbox.Sandbox(args.timeout or _default_timeout(args),
@@ -286,24 +287,23 @@ def _check(parser, args):
             report = _library(args)
         status = EXIT_OK if report.ok else EXIT_WRONG
     except UsageError as err:
-        status, message = EXIT_USAGE, f"{parser.prog}: error: {err}"
+        status, head, message = EXIT_USAGE, "error: ", str(err)
     except sandbox.Stopped as err:             # timed out, exited, killed, out of memory
         status = EXIT_USAGE if err.stage == "import" else EXIT_WRONG
-        message = f"{parser.prog}: {user_file}: {err}"
+        head, message = f"{user_file}: ", str(err)
     except ReturnedWrongly as err:             # the user's function returned the wrong thing
-        status, message = EXIT_WRONG, f"{parser.prog}: {err}"
+        status, message = EXIT_WRONG, str(err)
     except sandbox.RemoteRaised as err:        # the user's function raised in the child
-        status, message = EXIT_WRONG, f"{parser.prog}: your code raised {err.where}"
+        status, message = EXIT_WRONG, f"your code raised {err.where}"
     except SystemExit as err:                  # the user's function called sys.exit()
         if user_file is None:
             raise
-        status, message = EXIT_WRONG, (f"{parser.prog}: your code called sys.exit("
-                                       f"{err.code!r}) instead of returning; nothing was "
-                                       "checked")
+        status, message = EXIT_WRONG, (f"your code called sys.exit({err.code!r}) instead of "
+                                       "returning; nothing was checked")
     except Exception as err:                   # the user's function raised (--in-process)
         if user_file is None:
             raise
-        status, message = EXIT_WRONG, f"{parser.prog}: your code raised {_where(err, user_file)}"
+        status, message = EXIT_WRONG, f"your code raised {_where(err, user_file)}"
     finally:
         if box is not None:
             box.close()
@@ -313,7 +313,7 @@ def _check(parser, args):
         print(out, end="", flush=True)
         print(err, end="", file=sys.stderr, flush=True)
     if message is not None:
-        print(message, file=sys.stderr)
+        print(f"{parser.prog}: {head}{message}", file=sys.stderr)
     else:
         print(report)
     return status, report, message
@@ -400,7 +400,7 @@ def _write_summary(args, status, report, message):
     summary = {"file": args.step or args.sequence, "style": _style(args, report),
                "ok": status == EXIT_OK and report is not None and bool(report.ok),
                "first_wrong_row": None, "first_wrong_length": None,
-               "diagnosis": message.split(": ", 1)[-1] if message else "",
+               "diagnosis": message or "",
                "exit_status": status, "seconds": 0.0}
     if report is not None:
         summary.update(first_wrong_row=_first_wrong(report),

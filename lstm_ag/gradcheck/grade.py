@@ -137,10 +137,13 @@ class _Runner:
 
 
 def _short(row):
+    """The progress line's verdict: OK, the first wrong row, or the outcome (cut)."""
     if row["ok"]:
         return "OK"
-    where = row["first_wrong_row"] or ""
-    return f"NOT OK {where}".rstrip() if row["exit_status"] == 1 and where else "NOT OK"
+    if row["first_wrong_row"]:
+        return f"NOT OK ({row['first_wrong_row']})"
+    text = row["diagnosis"] or ""
+    return f"NOT OK: {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def grade(files: list[str], command, *, jobs: int = 1, backstop: float = 600.0,
