@@ -174,7 +174,7 @@ def _simulated(arrays, dnext_h, dnext_c):
 
 
 def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: str = "ifgo",
-               batch: int = 3, input_size: int = 4, hidden_size: int = 5,
+               batch: int = 2, input_size: int = 3, hidden_size: int = 8,
                dtype: Any = np.float64, seed: int = 0,
                tolerances: tuple[float, float] | None = None,
                fd_samples: int = 32) -> GradientReport:
