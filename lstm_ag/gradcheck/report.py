@@ -1,11 +1,14 @@
 """What a check returns: the diagnosis in plain sentences first, then one row per block."""
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 
 from .compare import Row
 
 __all__ = ["GradientReport", "table", "forward_table"]
+
+_WRONG_STYLE = "background:#fdd;font-weight:bold"
 
 _MARK = {"ok": "yes", "WRONG": "NO", "not tested": "not tested", "missing": "MISSING",
          "bad shape": "BAD SHAPE"}
@@ -78,6 +81,36 @@ class GradientReport:
         lines.append(self.verdict())
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """One line: the kind, OK or MISMATCH, the worst block and the first wrong length."""
+        where = "step" if self.kind == "step" else f"sequence T={self.length}"
+        name, gate, rel = self.worst
+        what = (name if gate is None else f"{name}[{gate}]") or "-"
+        first = ("" if self.first_bad_length is None
+                 else f", first wrong at length {self.first_bad_length}")
+        return (f"<GradientReport {where}: {'OK' if self.ok else 'MISMATCH'}, worst {what} "
+                f"rel {rel:.1e}{first}>")
+
+    def _repr_html_(self) -> str:
+        """The report as HTML for Jupyter: the diagnosis, then a table per part, the rows that
+        are not ok marked (class ``wrong``, in bold on a red background)."""
+        parts = ["<div class='lstm-ag-report'>"]
+        if self.diagnosis:
+            parts.append("<p><b>diagnosis:</b></p><ul>" + "".join(
+                f"<li>{html.escape(s)}</li>" for s in self.diagnosis) + "</ul>")
+        if self.forward:
+            parts.append(_html_table(self.forward, "forward: your next_h, next_c against "
+                                                   "lstm_ag's step", forward=True))
+        if self.rows:
+            parts.append(_html_table(self.rows, f"gradients ({self.dtype})",
+                                     self.first_tested))
+        if self.first_bad_length is not None and self.first_bad_length != self.length:
+            parts.append(_html_table(self.bad_rows, "first wrong at sequence length "
+                                     f"{self.first_bad_length}", self.first_tested))
+        parts += [f"<p>{html.escape(n)}</p>" for n in self.notes]
+        parts.append(f"<p><b>{html.escape(self.verdict())}</b></p></div>")
+        return "\n".join(parts)
+
     def verdict(self) -> str:
         """The last line: OK or MISMATCH, and the worst errors against each reference."""
         if not self.ok:
@@ -129,3 +162,31 @@ def table(rows: list, first_tested: dict | None = None) -> list[str]:
             mark += f" (0 here; first tested at length {first_tested[r.name]})"
         out.append(f"{r.name:<{w}} {r.size:>6d}  {r.rel_autograd:>15.1e}  {fd}  {mark}")
     return out
+
+
+def _html_table(rows: list, caption: str, first_tested: dict | None = None,
+                forward: bool = False) -> str:
+    """One HTML table of rows; a row that is not ok has ``class="wrong"`` and is marked."""
+    first_tested = first_tested or {}
+    head = (["output", "size", "rel error", "ok"] if forward else
+            ["block", "size", "rel vs autograd", "abs vs FD", "rel vs FD", "FD n", "ok"])
+    out = [f"<table><caption>{html.escape(caption)}</caption><thead><tr>"
+           + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        mark = _MARK[r.status]
+        if r.status == "not tested" and r.name in first_tested:
+            mark += f" (0 here; first tested at length {first_tested[r.name]})"
+        if r.status in ("missing", "bad shape"):
+            numbers = [r.problem] + [""] * (1 if forward else 4)
+        elif forward:
+            numbers = [f"{r.rel_autograd:.1e}"]
+        else:
+            numbers = [f"{r.rel_autograd:.1e}"] + (
+                [f"{r.abs_fd:.1e}", f"{r.rel_fd:.1e}", str(r.fd_entries)] if r.fd_entries
+                else ["-", "-", "0"])
+        attrs = "" if r.ok else f" class='wrong' style='{_WRONG_STYLE}'"
+        cells = [r.name, str(r.size), *numbers, mark]
+        out.append(f"<tr{attrs}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                   + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
