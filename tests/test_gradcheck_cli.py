@@ -3,12 +3,17 @@
 Exit status 0 when everything agrees, 1 when something is wrong (or the user's code raised),
 2 for usage: one line on stderr, never a traceback.
 """
+import csv
+import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
-from students.mutate import HERE, mutated_source
+from students.mutate import HERE, load, mutated_source
 
+import lstm_ag
 from lstm_ag.gradcheck.__main__ import main
 
 STEP = str(HERE / "cs231n_step.py")
@@ -146,3 +151,116 @@ def test_forgiving_spellings_of_the_file_and_the_gate_order(tmp_path, capsys):
     path.write_text((HERE / "cs231n_step.py").read_text())
     assert main(["--step", str(path)[:-3], "--gate-order", "IFOG"]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("OK:")
+
+
+def test_the_python_call_prints_what_the_command_line_prints(capsys):
+    """check_step's defaults are the command line's (N=2, D=3, H=8): the README's report."""
+    assert main(["--step", STEP, "--gate-order", "ifog"]) == 0
+    shown = capsys.readouterr().out.splitlines()[1:]          # after "checking ... N=2 D=3 H=8"
+    student = load("cs231n_step.py")
+    printed = str(lstm_ag.check_step(student.lstm_step_forward, student.lstm_step_backward,
+                                     gate_order="ifog")).splitlines()
+
+    def untimed(lines):
+        return [re.sub(r" \(\d+\.\d\d s\)$", "", line) for line in lines]
+    assert untimed(printed) == untimed(shown)
+
+
+# ---------------------------------------------------------------- teachers: --grade
+
+SUBMISSIONS = {
+    "correct.py": "",
+    "forgets_f.py": ("dprev_c = dc * f", "dprev_c = dc"),
+    "no_sigmoid_derivative.py": ("do = dnext_h * tanh_c * o * (1 - o)", "do = dnext_h * tanh_c"),
+    "raises.py": ("dWh = prev_h.T @ da", "dWh = prev_h @ da"),
+    "hangs.py": "def lstm_step_backward(a, b, c):\n    while True:\n        pass\n",
+    "greedy.py": "def lstm_step_backward(a, b, c):\n    return np.ones(1 << 34)\n",
+    "exits.py": "def lstm_step_backward(a, b, c):\n    import os\n    os._exit(0)\n",
+    "exits_on_import.py": "import os\nos._exit(0)\n",
+    "chatty.py": "print('x' * 3_000_000)\n",
+    "syntax_error.py": None,
+}
+OUTCOMES = {       # file -> (ok, first wrong row, start of the diagnosis or outcome)
+    "correct.py": (True, None, "OK: worst vs autograd"),
+    "forgets_f.py": (False, "dprev_c", "dprev_c is missing the forget gate"),
+    "no_sigmoid_derivative.py": (False, "dx", "Only the o gate is wrong"),
+    "raises.py": (False, None, "your code raised ValueError"),
+    "hangs.py": (False, None, "timed out after 2 s in lstm_step_backward"),
+    "greedy.py": (False, None, "exhausted memory (limit 2048 MB) in lstm_step_backward"),
+    "exits.py": (False, None, "exited with status 0 in lstm_step_backward before returning"),
+    "exits_on_import.py": (False, None, "exited with status 0 while importing"),
+    "chatty.py": (True, None, "OK: worst vs autograd"),
+    "syntax_error.py": (False, None, ("SUBMISSIONS/syntax_error.py: cannot be imported: "
+                                      "SyntaxError")),
+}
+
+
+def submissions(folder):
+    folder.mkdir()
+    source = (HERE / "cs231n_step.py").read_text()
+    for name, change in SUBMISSIONS.items():
+        if change is None:
+            text = "def lstm_step_forward(:\n"
+        elif isinstance(change, tuple):
+            text = mutated_source("cs231n_step.py", *change)
+        else:
+            text = source + "\n" + change
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_grade_a_folder_of_mixed_submissions(tmp_path):
+    folder = submissions(tmp_path / "SUBMISSIONS")
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_ag.gradcheck", "--grade", str(folder), "--gate-order",
+         "ifog", "--timeout", "2", "--jobs", "2", "--csv", str(tmp_path / "grades.csv"),
+         "--json", str(tmp_path / "grades.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr                  # not every submission agrees
+    assert "Traceback" not in done.stderr
+    rows = json.loads((tmp_path / "grades.json").read_text())
+    assert [r["file"] for r in rows] == [str(folder / n) for n in sorted(SUBMISSIONS)]
+    for row in rows:
+        name = os.path.basename(row["file"])
+        ok, first, phrase = OUTCOMES[name]
+        assert (row["ok"], row["first_wrong_row"]) == (ok, first), row
+        assert row["diagnosis"].startswith(phrase.replace("SUBMISSIONS", str(folder))), row
+        assert row["style"] == "step (gate order ifog)" and row["first_wrong_length"] is None
+        assert row["exit_status"] == (0 if ok else 2 if "import" in phrase else 1), row
+    with open(tmp_path / "grades.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["file"] for r in table] == [r["file"] for r in rows]
+    assert [r["ok"] for r in table] == [str(r["ok"]) for r in rows]
+    assert all(r["diagnosis"] and r["style"] for r in table)          # every row filled
+    screen = done.stdout.splitlines()
+    assert screen[0].split() == ["file", "style", "ok", "first", "wrong", "row", "first",
+                                 "wrong", "length", "diagnosis", "or", "outcome"]
+    assert len(screen) == 2 + len(SUBMISSIONS) + 1 and screen[-1] == (
+        "2 of 10 submissions agree")
+    progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == len(SUBMISSIONS)
+    assert any("hangs.py: NOT OK: timed out after 2 s" in line for line in progress)
+
+
+def test_grade_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["--grade", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    assert main(["--grade", str(tmp_path)]) == 2
+    assert "no .py file in" in capsys.readouterr().err
+    assert main(["--grade", str(tmp_path), "--step", STEP]) == 2
+
+
+def test_grade_runs_each_file_with_the_options_a_single_check_takes(tmp_path):
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "a.py").write_text((HERE / "sequence_loop.py").read_text())
+    (folder / "b.py").write_text(mutated_source(
+        "sequence_loop.py", "return np.array(hs), caches", "        return np.array(hs), caches"))
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_ag.gradcheck", "--grade", str(folder), "--backward",
+         "backward_last", "--upstream", "last", "--steps", "3", "--hidden-size", "4",
+         "--json", str(tmp_path / "g.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    a, b = json.loads((tmp_path / "g.json").read_text())
+    assert a["ok"] and a["style"] == "sequence (last, dict)"
+    assert not b["ok"] and b["first_wrong_length"] == 2
+    assert b["diagnosis"].startswith("Your gradients are those of the first step alone")
