@@ -275,7 +275,7 @@ def _check(parser, args):
     user_file = args.step or args.sequence
     box, report, head, message = None, None, "", None
     try:
-        if user_file and not args.in_process:
+        if user_file and not args.in_process and sandbox.AVAILABLE:
             box = args.sandbox = sandbox.Sandbox(args.timeout or _default_timeout(args),
                                                  args.memory)
             box.start()
@@ -359,7 +359,7 @@ def _reopen_streams():
 
 def _load_user(args, path):
     """The user's module: a proxy of it imported in the child, or (--in-process) itself."""
-    if args.in_process:
+    if args.in_process or not sandbox.AVAILABLE:
         return _load(path)
     try:
         return args.sandbox.load(path)

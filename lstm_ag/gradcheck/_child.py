@@ -82,14 +82,17 @@ def _resolve(obj):
 def _listing(module):
     """The module's names the parent lists at once: functions, classes, instances, scalars."""
     out = []
-    for name, value in vars(module).items():
+    for name, value in list(vars(module).items()):
         if name.startswith("__") or isinstance(value, types.ModuleType):
             continue
-        if value is None or isinstance(value, (bool, int, float, str)):
-            out.append([name, encode(value, _handle)])
-        elif callable(value) or not (isinstance(value, (list, tuple, dict))
-                                     or hasattr(value, "shape")):
-            out.append([name, _handle(value)])
+        try:
+            if value is None or isinstance(value, (bool, int, float, str)):
+                out.append([name, encode(value, _handle)])
+            elif callable(value) or not (isinstance(value, (list, tuple, dict))
+                                         or hasattr(value, "shape")):
+                out.append([name, _handle(value)])
+        except Exception:              # an object that cannot say what it is: fetched lazily
+            continue
     return out
 
 
@@ -177,6 +180,9 @@ def main(argv: list[str]) -> None:
             answer = {"memory": f"MemoryError: {err}"}
         except Garbled as err:
             answer = {"raised": f"the checker sent a bad request ({err})", "type": "Garbled"}
+        except Exception as err:       # an object of the student's that fails to be sent
+            answer = {"raised": f"what your code returned cannot be sent back: "
+                                f"{type(err).__name__}: {err}", "type": type(err).__name__}
         try:
             send(answers, answer)
         except MemoryError:

@@ -49,17 +49,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Sandbox", "Stopped", "RemoteRaised", "UserFileError", "Garbled", "default_timeout",
-           "DEFAULT_MEMORY_MB", "OUTPUT_LIMIT", "encode", "decode", "send", "receive"]
+__all__ = ["AVAILABLE", "Sandbox", "Stopped", "RemoteRaised", "UserFileError", "Garbled",
+           "default_timeout", "DEFAULT_MEMORY_MB", "OUTPUT_LIMIT", "encode", "decode", "send",
+           "receive"]
 
 #: The child's address-space limit when ``--memory`` is not given.
 DEFAULT_MEMORY_MB = 2048
 #: How many bytes of each of the student's streams (stdout, stderr) are kept and shown.
 OUTPUT_LIMIT = 20_000
-#: The largest message either side accepts (a header saying more is refused unread).
-MAX_MESSAGE = 1 << 30
+#: The largest message either side accepts (a header saying more is refused unread): a
+#: sequence's caches at H = 256, T = 100, B = 32 are about 90 MB as base64.
+MAX_MESSAGE = 1 << 28
 #: How long the child may take to start (our imports, before any of the student's code runs).
 STARTUP_SECONDS = 120.0
+#: Whether this system runs the child (POSIX: sessions, process groups, select on pipes).
+AVAILABLE = os.name == "posix"
 _DTYPE = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
 _DEPTH = 64
 
@@ -221,8 +225,10 @@ class _Reader:
                 raise Garbled("a message without a length line")
             return None
         head = bytes(self.buffer[:end])
-        if not head.isdigit() or int(head) > MAX_MESSAGE:
+        if not head.isdigit():
             raise Garbled("a message with a bad length line")
+        if int(head) > MAX_MESSAGE:
+            raise Garbled(f"a message of {int(head):,} bytes, more than {MAX_MESSAGE:,}")
         size = int(head)
         if len(self.buffer) < end + 1 + size:
             return None
