@@ -9,9 +9,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from students.mutate import HERE, load, mutated_source
+from test_gradcheck_sandbox import gone
 
 import lstm_ag
 from lstm_ag.gradcheck.__main__ import main
@@ -264,3 +266,33 @@ def test_grade_runs_each_file_with_the_options_a_single_check_takes(tmp_path):
     assert a["ok"] and a["style"] == "sequence (last, dict)"
     assert not b["ok"] and b["first_wrong_length"] == 2
     assert b["diagnosis"].startswith("Your gradients are those of the first step alone")
+
+
+def test_grade_stopped_by_sigterm_stops_every_check_and_writes_the_table(tmp_path):
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    source = (HERE / "cs231n_step.py").read_text()
+    pid_file = tmp_path / "pid"
+    (folder / "a.py").write_text(source)
+    (folder / "b.py").write_text(source + "\ndef lstm_step_backward(a, b, c):\n    import os\n"
+                                 f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                 "    while True:\n        pass\n")
+    (folder / "c.py").write_text(source)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstm_ag.gradcheck", "--grade", str(folder), "--gate-order",
+         "ifog", "--timeout", "60", "--json", str(tmp_path / "g.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.05)
+    proc.terminate()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == "lstm-ag-gradcheck: stopped (SIGTERM)"
+    assert "Traceback" not in err
+    rows = json.loads((tmp_path / "g.json").read_text())
+    assert [r["ok"] for r in rows] == [True, False, False]
+    assert [r["diagnosis"] for r in rows[1:]] == ["not checked: grading was interrupted"] * 2
+    assert "not checked: grading was interrupted" in out
+    assert gone(int(pid_file.read_text()))
