@@ -468,7 +468,7 @@ def _grade(parser, args):
         return EXIT_USAGE
     per_call = args.timeout or _default_timeout(args, step=not args.upstream)
     print(f"grading {len(files)} file{'s' if len(files) > 1 else ''}, {args.jobs} at a time, "
-          f"{per_call:g} s per call of their code, {args.memory} MB each", file=sys.stderr)
+          f"{per_call:.3g} s per call of their code, {args.memory} MB each", file=sys.stderr)
     rows, interrupted = grade.grade(
         files, lambda path: _grade_command(parser, args, path), jobs=args.jobs,
         backstop=60 * per_call + 120, progress=sys.stderr)

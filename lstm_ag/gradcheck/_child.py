@@ -103,7 +103,7 @@ def _failure(err):
         return {"exit": code if code is None or isinstance(code, (int, str)) else repr(code)}
     where = _where(err, _path) if _path else f"{type(err).__name__}: {err}"
     if isinstance(err, MemoryError):
-        return {"memory": where}
+        return {"memory": where.replace("MemoryError:  (", "MemoryError (")}
     return {"raised": where, "type": type(err).__name__}
 
 

@@ -71,7 +71,7 @@ _DEPTH = 64
 def default_timeout(T: int, B: int, D: int, H: int) -> float:
     """Seconds per call of the student's code: 5 s plus a numpy loop's time at 5e7 multiply-adds
     per second over ``T * B * H * (D + H)`` (16 s at H = 256, T = 100, B = 32, D = H)."""
-    return 5.0 + T * B * H * (D + H) / 2e7
+    return round(5.0 + T * B * H * (D + H) / 2e7, 1)
 
 
 class Stopped(BaseException):
@@ -566,7 +566,7 @@ class Sandbox:
                 send(self._to_child, message, deadline)
                 answer = self._reader.next(deadline, lambda: self.proc.poll() is None)
             except TimeoutError:
-                self._stop("timeout", stage, f"timed out after {timeout:g} s {what} (your code "
+                self._stop("timeout", stage, f"timed out after {timeout:.3g} s {what} (your code "
                            "did not return: a loop that never ends? --timeout gives it more)")
             except (EOFError, BrokenPipeError):
                 self._gone(stage, what)
