@@ -254,6 +254,8 @@ def test_objects_that_are_not_data_stay_in_the_child_as_handles(tmp_path):
         y, cache = module.forward(np.arange(3.0))
         assert y.tolist() == [0, 2, 4] and cache.v.tolist() == [0, 1, 2]
         assert module.backward(cache).tolist() == [1, 2, 3]
+        cache.v = np.ones(2)
+        assert module.backward(cache).tolist() == [2, 2]
         with pytest.raises(AttributeError):
             module.nothing_here   # noqa: B018
 

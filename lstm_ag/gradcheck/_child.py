@@ -2,8 +2,9 @@
 
 ``python -m lstm_ag.gradcheck._child REQUESTS ANSWERS LIFELINE MEMORY_MB`` (file descriptors
 from the parent). It limits its own address space, says hello, then serves one request at a
-time -- ``import``, ``call``, ``getattr`` -- until the parent kills it. It checks nothing: every
-comparison and every verdict is made by the parent, which never imports the student's file.
+time -- ``import``, ``call``, ``getattr``, ``setattr`` -- until the parent kills it. It checks
+nothing: every comparison and every verdict is made by the parent, which never imports the
+student's file.
 Objects that are not plain data stay here and travel as handles (an id in ``objects``).
 """
 from __future__ import annotations
@@ -152,6 +153,19 @@ def _getattr(message):
     return {"ok": encode(value, _handle)}
 
 
+def _setattr(message):
+    target = _objects.get(message.get("target"))
+    name = message.get("name")
+    if target is None or not isinstance(name, str):
+        raise Garbled("an attribute of no object")
+    value = decode(message.get("value"), _resolve)
+    try:
+        setattr(target, name, value)
+    except BaseException as err:
+        return _failure(err)
+    return {"ok": None}
+
+
 def _serve(message):
     op = message.get("op")
     if op == "hello":
@@ -162,6 +176,8 @@ def _serve(message):
         return _call(message)
     if op == "getattr":
         return _getattr(message)
+    if op == "setattr":
+        return _setattr(message)
     raise Garbled(f"an unknown request {op!r}")
 
 

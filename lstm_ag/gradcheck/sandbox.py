@@ -19,9 +19,10 @@ What crosses between the processes is JSON, validated on arrival: numbers, strin
 tuples, dicts and numeric arrays (``dtype``, ``shape`` and base64 bytes, checked against each
 other; never an object array, never a pickle). Anything else a function returns (a cache
 object, a class instance) stays in the child and comes back as a handle, which the parent can
-pass back, call, or read attributes of. Arrays the parent passed that the call changed in
+pass back, call, read or set attributes of. Arrays the parent passed that the call changed in
 place are copied back into the parent's arrays, so a check that compares its inputs before and
-after each call sees the change.
+after each call sees the change. An attribute read from the child is a copy: to change an
+object's array there, set the attribute (``model.Wx = new``), not its entries.
 
 Each request waits at most ``timeout`` seconds; the child is limited to ``memory_mb`` of
 address space (``RLIMIT_AS``), runs in its own session (a Ctrl-C at the terminal reaches the
@@ -331,7 +332,7 @@ class RemoteObject:
         return self._box.getattr(self._id, name, f"{self.__qualname__}.{name}")
 
     def __setattr__(self, name, value):
-        raise AttributeError(f"cannot set {name!r} on {self!r}: it lives in the child process")
+        self._box.setattr(self._id, name, value, f"{self.__qualname__}.{name}")
 
     def __repr__(self):
         return f"<{self._type} {self.__qualname__} (in the checked file's process)>"
@@ -506,6 +507,12 @@ class Sandbox:
         if "attribute" in answer:
             raise AttributeError(str(answer["attribute"]))
         return self._result(answer, "call")
+
+    def setattr(self, target: int, name: str, value: Any, what: str) -> None:
+        """``setattr(target, name, value)`` in the child (value sent as for a call)."""
+        answer = self._ask({"op": "setattr", "target": target, "name": name,
+                            "value": self._encode(value, [])}, f"setting {what}", "call")
+        self._result(answer, "call")
 
     def _result(self, answer, stage):
         if "ok" in answer:
