@@ -6,11 +6,17 @@
     lstm-ag-gradcheck --step my_lstm.py [--forward NAME] [--backward NAME] [--gate-order ifog]
     lstm-ag-gradcheck --sequence my_lstm.py --backward NAME --upstream last|all [--layout ...]
 
+    lstm-ag-gradcheck --grade DIR_OR_FILE... [--csv FILE] [--json FILE] [--jobs N] [...]
+
 ``--step`` checks a CS231n-style pair (defaults ``lstm_step_forward``, ``lstm_step_backward``);
 ``--sequence`` a backward of ``sum(dh_last * h_T)`` (``last``) or ``sum(dhs * hs)`` (``all``),
-called as ``backward(params, xs, dh)``. Exit status: 0 everything agrees, 1 something is wrong
-(or your function raised: the message names the file and line), 2 usage (a bad option, a file
-that cannot be imported, a name it does not define): one line, never a traceback.
+called as ``backward(params, xs, dh)``. The user's file is imported and run in a child process
+with ``--timeout`` and ``--memory`` (:mod:`lstm_ag.gradcheck.sandbox`); this process makes
+every comparison and the verdict. ``--grade`` checks many files, each as one of those commands
+(:mod:`lstm_ag.gradcheck.grade`). Exit status: 0 everything agrees, 1 something is wrong (or
+your code raised, hung, exhausted its memory, exited: the message names the file and line or
+the call), 2 usage (a bad option, a file that cannot be imported, a name it does not define),
+130 Ctrl-C, 143 SIGTERM: one line, never a traceback.
 """
 from __future__ import annotations
 
@@ -66,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check an LSTM backward against autograd and central finite differences, "
                     "per array and gate, and say what is wrong. Without --step or --sequence "
                     "it checks this library's own gradients.",
-        epilog="Exit status: 0 agree, 1 disagree (or your function raised), 2 usage.")
+        epilog="Exit status: 0 agree, 1 disagree (or your code raised, hung, exhausted its "
+               "memory or exited), 2 usage (or your file failed to import), 130 Ctrl-C, "
+               "143 SIGTERM.")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--step", metavar="FILE.py",
                       help="check a CS231n-style step pair defined in FILE.py")
