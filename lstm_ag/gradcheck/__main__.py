@@ -368,7 +368,9 @@ def _reopen_streams():
 def _load_user(args, path):
     """The user's module: a proxy of it imported in the child, or (--in-process) itself."""
     if args.in_process or not sandbox.AVAILABLE:
-        return _load(path)
+        module = _load(path)
+        _reopen_streams()
+        return module
     try:
         return args.sandbox.load(path)
     except sandbox.UserFileError as err:

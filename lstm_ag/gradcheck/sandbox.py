@@ -41,6 +41,7 @@ import os
 import re
 import select
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -398,6 +399,7 @@ class Sandbox:
         self._proxies = {}
         self._lock = threading.Lock()
         self._stopped = None
+        self._killed = False
 
     # -- lifetime
     def __enter__(self):
@@ -417,7 +419,9 @@ class Sandbox:
             env.setdefault(name, "1")
         env["PYTHONUNBUFFERED"] = "1"           # a print before a hang is not lost
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        if root not in (*site.getsitepackages(), site.getusersitepackages()):
+            # lstm_ag from a source tree: the child imports the same one
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lstm_ag.gradcheck._child", str(requests), str(answers),
@@ -441,14 +445,18 @@ class Sandbox:
         self._kill()
         for d in self._drains:
             d.join(timeout=2.0)
+            if not d.is_alive():       # else a process that left the group holds the pipe
+                d.stream.close()
         for fd in (self._to_child, self._from_child, self._lifeline):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
         self.proc = None
 
     def _kill(self):
+        """SIGKILL the child's process group, once (its id could be reused afterwards)."""
+        if self._killed:
+            return
+        self._killed = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):     # a zombie that stays: leave it
