@@ -4,8 +4,9 @@
 
     python docs/gallery.py            rewrite each block between <!-- gallery:NAME --> and
                                       <!-- /gallery:NAME --> with what the checker prints today
-    python docs/gallery.py --check    exit 1, naming the stale blocks, when any differs from
-                                      today's output in anything but its timings ("(0.42 s)")
+    python docs/gallery.py --check    exit 1, naming the stale blocks and each figure that
+                                      moved, when any differs from today's output beyond
+                                      rounding (see ``figures_agree``) or its timings
 
 Run it from the repository's root. Each gallery entry is a correct student file of
 ``tests/students/`` with one line changed by ``tests/students/mutate.py`` (as the checker's tests
@@ -13,7 +14,8 @@ plant their bugs), written to a temporary directory as ``my_lstm.py`` or ``my_lo
 checked there with the command line the page shows (its ``main``, in this process: the same code
 ``lstm-ag-gradcheck`` runs). Python examples are the page's own ``python`` block just before the
 output block, executed as they stand. Tables are trimmed to their wrong rows as the page says;
-a block whose only change is its timing is left as it is, so rerunning does not churn.
+a block whose only change is its timing, or figures that moved by rounding alone, is left as
+it is, so rerunning does not churn and the pages hold on every BLAS kernel.
 """
 from __future__ import annotations
 
@@ -227,18 +229,91 @@ ENTRIES = {
 }
 
 
+# ---------------------------------------------------------------- comparing figures
+#
+# The same check prints other last digits on another BLAS kernel (OpenBLAS picks Haswell or
+# SkylakeX code from the CPU) or thread count. Figures that are rounding on both sides are
+# taken as equal; a figure of substance may move by one unit of its last printed digit.
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+ROUNDING = 1e-13    # at or below, on both sides: rounding (autograd against a correct backward)
+NOISE = 1e-7        # below, on both sides: within 10x (finite differences' own rounding error)
+
+
+def _quantum(text):
+    """One unit of the last digit ``text`` shows (``2.7e-10`` -> 1e-11, ``14.01`` -> 0.01)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def figure_moved(old, new):
+    """Why two printed figures differ beyond rounding, or None when they agree."""
+    a, b = float(old), float(new)
+    if not any(c in old + new for c in ".eE"):
+        return None if a == b else f"{old} became {new} (a count)"
+    if max(abs(a), abs(b)) <= ROUNDING:
+        return None
+    if max(abs(a), abs(b)) < NOISE:
+        small, large = sorted((abs(a), abs(b)))
+        return None if large <= 10 * max(small, ROUNDING) else \
+            f"{old} became {new} (more than 10x, below {NOISE:g})"
+    if abs(a - b) <= 1.01 * max(_quantum(old), _quantum(new)):
+        return None
+    return f"{old} became {new} (by {abs(a - b) / max(abs(a), abs(b)):.1e} relative)"
+
+
+def _tokens(line):
+    return [(m.group(0), bool(NUMBER.fullmatch(m.group(0)))) for m in
+            re.finditer(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[^\s\d]+|\d+", line)]
+
+
+def figures_agree(old, new):
+    """The ways ``new`` differs from ``old`` beyond rounding and timings (empty: they agree).
+
+    Lines must match word for word, with two allowances: figures as ``figure_moved`` says, and
+    the name just before a figure that is rounding on both sides (which row is the worst of
+    several at 1e-16 is the kernel's choice).
+    """
+    old_lines = TIMING.sub("(_ s)", old).splitlines()
+    new_lines = TIMING.sub("(_ s)", new).splitlines()
+    if len(old_lines) != len(new_lines):
+        return [f"{len(old_lines)} lines became {len(new_lines)}"]
+    problems = []
+    for n, (o, w) in enumerate(zip(old_lines, new_lines, strict=True), 1):
+        a, b = _tokens(o), _tokens(w)
+        if [is_number for _, is_number in a] != [is_number for _, is_number in b]:
+            problems.append(f"line {n}: {o.strip()!r} became {w.strip()!r}")
+            continue
+        for k, ((x, number), (y, _)) in enumerate(zip(a, b, strict=True)):
+            if number:
+                moved = figure_moved(x, y)
+                if moved:
+                    problems.append(f"line {n}: {moved}")
+            elif x != y and not (k + 1 < len(a) and a[k + 1][1] and
+                                 max(abs(float(a[k + 1][0])), abs(float(b[k + 1][0]))) < NOISE):
+                problems.append(f"line {n}: {x!r} became {y!r}")
+    return problems
+
+
 # ---------------------------------------------------------------- rewriting the pages
 
-def regenerate(text, seen):
-    """``text`` with every marked block rendered anew (kept when only its timings differ)."""
+def regenerate(text, seen, problems=None):
+    """``text`` with every marked block rendered anew (kept when it agrees to rounding).
+
+    ``problems``, a list, receives ``(block name, [what moved])`` for each block that changed.
+    """
     def block(match):
         name, body = match.group("name"), match.group("body")
         if name not in ENTRIES:
             raise KeyError(f"no gallery entry {name!r} in docs/gallery.py")
         seen.add(name)
         new = ENTRIES[name].render(text[:match.start()], body)
-        if TIMING.sub("(_ s)", new) == TIMING.sub("(_ s)", body):
+        moved = figures_agree(body, new)
+        if not moved:
             new = body
+        elif problems is not None:
+            problems.append((name, moved))
         return match.group(1) + new + match.group(4)
     return BLOCK.sub(block, text)
 
@@ -250,12 +325,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seen, stale = set(), []
     for page in (DOC, README):
-        old = page.read_text()
-        new = regenerate(old, seen)
+        old, problems = page.read_text(), []
+        new = regenerate(old, seen, problems)
         if new == old:
             continue
         if args.check:
             stale.append(page.relative_to(ROOT).as_posix())
+            for name, moved in problems:
+                print(f"{stale[-1]}, block {name}: " + "; ".join(moved[:5]))
             sys.stdout.writelines(difflib.unified_diff(
                 old.splitlines(True), new.splitlines(True), f"{stale[-1]} (committed)",
                 f"{stale[-1]} (today's output)"))
