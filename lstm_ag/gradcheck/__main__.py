@@ -23,6 +23,7 @@ import traceback
 
 import numpy as np
 
+from ..cli import ArgumentParser
 from ..model import METHODS, value_and_grad
 from ..params import init_params
 from .adapters import LAYOUTS
@@ -57,7 +58,7 @@ def _gate_order(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lstm-ag-gradcheck",
         description="Check an LSTM backward against autograd and central finite differences, "
                     "per array and gate, and say what is wrong. Without --step or --sequence "
