@@ -9,13 +9,14 @@
                                       rounding (see ``figures_agree``) or its timings
 
 Run it from the repository's root. Each gallery entry is a correct student file of
-``tests/students/`` with one line changed by ``tests/students/mutate.py`` (as the checker's tests
-plant their bugs), written to a temporary directory as ``my_lstm.py`` or ``my_loop.py`` and
-checked there with the command line the page shows (its ``main``, in this process: the same code
-``lstm-ag-gradcheck`` runs). Python examples are the page's own ``python`` block just before the
-output block, executed as they stand. Tables are trimmed to their wrong rows as the page says;
-a block whose only change is its timing, or figures that moved by rounding alone, is left as
-it is, so rerunning does not churn and the pages hold on every BLAS kernel.
+``lstm_ag/gradcheck/examples/`` with one line changed by ``tests/students/mutate.py`` (as the
+checker's tests plant their bugs), written to a temporary directory as ``my_lstm.py`` or
+``my_loop.py`` and checked there with the command line the page shows (its ``main``, in this
+process: the same code ``lstm-ag-gradcheck`` runs). Python examples are the page's own
+``python`` block just before the output block, executed as they stand. Tables are trimmed to
+their wrong rows as the page says; a block whose only change is its timing, or figures that
+moved by rounding alone, is left as it is, so rerunning does not churn and the pages hold on
+every BLAS kernel.
 """
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from students import notebook_001  # noqa: E402
 from students.mutate import HERE, mutated_source  # noqa: E402
 
 import lstm_ag  # noqa: E402
 from lstm_ag.gradcheck.__main__ import main as gradcheck  # noqa: E402
+from lstm_ag.gradcheck.examples import notebook_001  # noqa: E402
 
 DOC = ROOT / "docs" / "gradcheck.md"
 README = ROOT / "README.md"
@@ -117,15 +118,6 @@ def trim_full_length_table(text):
     return "\n".join([*lines[:head], note, *lines[rows[-1] + 1:]])
 
 
-def trim_to_diagnosis(text):
-    """The diagnosis and the last line, every table between them replaced by one line."""
-    lines = text.splitlines()
-    blank = lines.index("")
-    length = re.search(r"gradient check of T=(\d+)", text).group(1)
-    note = f"(... the tables at T={length} and at the first wrong length trimmed ...)"
-    return "\n".join([*lines[:blank], "", note, lines[-1]])
-
-
 # ---------------------------------------------------------------- the entries
 
 @dataclasses.dataclass
@@ -153,6 +145,29 @@ class Cli:
         if trimmed:
             parts.append(f"\n({trimmed} rows marked `yes` trimmed.)\n")
         return "".join(parts)
+
+
+@dataclasses.dataclass
+class Example:
+    """The shipped CS231n example written out, one line changed by ``sed``, checked: the
+    commands a reader types, each shown (tests/test_readme.py runs them after a plain
+    install)."""
+    argv: list
+    old: str
+    new: str
+
+    def render(self, _before, _body):
+        old, new = (s.replace("*", r"\*") for s in (self.old, self.new))
+        text = mutated_source("cs231n_step.py", self.old, self.new)
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / "my_lstm.py").write_text(text)
+            out, status = run_cli(self.argv, tmp)
+        out, trimmed = trim_yes(out)
+        note = f"\n({trimmed} rows marked `yes` trimmed.)\n" if trimmed else ""
+        return (f"```console\n$ lstm-ag-gradcheck --example cs231n > my_lstm.py\n"
+                f"$ sed -i 's/{old}/{new}/' my_lstm.py\n"
+                f"$ lstm-ag-gradcheck {' '.join(self.argv)}\n{out}\n$ echo $?\n{status}\n```\n"
+                + note)
 
 
 @dataclasses.dataclass
@@ -221,11 +236,12 @@ ENTRIES = {
                         "for t in reversed(range(1, len(caches))):"),
     "dwh-from-h-t": Cli(ALL, "dWh += h_prev.T @ da", "dWh += h.T @ da"),
     "df-from-c-t": Cli(ALL, "df = dc * c_prev * f * (1 - f)", "df = dc * c * f * (1 - f)"),
-    # README.md: "Checking gradients"
-    "readme-default": Shell([]),
-    "readme-step": Shell(["--step", "tests/students/cs231n_step.py", "--gate-order", "ifog"]),
-    "readme-sequence": Python({}),
-    "readme-notebook": Python({}, trim_to_diagnosis),
+    # docs/gradcheck.md: section 2, the library's own check and a sequence loop from Python
+    "library-default": Shell([]),
+    "python-sequence": Python({}),
+    # README.md: "Check your backward"
+    "readme-bug": Example(["--step", "my_lstm.py", "--gate-order", "ifog"],
+                          "dprev_c = dc * f", "dprev_c = dc"),
 }
 
 

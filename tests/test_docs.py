@@ -63,7 +63,7 @@ def test_notebook_001s_lines_are_those_the_test_runs():
     ran = code_lines(re.search(r"\n    def backward\(p, xs, dh\):.*?\n    return backward\n",
                                test, re.S).group(0))[:-1]
     assert len(ran) == 8
-    for page in (DOC, README):
+    for page in (DOC,):
         shown = [block for block in python_blocks(page) if "net = LSTM(" in block]
         assert shown, page.name
         for block in shown:

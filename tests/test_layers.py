@@ -230,18 +230,18 @@ def test_nested_params_are_validated_by_path():
         lstm_ag.check_params(params)
 
 
-def test_the_readmes_layers_example_prints_what_it_shows():
+def test_the_library_pages_layers_example_prints_what_it_shows():
     import contextlib
     import io
     import pathlib
     import re
-    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "library.md").read_text()
     code, shown = re.search(r"```python\n(import numpy as np\nimport lstm_ag\n\nparams = "
                             r"lstm_ag\.init_params\(2, 8, 1, num_layers=2.*?)```\n\n```\n(.*?)```",
                             text, re.S).groups()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/library.md", "exec"), {})
     assert out.getvalue() == shown
 
 

@@ -29,6 +29,7 @@ from ..params import init_params
 from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
+from .examples import EXAMPLES, source
 from .step import ReturnedWrongly, check_step
 
 __all__ = ["main"]
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "it checks this library's own gradients.",
         epilog="Exit status: 0 agree, 1 disagree (or your function raised), 2 usage.")
     what = parser.add_mutually_exclusive_group()
+    what.add_argument("--example", choices=sorted(EXAMPLES), metavar="NAME",
+                      help="print a correct student's file of that style to start from or "
+                           f"compare with ({', '.join(sorted(EXAMPLES))}), e.g. "
+                           "--example cs231n > my_lstm.py")
     what.add_argument("--step", metavar="FILE.py",
                       help="check a CS231n-style step pair defined in FILE.py")
     what.add_argument("--sequence", metavar="FILE.py",
@@ -214,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 agree, 1 disagree, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.example:
+        sys.stdout.write(source(args.example))
+        return EXIT_OK
     user_file = args.step or args.sequence
     try:
         if args.step:
