@@ -154,3 +154,36 @@ def test_the_comparison_can_fail():
     assert "43.6 became 118.2" in mismatch(shown, [*printed[:2], "done in 8.6 s: 118.2x lower"])
     assert "printed more" in mismatch(["a"], ["a", "b"])
     assert mismatch(["a", "...", "c"], ["b", "c"]) is not None
+
+
+def documented_commands():
+    """Every ``$ lstm-ag-...`` line of the README and docs/*.md: (page, argv)."""
+    import shlex
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    found = []
+    for page in pages:
+        for line in re.findall(r"^\s*\$ (lstm-ag-\S+.*)$", page.read_text(), re.M):
+            words = shlex.split(line.split(" #", 1)[0])
+            if ">" in words:
+                words = words[:words.index(">")]
+            found.append((page.name, words))
+    return found
+
+
+def test_every_documented_command_is_one_the_command_lines_take():
+    """The pages' commands parse with today's options (the long runs of docs/ are not run
+    here; a renamed or removed option fails this test)."""
+    from lstm_ag.gradcheck.__main__ import build_parser as gradcheck_parser
+    from train.options import build_parser as train_parser
+    from train.sweep import build_parser as sweep_parser
+    commands = documented_commands()
+    assert len(commands) >= 15, commands
+    for page, (command, *args) in commands:
+        if command == "lstm-ag-gradcheck":
+            gradcheck_parser().parse_args(args)
+        elif args[:1] == ["sweep"]:
+            _, rest = sweep_parser().parse_known_args(args[1:])
+            train_parser().parse_args(rest)
+        else:
+            assert command == "lstm-ag-train", (page, command)
+            train_parser().parse_args(args)
