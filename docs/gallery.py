@@ -4,16 +4,19 @@
 
     python docs/gallery.py            rewrite each block between <!-- gallery:NAME --> and
                                       <!-- /gallery:NAME --> with what the checker prints today
-    python docs/gallery.py --check    exit 1, naming the stale blocks, when any differs from
-                                      today's output in anything but its timings ("(0.42 s)")
+    python docs/gallery.py --check    exit 1, naming the stale blocks and each figure that
+                                      moved, when any differs from today's output beyond
+                                      rounding (see ``figures_agree``) or its timings
 
 Run it from the repository's root. Each gallery entry is a correct student file of
-``tests/students/`` with one line changed by ``tests/students/mutate.py`` (as the checker's tests
-plant their bugs), written to a temporary directory as ``my_lstm.py`` or ``my_loop.py`` and
-checked there with the command line the page shows (its ``main``, in this process: the same code
-``lstm-ag-gradcheck`` runs). Python examples are the page's own ``python`` block just before the
-output block, executed as they stand. Tables are trimmed to their wrong rows as the page says;
-a block whose only change is its timing is left as it is, so rerunning does not churn.
+``lstm_ag/gradcheck/examples/`` with one line changed by ``tests/students/mutate.py`` (as the
+checker's tests plant their bugs), written to a temporary directory as ``my_lstm.py`` or
+``my_loop.py`` and checked there with the command line the page shows (its ``main``, in this
+process: the same code ``lstm-ag-gradcheck`` runs). Python examples are the page's own
+``python`` block just before the output block, executed as they stand. Tables are trimmed to
+their wrong rows as the page says; a block whose only change is its timing, or figures that
+moved by rounding alone, is left as it is, so rerunning does not churn and the pages hold on
+every BLAS kernel.
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from students import notebook_001  # noqa: E402
 from students.mutate import HERE, mutated_source  # noqa: E402
 
 import lstm_ag  # noqa: E402
 from lstm_ag.gradcheck.__main__ import main as gradcheck  # noqa: E402
+from lstm_ag.gradcheck.examples import notebook_001  # noqa: E402
 
 DOC = ROOT / "docs" / "gradcheck.md"
 README = ROOT / "README.md"
@@ -115,15 +118,6 @@ def trim_full_length_table(text):
     return "\n".join([*lines[:head], note, *lines[rows[-1] + 1:]])
 
 
-def trim_to_diagnosis(text):
-    """The diagnosis and the last line, every table between them replaced by one line."""
-    lines = text.splitlines()
-    blank = lines.index("")
-    length = re.search(r"gradient check of T=(\d+)", text).group(1)
-    note = f"(... the tables at T={length} and at the first wrong length trimmed ...)"
-    return "\n".join([*lines[:blank], "", note, lines[-1]])
-
-
 # ---------------------------------------------------------------- the entries
 
 @dataclasses.dataclass
@@ -151,6 +145,29 @@ class Cli:
         if trimmed:
             parts.append(f"\n({trimmed} rows marked `yes` trimmed.)\n")
         return "".join(parts)
+
+
+@dataclasses.dataclass
+class Example:
+    """The shipped CS231n example written out, one line changed by ``sed``, checked: the
+    commands a reader types, each shown (tests/test_readme.py runs them after a plain
+    install)."""
+    argv: list
+    old: str
+    new: str
+
+    def render(self, _before, _body):
+        old, new = (s.replace("*", r"\*") for s in (self.old, self.new))
+        text = mutated_source("cs231n_step.py", self.old, self.new)
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / "my_lstm.py").write_text(text)
+            out, status = run_cli(self.argv, tmp)
+        out, trimmed = trim_yes(out)
+        note = f"\n({trimmed} rows marked `yes` trimmed.)\n" if trimmed else ""
+        return (f"```console\n$ lstm-ag-gradcheck --example cs231n > my_lstm.py\n"
+                f"$ sed -i 's/{old}/{new}/' my_lstm.py\n"
+                f"$ lstm-ag-gradcheck {' '.join(self.argv)}\n{out}\n$ echo $?\n{status}\n```\n"
+                + note)
 
 
 @dataclasses.dataclass
@@ -219,26 +236,100 @@ ENTRIES = {
                         "for t in reversed(range(1, len(caches))):"),
     "dwh-from-h-t": Cli(ALL, "dWh += h_prev.T @ da", "dWh += h.T @ da"),
     "df-from-c-t": Cli(ALL, "df = dc * c_prev * f * (1 - f)", "df = dc * c * f * (1 - f)"),
-    # README.md: "Checking gradients"
-    "readme-default": Shell([]),
-    "readme-step": Shell(["--step", "tests/students/cs231n_step.py", "--gate-order", "ifog"]),
-    "readme-sequence": Python({}),
-    "readme-notebook": Python({}, trim_to_diagnosis),
+    # docs/gradcheck.md: section 2, the library's own check and a sequence loop from Python
+    "library-default": Shell([]),
+    "python-sequence": Python({}),
+    # README.md: "Check your backward"
+    "readme-bug": Example(["--step", "my_lstm.py", "--gate-order", "ifog"],
+                          "dprev_c = dc * f", "dprev_c = dc"),
 }
+
+
+# ---------------------------------------------------------------- comparing figures
+#
+# The same check prints other last digits on another BLAS kernel (OpenBLAS picks Haswell or
+# SkylakeX code from the CPU) or thread count. Figures that are rounding on both sides are
+# taken as equal; a figure of substance may move by one unit of its last printed digit.
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+ROUNDING = 1e-13    # at or below, on both sides: rounding (autograd against a correct backward)
+NOISE = 1e-7        # below, on both sides: within 10x (finite differences' own rounding error)
+
+
+def _quantum(text):
+    """One unit of the last digit ``text`` shows (``2.7e-10`` -> 1e-11, ``14.01`` -> 0.01)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def figure_moved(old, new):
+    """Why two printed figures differ beyond rounding, or None when they agree."""
+    a, b = float(old), float(new)
+    if not any(c in old + new for c in ".eE"):
+        return None if a == b else f"{old} became {new} (a count)"
+    if max(abs(a), abs(b)) <= ROUNDING:
+        return None
+    if max(abs(a), abs(b)) < NOISE:
+        small, large = sorted((abs(a), abs(b)))
+        return None if large <= 10 * max(small, ROUNDING) else \
+            f"{old} became {new} (more than 10x, below {NOISE:g})"
+    if abs(a - b) <= 1.01 * max(_quantum(old), _quantum(new)):
+        return None
+    return f"{old} became {new} (by {abs(a - b) / max(abs(a), abs(b)):.1e} relative)"
+
+
+def _tokens(line):
+    return [(m.group(0), bool(NUMBER.fullmatch(m.group(0)))) for m in
+            re.finditer(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[^\s\d]+|\d+", line)]
+
+
+def figures_agree(old, new):
+    """The ways ``new`` differs from ``old`` beyond rounding and timings (empty: they agree).
+
+    Lines must match word for word, with two allowances: figures as ``figure_moved`` says, and
+    the name just before a figure that is rounding on both sides (which row is the worst of
+    several at 1e-16 is the kernel's choice).
+    """
+    old_lines = TIMING.sub("(_ s)", old).splitlines()
+    new_lines = TIMING.sub("(_ s)", new).splitlines()
+    if len(old_lines) != len(new_lines):
+        return [f"{len(old_lines)} lines became {len(new_lines)}"]
+    problems = []
+    for n, (o, w) in enumerate(zip(old_lines, new_lines, strict=True), 1):
+        a, b = _tokens(o), _tokens(w)
+        if [is_number for _, is_number in a] != [is_number for _, is_number in b]:
+            problems.append(f"line {n}: {o.strip()!r} became {w.strip()!r}")
+            continue
+        for k, ((x, number), (y, _)) in enumerate(zip(a, b, strict=True)):
+            if number:
+                moved = figure_moved(x, y)
+                if moved:
+                    problems.append(f"line {n}: {moved}")
+            elif x != y and not (k + 1 < len(a) and a[k + 1][1] and
+                                 max(abs(float(a[k + 1][0])), abs(float(b[k + 1][0]))) < NOISE):
+                problems.append(f"line {n}: {x!r} became {y!r}")
+    return problems
 
 
 # ---------------------------------------------------------------- rewriting the pages
 
-def regenerate(text, seen):
-    """``text`` with every marked block rendered anew (kept when only its timings differ)."""
+def regenerate(text, seen, problems=None):
+    """``text`` with every marked block rendered anew (kept when it agrees to rounding).
+
+    ``problems``, a list, receives ``(block name, [what moved])`` for each block that changed.
+    """
     def block(match):
         name, body = match.group("name"), match.group("body")
         if name not in ENTRIES:
             raise KeyError(f"no gallery entry {name!r} in docs/gallery.py")
         seen.add(name)
         new = ENTRIES[name].render(text[:match.start()], body)
-        if TIMING.sub("(_ s)", new) == TIMING.sub("(_ s)", body):
+        moved = figures_agree(body, new)
+        if not moved:
             new = body
+        elif problems is not None:
+            problems.append((name, moved))
         return match.group(1) + new + match.group(4)
     return BLOCK.sub(block, text)
 
@@ -250,12 +341,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seen, stale = set(), []
     for page in (DOC, README):
-        old = page.read_text()
-        new = regenerate(old, seen)
+        old, problems = page.read_text(), []
+        new = regenerate(old, seen, problems)
         if new == old:
             continue
         if args.check:
             stale.append(page.relative_to(ROOT).as_posix())
+            for name, moved in problems:
+                print(f"{stale[-1]}, block {name}: " + "; ".join(moved[:5]))
             sys.stdout.writelines(difflib.unified_diff(
                 old.splitlines(True), new.splitlines(True), f"{stale[-1]} (committed)",
                 f"{stale[-1]} (today's output)"))

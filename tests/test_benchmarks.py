@@ -40,6 +40,7 @@ def _kernel():
     return pools[0]["architecture"] if pools and pools[0]["internal_api"] == "openblas" else None
 
 
+@pytest.mark.benchmark
 def test_quick_run_table_json_and_checks(tmp_path, capsys, no_pin):
     out = tmp_path / "quick.json"
     status = run.main(["--quick", "--no-peers", "--budget", "0.2", "--out", str(out)])
@@ -82,6 +83,7 @@ def test_quick_run_table_json_and_checks(tmp_path, capsys, no_pin):
     assert "OpenBLAS pin: none" in text
 
 
+@pytest.mark.benchmark
 def test_default_run_times_in_a_child_without_the_pin(tmp_path, capsys, monkeypatch):
     kernel = _kernel() or "Haswell"      # the pin is never in effect in the timing process
     monkeypatch.setenv("OPENBLAS_CORETYPE", kernel)
@@ -123,6 +125,7 @@ def test_torch_kernels_are_reported():
     assert info["cpu_capability"] in run._torch_text(info)
 
 
+@pytest.mark.benchmark
 def test_compare_pinned_runs_both_and_adds_a_secondary_table(tmp_path, capsys, no_pin):
     kernel = _kernel()
     if kernel is None:
@@ -154,6 +157,7 @@ def test_compare_pinned_without_a_pin_is_a_usage_error(tmp_path, no_pin):
     assert not out.exists()
 
 
+@pytest.mark.benchmark
 def test_thread_probe_quick(tmp_path, capsys, no_pin):
     before = machine.blas_threads()
     out = tmp_path / "threads.json"
@@ -218,6 +222,7 @@ def test_missing_peer_is_na_crash_is_an_error_and_wrong_one_is_flagged(monkeypat
     assert float(autograd_ms) > 0
 
 
+@pytest.mark.benchmark
 def test_two_layers_quick_run_agrees_with_the_reference(tmp_path, capsys, no_pin):
     out = tmp_path / "layers2.json"
     status = run.main(["--quick", "--layers", "2", "--budget", "0.05", "--out", str(out)])

@@ -63,7 +63,7 @@ def test_notebook_001s_lines_are_those_the_test_runs():
     ran = code_lines(re.search(r"\n    def backward\(p, xs, dh\):.*?\n    return backward\n",
                                test, re.S).group(0))[:-1]
     assert len(ran) == 8
-    for page in (DOC, README):
+    for page in (DOC,):
         shown = [block for block in python_blocks(page) if "net = LSTM(" in block]
         assert shown, page.name
         for block in shown:
@@ -82,3 +82,19 @@ def test_the_cs231n_sequence_snippet_of_the_doc_runs():
                  "xs": rng.standard_normal((5, 2, 3))}
     exec(block, namespace)
     assert namespace["report"].ok, str(namespace["report"])
+
+
+def test_the_docs_check_takes_rounding_and_names_what_moved():
+    """The pages hold on every BLAS kernel: what differs by rounding alone is the same output;
+    anything else is named with the figure that moved."""
+    agree = gallery().figures_agree
+    ok = "OK: worst vs autograd dx 3.6e-16 (tol 1e-10); vs diffs dWx[i] 2.7e-10 (0.31 s)"
+    kernel = "OK: worst vs autograd dprev_h 3.9e-16 (tol 1e-10); vs diffs dWx[f] 5.3e-10 (2.1 s)"
+    assert agree(ok, kernel) == []
+    assert agree("ratio 1.01 times", "ratio 1.02 times") == []          # one unit of the last digit
+    assert agree("MASE 0.851", "MASE 0.95") == ["line 1: 0.851 became 0.95 (by 1.0e-01 relative)"]
+    assert agree("6 rows", "7 rows") == ["line 1: 6 became 7 (a count)"]
+    assert agree("dWx[f] 0.5 wrong", "dWh[f] 0.5 wrong") == ["line 1: 'dWx[f]' became 'dWh[f]'"]
+    assert agree("dx 1e-16", "dx 3e-9") == \
+        ["line 1: 1e-16 became 3e-9 (more than 10x, below 1e-07)"]
+    assert agree("a\nb", "a") == ["2 lines became 1"]

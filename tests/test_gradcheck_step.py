@@ -1,8 +1,8 @@
 """check_step on CS231n step pairs: correct ones pass, planted bugs are named.
 
-Each bug is the correct pair of ``tests/students/cs231n_step.py`` (gate order i, f, o, g) with
-one line changed, as a student would get it wrong; the report must say not ok, locate it (the
-exact set of wrong rows, the worst gate or array) and name it in its first sentence.
+Each bug is the correct pair of ``lstm_ag/gradcheck/examples/cs231n_step.py`` (gate order i, f,
+o, g) with one line changed, as a student would get it wrong; the report must say not ok, locate
+it (the exact set of wrong rows, the worst gate or array) and name it in its first sentence.
 """
 import numpy as np
 import pytest

@@ -30,16 +30,6 @@ def _config(task, **changes):
     return TrainConfig(**{**settings, **changes})
 
 
-def _method_or_skip(method):
-    """Skip while ``method`` is not implemented in lstm_ag (picked up when it lands)."""
-    p = lstm_ag.init_params(1, 2, 1)
-    try:
-        lstm_ag.value_and_grad(p, np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), method=method)
-    except NotImplementedError as err:
-        pytest.skip(f"method={method!r} is not implemented yet ({err})")
-    return method
-
-
 def _same(a, b):
     assert sorted(a) == sorted(b)
     for key in a:
@@ -56,7 +46,6 @@ def _run(task, steps, method="autograd", *, start=None, checkpoint=None, metrics
 
 @pytest.mark.parametrize("method", lstm_ag.METHODS)
 def test_a_short_fit_lowers_the_loss(method):
-    _method_or_skip(method)
     task = _task()
     before = evaluate(_params(task), task)
     result = _run(task, 60, method)
@@ -69,7 +58,6 @@ def test_a_short_fit_lowers_the_loss(method):
 
 @pytest.mark.parametrize("method", lstm_ag.METHODS)
 def test_resume_is_exact_bit_for_bit(tmp_path, method):
-    _method_or_skip(method)
     task = _task()
     straight = _run(task, 40, method, checkpoint=tmp_path / "straight.npz")
     first = _run(task, 20, method, eval_every=7, checkpoint=tmp_path / "run.npz")
@@ -146,7 +134,6 @@ def test_one_progress_line_per_evaluation_and_metrics_file(tmp_path):
 
 @pytest.mark.parametrize("method", lstm_ag.METHODS)
 def test_every_method_trains_the_same_way(method):
-    _method_or_skip(method)
     task = _task("adding", T=10)
     reference = _run(task, 8, "autograd")
     other = _run(task, 8, method)

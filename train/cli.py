@@ -241,11 +241,13 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     print(f"forecast of {horizon} values {where} of {spec['source']} with "
           f"{os.path.basename(path)} (step {progress.step}): "
           + ", ".join(f"{v:.4g}" for v in values[:10]) + (" ..." if horizon > 10 else ""))
-    written = [out]
+    written, picture = [out], os.path.join(args.out, "forecast.png")
     if args.plot:
         from .plot import plot_forecast
-        written.append(plot_forecast(params, task, values, origin,
-                                     os.path.join(args.out, "forecast.png")))
+        written.append(plot_forecast(params, task, values, origin, picture))
+    elif os.path.exists(picture):            # an older forecast's, beside a new forecast.csv
+        os.unlink(picture)
+        written.append(f"(removed {picture}, an older forecast's picture)")
     print("wrote " + ", ".join(written))
     return 0
 

@@ -252,8 +252,9 @@ class TrainConfig:
         used, and :class:`ConfigError` when batch or train_size do not fit its windows.
         """
         if self.task == "series":
+            from .datasets import resolve
             from .series import load_task
-            task = load_task(self.data, self.seq_len, column=self.column, diff=self.diff,
+            task = load_task(resolve(self.data), self.seq_len, column=self.column, diff=self.diff,
                              val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed,
                              streams=self.batch if self.tbptt else 0)
             self.check_windows(task)

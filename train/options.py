@@ -14,9 +14,10 @@ __all__ = ["build_parser"]
 
 
 def _prog():
-    """How the user runs the trainer: the console script, or ``python -m train``."""
+    """How the user runs the trainer: the console script, or ``python -m train`` (from the
+    repository's root; ``python -m lstm_ag_train`` where it is installed)."""
     name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return name if name == "lstm-ag-train" else "python -m train"
+    return name if name == "lstm-ag-train" else f"python -m {__package__}"
 
 
 def _option(name):
@@ -40,8 +41,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     TrainConfig's default applies, or on --resume the checkpoint's value."""
     from dataclasses import fields
 
+    from lstm_ag.cli import ArgumentParser
+
     from .config import FIXED_ON_RESUME, PER_TASK, SETTING_TYPES, TrainConfig
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog or _prog(), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the lstm_ag LSTM on a toy next-value task, or on your own series "
                     "(series --data FILE), and compare it with naive baselines; forecast "
@@ -61,10 +64,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         meta = f.metadata
         default = "per task, below" if f.name in PER_TASK else f.default
-        text = f"{meta['doc']} (default: {default})"
+        text = meta["doc"] + (f" (default: {default})" if default != "" else "")
         if f.name == "task":
-            parser.add_argument("task", nargs="?", choices=(*meta["choices"], "forecast"),
-                                help=text + "; forecast: with the model in --out")
+            parser.add_argument("task", nargs="?", choices=(*meta["choices"], "forecast", "sweep"),
+                                help=text + "; forecast: with the model in --out; sweep: many "
+                                            "runs (sweep --help)")
         elif SETTING_TYPES[f.name] is bool:
             parser.add_argument(_option(f.name), action="store_true", default=argparse.SUPPRESS,
                                 help=meta["doc"])

@@ -52,6 +52,7 @@ import time
 import traceback
 from dataclasses import dataclass, fields
 
+from .datasets import resolve
 from .options import _option
 from .options import build_parser as build_train_parser
 
@@ -800,7 +801,7 @@ def _job(run, transfer, data_cache):
     if run.config.task == "series":
         data = run.config.data
         if data not in data_cache:
-            with open(data, "rb") as file:
+            with open(resolve(data), "rb") as file:
                 data_cache[data] = file.read()
         job["data"] = {data: data_cache[data]}
     return job

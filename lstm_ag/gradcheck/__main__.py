@@ -32,12 +32,14 @@ import traceback
 
 import numpy as np
 
+from ..cli import ArgumentParser
 from ..model import METHODS, value_and_grad
 from ..params import init_params
 from . import grade, sandbox
 from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
+from .examples import EXAMPLES, source
 from .step import ReturnedWrongly, check_step
 
 __all__ = ["main"]
@@ -67,7 +69,7 @@ def _gate_order(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lstm-ag-gradcheck",
         description="Check an LSTM backward against autograd and central finite differences, "
                     "per array and gate, and say what is wrong. Without --step or --sequence "
@@ -76,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                "memory or exited), 2 usage (or your file failed to import), 130 Ctrl-C, "
                "143 SIGTERM.")
     what = parser.add_mutually_exclusive_group()
+    what.add_argument("--example", choices=sorted(EXAMPLES), metavar="NAME",
+                      help="print a correct student's file of that style to start from or "
+                           f"compare with ({', '.join(sorted(EXAMPLES))}), e.g. "
+                           "--example cs231n > my_lstm.py")
     what.add_argument("--step", metavar="FILE.py",
                       help="check a CS231n-style step pair defined in FILE.py")
     what.add_argument("--sequence", metavar="FILE.py",
@@ -262,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C, 143 SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.example:
+        sys.stdout.write(source(args.example))
+        return EXIT_OK
     with _sigterm_as_interrupt():
         try:
             if args.grade:

@@ -13,11 +13,13 @@ with spaces itself (to move a line in or out of a loop).
 import pathlib
 import types
 
-HERE = pathlib.Path(__file__).resolve().parent
+#: The correct students' files: the examples that ship with the checker
+#: (``lstm-ag-gradcheck --example NAME``).
+HERE = pathlib.Path(__file__).resolve().parents[2] / "lstm_ag" / "gradcheck" / "examples"
 
 
 def mutated_source(name, old, new, count=1):
-    """The text of ``tests/students/<name>`` with the line ``old`` replaced by ``new``."""
+    """The text of the example ``<name>`` with the line ``old`` replaced by ``new``."""
     lines = (HERE / name).read_text().splitlines()
     found = [n for n, line in enumerate(lines) if line.strip() == old]
     if len(found) != count:
@@ -37,11 +39,11 @@ def load_source(text, name):
 
 
 def mutate(name, old, new, count=1):
-    """A fresh module: ``tests/students/<name>`` with the line ``old`` replaced by ``new``."""
+    """A fresh module: the example ``<name>`` with the line ``old`` replaced by ``new``."""
     return load_source(mutated_source(name, old, new, count),
                        name.removesuffix(".py") + "_mutant")
 
 
 def load(name):
-    """A fresh module of ``tests/students/<name>`` as it is."""
+    """A fresh module of ``lstm_ag/gradcheck/examples/<name>`` as it is."""
     return load_source((HERE / name).read_text(), name.removesuffix(".py"))

@@ -3,7 +3,8 @@
 The step pair ``lstm_step_forward``, ``lstm_step_backward`` and the sequence pair built on it,
 ``lstm_forward(x, h0, Wx, Wh, b)``, ``lstm_backward(dh, cache)``, batch-major: x ``(N, T, D)``,
 h and dh ``(N, T, H)``. Used by the checker's tests as the starting point for planted bugs (one
-line changed, see ``mutate.py``), and by the command-line tests as a ``--step FILE.py``.
+line changed, see ``tests/students/mutate.py``), and by the command-line tests as a
+``--step FILE.py``.
 """
 import numpy as np
 
