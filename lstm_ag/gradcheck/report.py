@@ -34,6 +34,9 @@ class GradientReport:
     - notes: warnings and remarks (a batch of one, sampled finite differences, ...).
     - kind (``"step"`` or ``"sequence"``), length (T), dtype, tolerances
       ``(rel vs autograd, rel vs finite differences)``, seconds.
+    - style: the course's style the backward was checked in (:mod:`~lstm_ag.gradcheck.styles`),
+      or None; then the rows' names are the student's (``"dWf[:, n_a:]"``, ``"dbf"``) and
+      ``worst[0]`` is a whole row's name.
     """
     ok: bool
     rows: list
@@ -49,6 +52,7 @@ class GradientReport:
     forward: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     seconds: float = 0.0
+    style: str | None = None
 
     def row(self, name: str) -> Row:
         """The row called ``name`` (``"dWx[f]"``, ``"dprev_c"``), at the full length."""
@@ -66,7 +70,8 @@ class GradientReport:
                      f"{self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} + each "
                      "entry's own error vs finite differences")
         if self.forward:
-            lines += ["", "forward: your next_h, next_c against lstm_ag's step"]
+            lines += ["", f"forward: your {', '.join(r.name for r in self.forward)} against "
+                      "lstm_ag's step"]
             lines += forward_table(self.forward)
         if self.rows:
             lines += [""] if self.forward else []
@@ -82,7 +87,7 @@ class GradientReport:
         """The last line: OK or MISMATCH, and the worst errors against each reference."""
         if not self.ok:
             name, gate, rel = self.worst
-            what = name if gate is None else f"{name}[{gate}]"
+            what = name if gate is None or self.style else f"{name}[{gate}]"
             first = ("" if self.first_bad_length is None
                      else f", first wrong at length {self.first_bad_length}")
             return (f"MISMATCH: worst {what or '-'}, rel error {rel:.1e}{first} "
