@@ -5,10 +5,14 @@
     lstm-ag-gradcheck                                   the library's own BPTT (or --method)
     lstm-ag-gradcheck --step my_lstm.py [--forward NAME] [--backward NAME] [--gate-order ifog]
     lstm-ag-gradcheck --sequence my_lstm.py --backward NAME --upstream last|all [--layout ...]
+    lstm-ag-gradcheck my_lstm.py [--style cs231n|dls|notebook|karpathy|torch] [--plot FILE]
 
 ``--step`` checks a CS231n-style pair (defaults ``lstm_step_forward``, ``lstm_step_backward``);
 ``--sequence`` a backward of ``sum(dh_last * h_T)`` (``last``) or ``sum(dhs * hs)`` (``all``),
-called as ``backward(params, xs, dh)``. Exit status: 0 everything agrees, 1 something is wrong
+called as ``backward(params, xs, dh)``. A file alone is checked in the style of the
+functions it defines (found from their names and said, or ``--style``): each pair it defines
+(a step pair, a sequence pair), as the course writes them (:mod:`lstm_ag.gradcheck.styles`);
+``--style`` with ``--step`` or ``--sequence`` checks that pair alone. Exit status: 0 everything agrees, 1 something is wrong
 (or your function raised: the message names the file and line), 2 usage (a bad option, a file
 that cannot be imported, a name it does not define): one line, never a traceback.
 """
@@ -29,6 +33,7 @@ from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
 from .step import ReturnedWrongly, check_step
+from .styles import STYLES, StyleMismatch, detect, get_style, notebook_class
 
 __all__ = ["main"]
 
@@ -63,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "per array and gate, and say what is wrong. Without --step or --sequence "
                     "it checks this library's own gradients.",
         epilog="Exit status: 0 agree, 1 disagree (or your function raised), 2 usage.")
+    parser.add_argument("file", nargs="?", metavar="FILE.py",
+                        help="check the LSTM functions FILE.py defines, in their style (found "
+                             "from their names, or --style)")
+    parser.add_argument("--style", choices=list(STYLES),
+                        help="the course's style of your functions: " + "; ".join(
+                            f"{s.name}: {s.course}" for s in STYLES.values()))
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="a sequence check: draw the relative error per gate block and "
+                             "time step to FILE (needs matplotlib: pip install lstm-ag[plot])")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--step", metavar="FILE.py",
                       help="check a CS231n-style step pair defined in FILE.py")
@@ -177,8 +191,26 @@ def _library(args):
                            backward=lambda p, x, y: value_and_grad(p, x, y, method=args.method))
 
 
+def _style_hint(module, path):
+    """A sentence naming the style ``module``'s functions are in, when it is not CS231n's."""
+    try:
+        style, found = detect(module)
+    except ValueError:
+        return ""
+    if style.name == "cs231n":
+        return ""
+    names = "; ".join(", ".join(f[2]) for f in found.values())
+    return (f" (it defines {names}: the {style.name} style; run lstm-ag-gradcheck {path}, or "
+            f"pass --style {style.name})")
+
+
 def _step(args):
     module = _load(args.step)
+    if args.forward == "lstm_step_forward" and not callable(getattr(module, args.forward, None)):
+        hint = _style_hint(module, args.step)
+        if hint:
+            raise UsageError(f"{args.step} defines no function 'lstm_step_forward' (--forward)"
+                             + hint)
     forward = _function(module, args.forward, args.step, "--forward")
     backward = _function(module, args.backward or "lstm_step_backward", args.step,
                          "--backward")
@@ -209,18 +241,116 @@ def _sequence(args):
                            layout=args.layout, gate_order=args.gate_order, seed=args.seed)
 
 
+def _pairs(args):
+    """``(style, {kind: (forward, backward, names)})`` of the file to check in a style."""
+    path = args.file or args.step or args.sequence
+    if path is None:
+        raise UsageError("--style needs the file to check: lstm-ag-gradcheck FILE.py --style S")
+    if args.file and (args.step or args.sequence):
+        raise UsageError("give the file once: FILE.py alone, or --step/--sequence FILE.py")
+    module = _load(path)
+    if args.style is None:
+        try:
+            style, found = detect(module)
+        except ValueError as err:
+            raise UsageError(f"{path}: {err}; pass --style, or check a backward in "
+                             "lstm_ag's layout with --sequence FILE --backward NAME "
+                             "--upstream last|all") from None
+    else:
+        style, found = get_style(args.style), {}
+        for kind, pair in (("step", style.step), ("sequence", style.sequence)):
+            wanted = (args.step and kind == "step" or args.sequence and kind == "sequence"
+                      or args.file)
+            if pair is None or not wanted:
+                continue
+            names = (args.forward if args.forward != "lstm_step_forward" else pair.forward,
+                     args.backward or pair.backward)
+            if style.call is not None:
+                cls = (_method(module, args.backward, path) if args.backward
+                       else notebook_class(module))
+                if cls is not None:
+                    found[kind] = (cls, cls, (cls.__name__,))
+            elif all(callable(_resolve(module, n)) for n in names) or not args.file:
+                found[kind] = tuple(_method(module, n, path) for n in names) + (names,)
+        if not found:
+            raise UsageError(f"{path} defines none of the {style.name} style's functions ("
+                             + "; ".join(f"{p.forward}, {p.backward}" for p in
+                                         (style.step, style.sequence) if p) + ")" +
+                             _style_hint(module, path))
+    if args.step:
+        found = {k: v for k, v in found.items() if k == "step"}
+    elif args.sequence:
+        found = {k: v for k, v in found.items() if k == "sequence"}
+    if not found:
+        raise UsageError(f"the {style.name} style has no {'step' if args.step else 'sequence'} "
+                         f"pair; check {path} without --{'step' if args.step else 'sequence'}")
+    return style, found
+
+
+def _resolve(module, name):
+    value = module
+    for part in name.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def _method(module, name, path):
+    """The function (or ``Class.method``) ``name`` in ``module``; UsageError if undefined."""
+    value = _resolve(module, name)
+    return value if callable(value) else _function(module, name, path, "--forward/--backward")
+
+
+def _styled(args):
+    """Check the file's pairs in their style; print each report; the reports."""
+    style, found = _pairs(args)
+    names = "; ".join(", ".join(f[2]) for f in found.values())
+    print(f"style {style.name} (found {names})")
+    reports = []
+    for kind, (forward, backward, _) in found.items():
+        if kind == "step":
+            print(f"checking the step pair: N={args.batch} D={args.input_size} "
+                  f"H={args.hidden_size} seed={args.seed}")
+            reports.append(check_step(forward, backward, style=style.name, batch=args.batch,
+                                      input_size=args.input_size, hidden_size=args.hidden_size,
+                                      dtype=args.dtype, seed=args.seed))
+        else:
+            single = style.name == "notebook"
+            params = init_params(args.input_size, args.hidden_size, seed=args.seed,
+                                 dtype=args.dtype)
+            rng = np.random.default_rng(args.seed + 1)
+            shape = (args.steps, args.input_size) if single else \
+                (args.steps, args.batch, args.input_size)
+            xs = rng.standard_normal(shape).astype(args.dtype)
+            print(f"checking the sequence pair: D={args.input_size} H={args.hidden_size} "
+                  f"T={args.steps}" + ("" if single else f" B={args.batch}")
+                  + f" seed={args.seed}")
+            reports.append(check_gradients(params, xs, forward=forward, backward=backward,
+                                           style=style.name, seed=args.seed))
+        print(reports[-1])
+        if kind == "sequence" and args.plot:
+            reports[-1].plot(args.plot)
+            print(f"wrote {args.plot}")
+    return reports
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 agree, 1 disagree, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    user_file = args.step or args.sequence
+    user_file = args.step or args.sequence or args.file
     try:
+        if args.file or args.style:
+            reports = _styled(args)
+            return EXIT_OK if all(r.ok for r in reports) else EXIT_WRONG
         if args.step:
             report = _step(args)
         elif args.sequence:
             report = _sequence(args)
         else:
             report = _library(args)
+    except StyleMismatch as err:
+        print(f"{parser.prog}: error: {err.cli}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -242,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: your code raised {_where(err, user_file)}", file=sys.stderr)
         return EXIT_WRONG
     print(report)
+    if args.plot:
+        if report.kind != "sequence":
+            print(f"{parser.prog}: error: --plot draws a sequence check", file=sys.stderr)
+            return EXIT_USAGE
+        report.plot(args.plot)
+        print(f"wrote {args.plot}")
     return EXIT_OK if report.ok else EXIT_WRONG
 
 

@@ -72,6 +72,7 @@ from .report import GradientReport
 from .styles import (
     call_backward,
     call_forward,
+    check_plain_backward,
     diagnose_in_style,
     get_style,
     rename_rows,
@@ -256,6 +257,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                        for key, _, _ in e.pieces)]
     if backward is None:
         backward = _own_backward(upstream)
+    elif styled is None:
+        check_plain_backward(backward)
     flat = flatten(params)
     shapes = {k: flat[k].shape for k in names}
     p64 = {k: np.array(flat[k], dtype=np.float64) for k in names}

@@ -55,6 +55,7 @@ from .report import GradientReport
 from .styles import (
     call_backward,
     call_forward,
+    check_signature,
     diagnose_in_style,
     forward_outputs,
     get_style,
@@ -230,6 +231,8 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
     sizes = {"B": batch, "D": input_size, "H": hidden_size, "T": 1, "seed": seed}
     if styled is None:
+        check_signature(step_forward, "forward", get_style("cs231n"), "step")
+        check_signature(step_backward, "backward", get_style("cs231n"), "step")
         user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
         out = step_forward(*(user[k] for k in STEP_ARRAYS))
         if not (isinstance(out, tuple) and len(out) == 3):

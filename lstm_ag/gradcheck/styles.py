@@ -42,7 +42,8 @@ from ..params import GATES
 from .compare import GATE_WIDE, Block, ReturnedWrongly, permute_gates
 
 __all__ = ["STYLES", "Style", "Pair", "StyleMismatch", "get_style", "detect", "call_forward",
-           "call_backward", "row_blocks", "rename_rows", "translate"]
+           "call_backward", "check_signature", "check_plain_backward", "notebook_class", "row_blocks", "rename_rows",
+           "translate"]
 
 
 class StyleMismatch(TypeError):
@@ -402,6 +403,17 @@ def check_signature(func, role: str, style: Style, kind: str) -> None:
     raise StyleMismatch(f"{name} takes ({takes}){expected}", other)
 
 
+def check_plain_backward(func) -> None:
+    """StyleMismatch when a backward for ``check_gradients`` without ``style=`` cannot be
+    called as ``backward(params, xs, upstream)``, naming the style its signature is."""
+    if _fits(func, 3):
+        return
+    name = getattr(func, "__qualname__", getattr(func, "__name__", "backward"))
+    style = _which_style(func, "backward", "sequence")
+    raise StyleMismatch(f"{name} takes ({', '.join(_params(func) or ['?'])})"
+                        + ("" if style else ", not (params, xs, upstream)"), style)
+
+
 def call_forward(style: Style, kind: str, forward, arrays: dict, sizes: dict) -> dict:
     """Run the student's forward on ``arrays`` (this library's layout, in the dtype to check):
     the student's arguments and outputs, by name (``"cache"`` among them)."""
@@ -618,7 +630,7 @@ def _classes(module):
             and getattr(v, "__module__", None) == module.__name__]
 
 
-def _notebook_class(module):
+def notebook_class(module):
     """A class with forward(self, inputs) and backward(self, dL_dh, ...), as notebook 001's."""
     for cls in _classes(module):
         forward, backward = getattr(cls, "forward", None), getattr(cls, "backward", None)
@@ -639,7 +651,7 @@ def detect(module) -> tuple[Style, dict]:
             if pair is None:
                 continue
             if style.call is not None:
-                cls = _notebook_class(module)
+                cls = notebook_class(module)
                 if cls is not None:
                     found[kind] = (cls, cls, (cls.__name__,))
                 continue
