@@ -258,7 +258,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if backward is None:
         backward = _own_backward(upstream)
     elif styled is None:
-        check_plain_backward(backward)
+        check_plain_backward(backward, [k for k, v in (("state", state), ("mask", mask))
+                                        if v is not None])
     flat = flatten(params)
     shapes = {k: flat[k].shape for k in names}
     p64 = {k: np.array(flat[k], dtype=np.float64) for k in names}

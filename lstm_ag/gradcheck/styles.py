@@ -358,10 +358,10 @@ def _params(func):
         return None
 
 
-def _fits(func, n):
-    """Whether ``func`` can be called with ``n`` positional arguments."""
+def _fits(func, n, keywords=()):
+    """Whether ``func`` can be called with ``n`` positional arguments (and ``keywords``)."""
     try:
-        inspect.signature(func).bind(*range(n))
+        inspect.signature(func).bind(*range(n), **dict.fromkeys(keywords))
     except TypeError:
         return False
     except ValueError:                     # no signature (a builtin): let the call decide
@@ -403,10 +403,10 @@ def check_signature(func, role: str, style: Style, kind: str) -> None:
     raise StyleMismatch(f"{name} takes ({takes}){expected}", other)
 
 
-def check_plain_backward(func) -> None:
+def check_plain_backward(func, keywords=()) -> None:
     """StyleMismatch when a backward for ``check_gradients`` without ``style=`` cannot be
-    called as ``backward(params, xs, upstream)``, naming the style its signature is."""
-    if _fits(func, 3):
+    called as ``backward(params, xs, upstream, **keywords)``, naming the style it is."""
+    if _fits(func, 3, keywords):
         return
     name = getattr(func, "__qualname__", getattr(func, "__name__", "backward"))
     style = _which_style(func, "backward", "sequence")
