@@ -418,7 +418,7 @@ def call_forward(style: Style, kind: str, forward, arrays: dict, sizes: dict) ->
     """Run the student's forward on ``arrays`` (this library's layout, in the dtype to check):
     the student's arguments and outputs, by name (``"cache"`` among them)."""
     pair = style.pair(kind)
-    user = style.to_user(arrays, kind, sizes)
+    user = _copies(style.to_user(arrays, kind, sizes))     # the student's to change at will
     if style.call is not None:
         return user
     check_signature(forward, "forward", style, kind)
@@ -427,6 +427,13 @@ def call_forward(style: Style, kind: str, forward, arrays: dict, sizes: dict) ->
         raise ReturnedWrongly(f"{pair.forward} returned {_what(out)}, expected "
                               f"{len(pair.forward_out)} values: ({', '.join(pair.forward_out)})")
     return {**user, **dict(zip(pair.forward_out, out, strict=True))}
+
+
+def _copies(user):
+    """Fresh arrays (in dicts too), so that a student's in-place change cannot reach the
+    checker's own arrays."""
+    return {k: _copies(v) if isinstance(v, dict) else
+            np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in user.items()}
 
 
 def forward_outputs(style: Style, user: dict, sizes: dict) -> list:
@@ -673,7 +680,7 @@ def detect(module) -> tuple[Style, dict]:
 
 def _is_echo(row, rows):
     """An alias row (PyTorch's bias_hh) that repeats its original exactly: no evidence."""
-    if "_" not in row.name or row.given is None:
+    if "_hh" not in row.name or row.given is None:
         return False
     original = row.name.replace("_hh", "")
     return any(r.name == original and r.given is not None and np.array_equal(r.given, row.given)
