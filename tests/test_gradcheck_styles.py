@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from students.mutate import load, mutate
+from students.mutate import HERE, load, mutate, mutated_source
 
 import lstm_ag
 from lstm_ag.gradcheck.__main__ import main
@@ -262,3 +262,153 @@ def test_every_style_has_at_least_12_planted_bugs():
     counts = {s: len(b) for s, b in BUGS.items()}
     counts["dls"] += counts.pop("dls-cell")
     assert min(counts.values()) >= 12 and set(counts) == set(STYLES), counts
+
+
+SIZES = [(3, 4, 5, 2, 0), (1, 1, 3, 1, 1), (5, 16, 7, 3, 2), (7, 64, 20, 8, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "h", "t", "b", "seed"), SIZES)
+@pytest.mark.parametrize("style", list(FILES))
+def test_a_correct_backward_is_ok_in_every_style(style, d, h, t, b, seed, dtype):
+    report = check(style, load(FILES[style]), dtype=dtype, sizes=(d, h, t, b), seed=seed)
+    assert report.ok, str(report)
+    assert report.diagnosis == [] and report.style == ("dls" if style == "dls-cell" else style)
+    assert all(r.status in ("ok", "not tested") for r in report.rows)
+    assert report.dtype == np.dtype(dtype).name
+    assert str(report).splitlines()[-1].startswith("OK: worst")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("style", ["dls-cell", "dls", "karpathy", "torch", "cs231n"])
+def test_a_correct_backward_is_ok_at_the_largest_sizes(style, dtype):
+    report = check(style, load(FILES[style]), dtype=dtype, sizes=(16, 256, 100, 32), seed=4)
+    assert report.ok, str(report)
+
+
+def test_every_output_is_a_row_in_the_students_names_and_order():
+    report = check("dls", load(FILES["dls"]))
+    assert [r.name for r in report.rows] == ["dx", "da0"] + [
+        n for g in "fico" for n in (f"dW{g}[:, :n_a]", f"dW{g}[:, n_a:]", f"db{g}")]
+    karpathy = check("karpathy", load(FILES["karpathy"]))
+    assert {"dX", "dc0", "dh0", "dWLSTM[0, i]", "dWLSTM[1+D:, g]"} <= {r.name for r in
+                                                                      karpathy.rows}
+    torch = check("torch", load(FILES["torch"]))
+    assert {"x", "h0", "c0", "weight_hh[f]", "bias_hh[o]"} <= {r.name for r in torch.rows}
+    cell = check("dls-cell", load(FILES["dls-cell"]))
+    assert [r.name for r in cell.forward] == ["a_next", "c_next"]
+    assert [r.name for r in cell.rows][:3] == ["dxt", "da_prev", "dc_prev"]
+    # the blocks are shown in the student's layout: dWf[:, n_a:] is (n_a, n_x)
+    assert cell.row("dWf[:, n_a:]").given.shape == (H, D)
+
+
+def test_a_wrong_shape_is_a_row_quoting_the_students_shapes():
+    student = mutate(FILES["dls-cell"], "dbf = np.sum(dft, axis=1, keepdims=True)",
+                     "dbf = np.sum(dft, axis=1)")
+    report = check("dls-cell", student)
+    row = report.row("dbf")
+    assert row.status == "bad shape" and row.problem == "dbf: shape (4,), expected (4, 1)"
+    assert "dbf: shape (4,), expected (4, 1)" in report.diagnosis[0]
+    assert "BAD SHAPE" in str(report)
+
+
+def test_a_key_the_style_does_not_know_is_named():
+    student = mutate(FILES["dls-cell"], 'gradients = {"dxt": dxt, "da_prev": da_prev, '
+                     '"dc_prev": dc_prev, "dWf": dWf, "dbf": dbf,', 'gradients = {"dx_t": dxt, '
+                     '"da_prev": da_prev, "dc_prev": dc_prev, "dWf": dWf, "dbf": dbf,')
+    report = check("dls-cell", student)
+    assert report.row("dxt").status == "missing"
+    assert "dxt missing" in report.diagnosis[0]
+    assert any("returned dx_t (did you mean dxt?), which the dls style does not know" in n
+               for n in report.notes)
+
+
+def test_a_signature_of_another_style_is_named_not_called():
+    dls = load(FILES["dls-cell"])
+    with pytest.raises(StyleMismatch, match=re.escape(
+            "lstm_cell_forward takes (xt, a_prev, c_prev, parameters): this is the dls style; "
+            "pass style='dls'")):
+        lstm_ag.check_step(dls.lstm_cell_forward, dls.lstm_cell_backward)
+    seq = load(FILES["dls"])
+    with pytest.raises(StyleMismatch, match="lstm_backward takes \\(da, caches\\): this is "
+                                            "the dls style"):
+        lstm_ag.check_gradients(lstm_ag.init_params(3, 4), np.zeros((5, 2, 3)),
+                                backward=seq.lstm_backward, upstream="all")
+    karpathy = load(FILES["karpathy"])
+    with pytest.raises(StyleMismatch, match="this is the karpathy style"):
+        lstm_ag.check_gradients(lstm_ag.init_params(3, 4), np.zeros((5, 2, 3)),
+                                forward=karpathy.LSTM.forward, backward=karpathy.LSTM.backward,
+                                style="torch")
+
+
+def test_bad_style_arguments_name_themselves():
+    dls = load(FILES["dls"])
+    params, xs = lstm_ag.init_params(3, 4), np.zeros((5, 2, 3))
+    with pytest.raises(ValueError, match="style must be one of .*did you mean 'dls'"):
+        lstm_ag.check_step(dls.lstm_cell_forward, dls.lstm_cell_backward, style="dsl")
+    with pytest.raises(ValueError, match="style 'karpathy' has no step pair"):
+        lstm_ag.check_step(dls.lstm_cell_forward, dls.lstm_cell_backward, style="karpathy")
+    with pytest.raises(TypeError, match="pass forward=lstm_forward"):
+        lstm_ag.check_gradients(params, xs, backward=dls.lstm_backward, style="dls")
+    with pytest.raises(ValueError, match="sets the loss"):
+        lstm_ag.check_gradients(params, xs, forward=dls.lstm_forward,
+                                backward=dls.lstm_backward, style="dls", upstream="last")
+    with pytest.raises(ValueError, match="notebook style checks one sequence"):
+        lstm_ag.check_gradients(params, xs, backward=load(FILES["notebook"]).LSTM,
+                                style="notebook")
+
+
+def test_the_students_changes_to_its_inputs_never_reach_the_checker():
+    student = mutate(FILES["karpathy"], "dHout = dHout_in.copy()", "dHout = dHout_in")
+    assert check("karpathy", student).ok                  # it changes its own copy only
+
+
+def test_the_cs231n_style_of_a_step_pair_is_todays_check_in_ifog():
+    cs = load(FILES["cs231n"])
+    styled = lstm_ag.check_step(cs.lstm_step_forward, cs.lstm_step_backward, style="cs231n")
+    plain = lstm_ag.check_step(cs.lstm_step_forward, cs.lstm_step_backward, gate_order="ifog")
+    assert styled.ok and [r.name for r in styled.rows] == [r.name for r in plain.rows]
+
+
+# ---------------------------------------------------------------- the command line
+
+@pytest.mark.parametrize(("name", "style", "found"), [
+    ("dls_cell.py", "dls", "lstm_cell_forward, lstm_cell_backward"),
+    ("dls_sequence.py", "dls", "lstm_cell_forward, lstm_cell_backward; lstm_forward, "
+                               "lstm_backward"),
+    ("karpathy.py", "karpathy", "LSTM.forward, LSTM.backward"),
+    ("torch_loop.py", "torch", "lstm_forward, lstm_backward"),
+    ("notebook_001.py", "notebook", "LSTM"),
+    ("cs231n_step.py", "cs231n", "lstm_step_forward, lstm_step_backward; lstm_forward, "
+                                 "lstm_backward"),
+])
+def test_the_command_line_finds_the_style_and_says_it(name, style, found, capsys, tmp_path):
+    path = tmp_path / "my_lstm.py"
+    path.write_text((HERE / name).read_text())
+    assert main([str(path), "--steps", "3", "--hidden-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"style {style} (found {found})"
+    assert out.count("OK: worst") == found.count(";") + 1
+    assert main([str(path), "--style", style, "--steps", "3", "--hidden-size", "4"]) == 0
+
+
+def test_the_command_line_exits_1_on_a_bug_and_2_on_another_styles_signature(tmp_path, capsys):
+    path = tmp_path / "my_lstm.py"
+    path.write_text(mutated_source(FILES["dls"], "da0 = da_prevt", "da0 = da[:, :, 0]"))
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("OK: worst") == 1 and "MISMATCH: worst da0" in out   # the cell pair is right
+    assert main(["--sequence", str(path), "--style", "dls"]) == 1
+    assert capsys.readouterr().out.count("MISMATCH") == 1
+    assert main(["--step", str(path), "--forward", "lstm_cell_forward",
+                 "--backward", "lstm_cell_backward"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "error: lstm_cell_forward takes (xt, a_prev, c_prev, parameters): this is the dls "
+        "style; pass --style dls")
+    assert main(["--step", str(path)]) == 2
+    assert "the dls style; run lstm-ag-gradcheck" in capsys.readouterr().err
+    assert main([str(path), "--style", "karpathy"]) == 2
+    assert "defines none of the karpathy style's functions" in capsys.readouterr().err
+    assert main([str(HERE / "sequence_loop.py")]) == 2
+    assert "it defines none of the styles' functions" in capsys.readouterr().err
