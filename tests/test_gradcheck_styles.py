@@ -59,7 +59,9 @@ def rows(style, gates, parts=None, *extra):
     return {names[p].format(g=g, G=DLS[g]) for g in gates for p in parts} | set(extra)
 
 
-CELL = ("dxt", "da_prev")                      # dxt, da_prev follow from every gate's dz
+CELL = ("dxt", "da_prev")
+RETURN_LINE = ('gradients = {"dxt": dxt, "da_prev": da_prev, "dc_prev": dc_prev, "dWf": dWf, '
+               '"dbf": dbf,')                      # dxt, da_prev follow from every gate's dz
 # style -> (id, the line of the correct file, the student's line, wrong rows, first length)
 BUGS = {
     "dls-cell": [
@@ -84,9 +86,8 @@ BUGS = {
          rows("dls", "i", None, *CELL), None),
         ("dbc from the first example", "dbc = np.sum(dcct, axis=1, keepdims=True)",
          "dbc = dcct[:, :1]", {"dbc"}, None),
-        ("dxt returned as dx", 'gradients = {"dxt": dxt, "da_prev": da_prev, "dc_prev": '
-         'dc_prev, "dWf": dWf, "dbf": dbf,', 'gradients = {"dx": dxt, "da_prev": da_prev, '
-         '"dc_prev": dc_prev, "dWf": dWf, "dbf": dbf,', {"dxt"}, None),
+        ("dxt returned as dx", RETURN_LINE, RETURN_LINE.replace('"dxt"', '"dx"'), {"dxt"},
+         None),
     ],
     "dls": [
         ("dWf = instead of +=", 'dWf += gradients["dWf"]', 'dWf = gradients["dWf"]',
@@ -281,7 +282,7 @@ def test_a_correct_backward_is_ok_in_every_style(style, d, h, t, b, seed, dtype)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("style", ["dls-cell", "dls", "karpathy", "torch", "cs231n"])
+@pytest.mark.parametrize("style", list(FILES))
 def test_a_correct_backward_is_ok_at_the_largest_sizes(style, dtype):
     report = check(style, load(FILES[style]), dtype=dtype, sizes=(16, 256, 100, 32), seed=4)
     assert report.ok, str(report)
@@ -314,9 +315,7 @@ def test_a_wrong_shape_is_a_row_quoting_the_students_shapes():
 
 
 def test_a_key_the_style_does_not_know_is_named():
-    student = mutate(FILES["dls-cell"], 'gradients = {"dxt": dxt, "da_prev": da_prev, '
-                     '"dc_prev": dc_prev, "dWf": dWf, "dbf": dbf,', 'gradients = {"dx_t": dxt, '
-                     '"da_prev": da_prev, "dc_prev": dc_prev, "dWf": dWf, "dbf": dbf,')
+    student = mutate(FILES["dls-cell"], RETURN_LINE, RETURN_LINE.replace('"dxt"', '"dx_t"'))
     report = check("dls-cell", student)
     assert report.row("dxt").status == "missing"
     assert "dxt missing" in report.diagnosis[0]
@@ -345,7 +344,7 @@ def test_a_signature_of_another_style_is_named_not_called():
 def test_bad_style_arguments_name_themselves():
     dls = load(FILES["dls"])
     params, xs = lstm_ag.init_params(3, 4), np.zeros((5, 2, 3))
-    with pytest.raises(ValueError, match="style must be one of .*did you mean 'dls'"):
+    with pytest.raises(ValueError, match=r"style must be one of .*did you mean 'dls'"):
         lstm_ag.check_step(dls.lstm_cell_forward, dls.lstm_cell_backward, style="dsl")
     with pytest.raises(ValueError, match="style 'karpathy' has no step pair"):
         lstm_ag.check_step(dls.lstm_cell_forward, dls.lstm_cell_backward, style="karpathy")
@@ -373,15 +372,15 @@ def test_the_cs231n_style_of_a_step_pair_is_todays_check_in_ifog():
 
 # ---------------------------------------------------------------- the command line
 
+SEQ = "lstm_forward, lstm_backward"
+
 @pytest.mark.parametrize(("name", "style", "found"), [
     ("dls_cell.py", "dls", "lstm_cell_forward, lstm_cell_backward"),
-    ("dls_sequence.py", "dls", "lstm_cell_forward, lstm_cell_backward; lstm_forward, "
-                               "lstm_backward"),
+    ("dls_sequence.py", "dls", "lstm_cell_forward, lstm_cell_backward; " + SEQ),
     ("karpathy.py", "karpathy", "LSTM.forward, LSTM.backward"),
     ("torch_loop.py", "torch", "lstm_forward, lstm_backward"),
     ("notebook_001.py", "notebook", "LSTM"),
-    ("cs231n_step.py", "cs231n", "lstm_step_forward, lstm_step_backward; lstm_forward, "
-                                 "lstm_backward"),
+    ("cs231n_step.py", "cs231n", "lstm_step_forward, lstm_step_backward; " + SEQ),
 ])
 def test_the_command_line_finds_the_style_and_says_it(name, style, found, capsys, tmp_path):
     path = tmp_path / "my_lstm.py"
@@ -412,3 +411,35 @@ def test_the_command_line_exits_1_on_a_bug_and_2_on_another_styles_signature(tmp
     assert "defines none of the karpathy style's functions" in capsys.readouterr().err
     assert main([str(HERE / "sequence_loop.py")]) == 2
     assert "it defines none of the styles' functions" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the picture
+
+def test_plot_draws_every_block_at_every_length(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    student = mutate(FILES["torch"], "dc = dc_next + dh * o * (1 - tanh_c ** 2)",
+                     "dc = dh * o * (1 - tanh_c ** 2)")
+    report = check("torch", student)
+    figure = report.plot(tmp_path / "errors.png")
+    assert (tmp_path / "errors.png").stat().st_size > 1000
+    image = figure.axes[0].images[0].get_array()
+    assert image.shape == (len(report.rows), T)          # every block, every length 1..T
+    assert sorted(report.history) == list(range(1, T + 1))
+    crossed = {(t.get_position()[1], t.get_position()[0]) for t in figure.axes[0].texts}
+    names = [r.name for r in report.history[T]]
+    assert (names.index("weight_hh[i]"), 1) in crossed          # wrong from length 2 ...
+    assert (names.index("weight_hh[i]"), 0) not in crossed      # ... right at length 1
+    path = tmp_path / "my_lstm.py"
+    path.write_text(mutated_source(FILES["torch"], "dc = dc_next + dh * o * (1 - tanh_c ** 2)",
+                                   "dc = dh * o * (1 - tanh_c ** 2)"))
+    assert main([str(path), "--plot", str(tmp_path / "cli.png")]) == 1
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {tmp_path / 'cli.png'}")
+    assert (tmp_path / "cli.png").exists()
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch):
+    report = check("torch", load(FILES["torch"]))
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.colors"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)   # as if not installed
+    with pytest.raises(ImportError, match=re.escape("pip install lstm-ag[plot]")):
+        report.plot()

@@ -12,7 +12,8 @@
 called as ``backward(params, xs, dh)``. A file alone is checked in the style of the
 functions it defines (found from their names and said, or ``--style``): each pair it defines
 (a step pair, a sequence pair), as the course writes them (:mod:`lstm_ag.gradcheck.styles`);
-``--style`` with ``--step`` or ``--sequence`` checks that pair alone. Exit status: 0 everything agrees, 1 something is wrong
+``--style`` with ``--step`` or ``--sequence`` checks that pair alone. ``--plot FILE.png`` draws a
+sequence check's errors per block and length. Exit status: 0 everything agrees, 1 something is wrong
 (or your function raised: the message names the file and line), 2 usage (a bad option, a file
 that cannot be imported, a name it does not define): one line, never a traceback.
 """
@@ -259,7 +260,7 @@ def _pairs(args):
     else:
         style, found = get_style(args.style), {}
         for kind, pair in (("step", style.step), ("sequence", style.sequence)):
-            wanted = (args.step and kind == "step" or args.sequence and kind == "sequence"
+            wanted = ((args.step and kind == "step") or (args.sequence and kind == "sequence")
                       or args.file)
             if pair is None or not wanted:
                 continue
@@ -271,7 +272,7 @@ def _pairs(args):
                 if cls is not None:
                     found[kind] = (cls, cls, (cls.__name__,))
             elif all(callable(_resolve(module, n)) for n in names) or not args.file:
-                found[kind] = tuple(_method(module, n, path) for n in names) + (names,)
+                found[kind] = (*(_method(module, n, path) for n in names), names)
         if not found:
             raise UsageError(f"{path} defines none of the {style.name} style's functions ("
                              + "; ".join(f"{p.forward}, {p.backward}" for p in

@@ -268,6 +268,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     w64 = None if weights is None else weights.astype(np.float64)
 
     computed32 = []                     # lengths at which the backward returned float32
+    history = {}                        # length -> its rows, for GradientReport.plot
 
     def prefix(length):
         """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
@@ -336,6 +337,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         loss_problem = None
         if loss is not None and not abs(loss - ref_loss) <= tol_ag * max(abs(ref_loss), 1e-300):
             loss_problem = (float(ref_loss), loss)
+        if order == gate_order:
+            history[length] = rows
         return rows, loss_problem
 
     def _plain_loss(arrays, length):
@@ -395,11 +398,17 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if styled is not None:
         rows, bad_rows, first_tested, worst = _in_style(styled, rows, bad_rows, first_tested,
                                                         worst_row, (D, H, B, T, seed))
-    return GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
-                          tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
-                          bad_rows=bad_rows, first_tested=first_tested, diagnosis=diagnosis,
-                          notes=notes, seconds=time.perf_counter() - start,
-                          style=None if styled is None else styled.name)
+        history = {n: _in_style(styled, h, [], {}, None, (D, H, B, T, seed))[0]
+                   for n, h in history.items()}
+    report = GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
+                            tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
+                            bad_rows=bad_rows, first_tested=first_tested,
+                            diagnosis=diagnosis, notes=notes,
+                            seconds=time.perf_counter() - start,
+                            style=None if styled is None else styled.name, history=history)
+    report.rows_at = (lambda n: rows_at(n)[0]) if styled is None else (  # for report.plot
+        lambda n: _in_style(styled, rows_at(n)[0], [], {}, None, (D, H, B, T, seed))[0])
+    return report
 
 
 def _styled(style, forward, backward, upstream, layout, gate_order):

@@ -42,8 +42,8 @@ from ..params import GATES
 from .compare import GATE_WIDE, Block, ReturnedWrongly, permute_gates
 
 __all__ = ["STYLES", "Style", "Pair", "StyleMismatch", "get_style", "detect", "call_forward",
-           "call_backward", "check_signature", "check_plain_backward", "notebook_class", "row_blocks", "rename_rows",
-           "translate"]
+           "call_backward", "check_signature", "check_plain_backward", "notebook_class",
+           "row_blocks", "rename_rows", "translate"]
 
 
 class StyleMismatch(TypeError):
@@ -211,7 +211,8 @@ def _notebook_to(a, kind, s):
         raise ValueError("the notebook style checks one sequence: xs must be (T, D), got a "
                          f"batch of {s['B']}")
     dh = a["dhs"] if a["dhs"].ndim == 2 else a["dhs"][-1]
-    return {"inputs": a["x"][:, 0], "dL_dh": dh.reshape(-1, 1), **_per_gate(a, {g: g for g in GATES})}
+    return {"inputs": a["x"][:, 0], "dL_dh": dh.reshape(-1, 1),
+            **_per_gate(a, {g: g for g in GATES})}
 
 
 def _notebook_entries(kind, s):
@@ -670,9 +671,10 @@ def detect(module) -> tuple[Style, dict]:
         if found and (best is None or len(found) > len(best[1])):
             best = (style, found)
     if best is None:
-        raise ValueError("it defines none of the styles' functions (" + "; ".join(
-            f"{s.name}: {', '.join(p.forward + ', ' + p.backward for p in (s.step, s.sequence) if p)}"
-            for s in STYLES.values()) + ")")
+        names = ("; ".join(f"{s.name}: " + ", ".join(f"{p.forward}, {p.backward}"
+                                                   for p in (s.step, s.sequence) if p)
+                           for s in STYLES.values()))
+        raise ValueError(f"it defines none of the styles' functions ({names})")
     return best
 
 

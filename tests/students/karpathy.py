@@ -14,7 +14,8 @@ class LSTM:
 
     @staticmethod
     def init(input_size, hidden_size, fancy_forget_bias_init=3):
-        WLSTM = np.random.randn(input_size + hidden_size + 1, 4 * hidden_size) / np.sqrt(input_size + hidden_size)
+        WLSTM = (np.random.randn(input_size + hidden_size + 1, 4 * hidden_size)
+                 / np.sqrt(input_size + hidden_size))
         WLSTM[0, :] = 0
         if fancy_forget_bias_init != 0:
             WLSTM[0, hidden_size:2 * hidden_size] = fancy_forget_bias_init
