@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from students import notebook_001  # noqa: E402
-from students.mutate import HERE, mutated_source  # noqa: E402
+from students.mutate import HERE, load_source, mutated_source  # noqa: E402
 
 import lstm_ag  # noqa: E402
 from lstm_ag.gradcheck.__main__ import main as gradcheck  # noqa: E402
@@ -47,6 +47,7 @@ BLOCK = re.compile(r"(<!-- gallery:(?P<name>[\w-]+) -->\n)(?P<body>.*?)"
 PYTHON = re.compile(r"```python\n(.*?)```", re.S)
 STEP = ["--step", "my_lstm.py", "--gate-order", "ifog"]
 SEQ = ["--sequence", "my_loop.py", "--steps", "5", "--hidden-size", "4"]
+MINE = ["my_lstm.py", "--steps", "5", "--hidden-size", "4"]      # a style's file, found
 ALL = [*SEQ[:2], "--backward", "backward_all", "--upstream", "all", *SEQ[2:]]
 LAST = [*SEQ[:2], "--backward", "backward_last", "--upstream", "last", *SEQ[2:]]
 
@@ -181,6 +182,36 @@ class Python:
         return f"{inside.group(0)}\n{shown}" if inside else shown
 
 
+@dataclasses.dataclass
+class StyleCli:
+    """A student's file of a course's style, ``tests/students/<source>`` (with the line ``old``
+    changed to ``new``), written as ``my_lstm.py`` and checked by ``lstm-ag-gradcheck argv``."""
+    source: str
+    argv: list
+    old: str | None = None
+    new: str | None = None
+
+    def render(self, _before, _body):
+        text = (HERE / self.source).read_text() if self.old is None \
+            else mutated_source(self.source, self.old, self.new)
+        argv = self.argv
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / "my_lstm.py").write_text(text)
+            out, status = run_cli(argv, tmp)
+        out, trimmed = trim_yes(out)
+        head = "" if self.old is None else f"`{self.old}` became `{self.new}`:\n\n"
+        tail = f"\n({trimmed} rows marked `yes` trimmed.)\n" if trimmed else ""
+        return (f"{head}```console\n$ lstm-ag-gradcheck {' '.join(argv)}\n{out}\n"
+                f"$ echo $?\n{status}\n```\n{tail}")
+
+
+def style_problem(source):
+    """What the page's python block of a style is given: the student's module's names."""
+    module = load_source((HERE / source).read_text(), "my_lstm")
+    sys.modules["my_lstm"] = module
+    return {"np": np, "lstm_ag": lstm_ag}
+
+
 def notebook_problem(LSTM):
     """What the page's notebook snippet is given: one sequence of T=7, D=3, H=4."""
     return {"np": np, "lstm_ag": lstm_ag, "LSTM": LSTM, "params": lstm_ag.init_params(3, 4, seed=1),
@@ -219,6 +250,23 @@ ENTRIES = {
                         "for t in reversed(range(1, len(caches))):"),
     "dwh-from-h-t": Cli(ALL, "dWh += h_prev.T @ da", "dWh += h.T @ da"),
     "df-from-c-t": Cli(ALL, "df = dc * c_prev * f * (1 - f)", "df = dc * c * f * (1 - f)"),
+    # docs/gradcheck.md: section 4, the courses' styles
+    "style-dls": StyleCli("dls_sequence.py", MINE),
+    "style-dls-python": Python(style_problem("dls_sequence.py")),
+    "style-dls-keepdims": StyleCli("dls_sequence.py", ["--step", *MINE],
+                                   "dbf = np.sum(dft, axis=1, keepdims=True)",
+                                   "dbf = np.sum(dft, axis=1)"),
+    "style-dls-da0": StyleCli("dls_sequence.py", ["--sequence", *MINE], "da0 = da_prevt",
+                              "da0 = da[:, :, 0]"),
+    "style-notebook": StyleCli("notebook_001.py", MINE),
+    "style-karpathy": StyleCli("karpathy.py", MINE, "dC[t - 1] += IFOGf[t, :, d:2 * d] * dC[t]",
+                               "dC[t - 1] += dC[t]"),
+    "style-torch": StyleCli("torch_loop.py", MINE, '"weight_hh": dweight_hh, "bias_ih": dbias, '
+                            '"bias_hh": dbias.copy()}', '"weight_hh": dweight_hh, "bias_ih": '
+                            'dbias}'),
+    "style-cs231n": StyleCli("cs231n_step.py", ["--sequence", *MINE],
+                             "dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t",
+                             "dWx, dWh, db = dWx_t, dWh_t, db_t"),
     # README.md: "Checking gradients"
     "readme-default": Shell([]),
     "readme-step": Shell(["--step", "tests/students/cs231n_step.py", "--gate-order", "ifog"]),

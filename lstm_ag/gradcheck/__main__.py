@@ -242,14 +242,33 @@ def _sequence(args):
                            layout=args.layout, gate_order=args.gate_order, seed=args.seed)
 
 
-def _pairs(args):
+def _found_style(args):
+    """The module of ``--step FILE`` or ``--sequence FILE`` given without the names today's
+    checks need, when it is in a style that has that pair (then it is checked in that
+    style); else None."""
+    kind = "step" if args.step else "sequence"
+    plain = (args.step and args.forward == "lstm_step_forward" and args.backward is None) or \
+        (args.sequence and args.backward is None and args.upstream is None)
+    if not plain or args.file or args.style:
+        return None
+    module = _load(args.step or args.sequence)
+    if kind == "step" and callable(getattr(module, "lstm_step_forward", None)):
+        return None
+    try:
+        _, found = detect(module)
+    except ValueError:
+        return None
+    return module if kind in found else None
+
+
+def _pairs(args, module=None):
     """``(style, {kind: (forward, backward, names)})`` of the file to check in a style."""
     path = args.file or args.step or args.sequence
     if path is None:
         raise UsageError("--style needs the file to check: lstm-ag-gradcheck FILE.py --style S")
     if args.file and (args.step or args.sequence):
         raise UsageError("give the file once: FILE.py alone, or --step/--sequence FILE.py")
-    module = _load(path)
+    module = module or _load(path)
     if args.style is None:
         try:
             style, found = detect(module)
@@ -301,9 +320,9 @@ def _method(module, name, path):
     return value if callable(value) else _function(module, name, path, "--forward/--backward")
 
 
-def _styled(args):
+def _styled(args, module=None):
     """Check the file's pairs in their style; print each report; the reports."""
-    style, found = _pairs(args)
+    style, found = _pairs(args, module)
     names = "; ".join(", ".join(f[2]) for f in found.values())
     print(f"style {style.name} (found {names})")
     reports = []
@@ -340,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     user_file = args.step or args.sequence or args.file
     try:
-        if args.file or args.style:
-            reports = _styled(args)
+        module = None if args.file or args.style else _found_style(args)
+        if args.file or args.style or module is not None:
+            reports = _styled(args, module)
             return EXIT_OK if all(r.ok for r in reports) else EXIT_WRONG
         if args.step:
             report = _step(args)
