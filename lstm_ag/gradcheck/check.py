@@ -246,15 +246,9 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                                  f"{want}, got {np.shape(targets)}")
             third = third.reshape(shape)
         names = [k for k in flatten(params) if k not in ("Wy", "by")]
-    if styled is not None and state is None and styled.sequence.states:
-        state = _random_state(styled, B, H, dtype, seed)
+    state, keys = _style_setup(styled, state, (D, H, B, T, seed), dtype)
     h0, c0 = as_state(state, B, H, dtype, single, K)
-    keys, style_notes = [], {}
-    if styled is not None:
-        sizes = {"D": D, "H": H, "B": B, "T": T, "seed": seed}
-        keys = [k for k in ("Wx", "Wh", "b", *styled.aliases, "x", "h0", "c0")
-                if any(k == key for e in styled.entries("sequence", sizes)
-                       for key, _, _ in e.pieces)]
+    style_notes = {}
     if backward is None:
         backward = _own_backward(upstream)
     elif styled is None:
@@ -280,29 +274,16 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     def reference(length):
         x, y, w = prefix(length)
         if any(k in keys for k in ("x", "h0", "c0")):      # a style's dx, dh0, dc0 too
-            loss, g = autograd.value_and_grad(lambda a: _functional(
-                upstream, a["p"], a["x"], y, w, a["h0"], a["c0"], "autograd"))(
-                {"p": unflatten(p64), "x": x, "h0": h64, "c0": c64})
-            return loss, {**flatten(g["p"]), "x": g["x"], "h0": g["h0"], "c0": g["c0"]}
+            return _with_inputs(upstream, p64, x, y, w, h64, c64)
         loss, grads = autograd.value_and_grad(
             lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(unflatten(p64))
         return loss, flatten(grads)
 
-    def call_styled(length):
-        arrays = {"Wx": params["Wx"], "Wh": params["Wh"], "b": params["b"],
-                  "x": xs3[:length], "h0": h0, "c0": c0,
-                  "dhs": third if upstream == "last" else third[:length]}
-        sizes = {"D": D, "H": H, "B": B, "T": length, "seed": seed}
-        user = call_forward(styled, "sequence", forward, arrays, sizes)
-        shapes = {k: (length, B, D) if k == "x" else (B, H) if k in ("h0", "c0")
-                  else params[styled.aliases.get(k, k)].shape for k in keys}
-        got, notes = call_backward(styled, "sequence", backward, user, sizes, shapes)
-        style_notes.update(dict.fromkeys(notes))
-        return None, got
-
     def call(length, order=gate_order):
         if styled is not None:
-            return call_styled(length)
+            return None, _call_styled(styled, (forward, backward), params, xs3[:length],
+                                      third if upstream == "last" else third[:length],
+                                      (h0, c0), keys, seed, style_notes)
         x = xs3[:length]
         y = third if upstream == "last" else third[:length]
         if single:
@@ -395,19 +376,20 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     worst_row = max(wrong or located, key=lambda r: r.rel) if located else None
     worst = (("", None, 0.0) if worst_row is None else
              (worst_row.name.split("[")[0], worst_row.gate, worst_row.rel))
+    def named(rows):                    # the style's names and order, or as they are
+        return rows if styled is None else _in_style(styled, rows, [], {}, None,
+                                                     (D, H, B, T, seed))[0]
     if styled is not None:
         rows, bad_rows, first_tested, worst = _in_style(styled, rows, bad_rows, first_tested,
                                                         worst_row, (D, H, B, T, seed))
-        history = {n: _in_style(styled, h, [], {}, None, (D, H, B, T, seed))[0]
-                   for n, h in history.items()}
     report = GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
                             tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
                             bad_rows=bad_rows, first_tested=first_tested,
                             diagnosis=diagnosis, notes=notes,
                             seconds=time.perf_counter() - start,
-                            style=None if styled is None else styled.name, history=history)
-    report.rows_at = (lambda n: rows_at(n)[0]) if styled is None else (  # for report.plot
-        lambda n: _in_style(styled, rows_at(n)[0], [], {}, None, (D, H, B, T, seed))[0])
+                            style=None if styled is None else styled.name,
+                            history={n: named(h) for n, h in history.items()})
+    report.rows_at = lambda n: named(rows_at(n)[0])          # more lengths, for report.plot
     return report
 
 
@@ -432,13 +414,48 @@ def _styled(style, forward, backward, upstream, layout, gate_order):
     return styled
 
 
-def _random_state(styled, B, H, dtype, seed):
-    """A seeded non-zero initial state for a style whose forward takes one (c0 zero when it
-    does not take c0), so that dWh and the forget gate are tested from the first step."""
-    rng = np.random.default_rng(seed + 3)
-    h0 = 0.5 * rng.standard_normal((B, H))
-    c0 = rng.standard_normal((B, H)) if "c0" in styled.sequence.states else np.zeros((B, H))
-    return h0.astype(dtype), c0.astype(dtype)
+def _style_setup(styled, state, sizes, dtype):
+    """``(state, keys)``: a seeded non-zero initial state when the style's forward takes one
+    and none is given (c0 zero when it does not take c0), so that dWh and the forget gate are
+    tested from the first step; the arrays the style returns gradients of, in row order."""
+    if styled is None:
+        return state, []
+    D, H, B, T, seed = sizes
+    if state is None and styled.sequence.states:
+        rng = np.random.default_rng(seed + 3)
+        h0 = 0.5 * rng.standard_normal((B, H))
+        c0 = (rng.standard_normal((B, H)) if "c0" in styled.sequence.states
+              else np.zeros((B, H)))
+        state = h0.astype(dtype), c0.astype(dtype)
+    entries = styled.entries("sequence", {"D": D, "H": H, "B": B, "T": T, "seed": seed})
+    returned = {key for e in entries for key, _, _ in e.pieces}
+    return state, [k for k in ("Wx", "Wh", "b", *styled.aliases, "x", "h0", "c0")
+                   if k in returned]
+
+
+def _with_inputs(upstream, p64, x, y, w, h64, c64):
+    """The loss and autograd's gradient of the parameters and of xs, h0, c0 (float64)."""
+    loss, g = autograd.value_and_grad(lambda a: _functional(
+        upstream, a["p"], a["x"], y, w, a["h0"], a["c0"], "autograd"))(
+        {"p": unflatten(p64), "x": x, "h0": h64, "c0": c64})
+    return loss, {**flatten(g["p"]), "x": g["x"], "h0": g["h0"], "c0": g["c0"]}
+
+
+def _call_styled(styled, functions, params, xs, upstream_grad, state, keys, seed, notes):
+    """The student's sequence pair run on a prefix ``xs (L, B, D)`` as its style calls it:
+    its gradients in this library's layout (see :func:`~lstm_ag.gradcheck.styles.call_backward`);
+    the notes it gives are added to ``notes``."""
+    L, B, D = xs.shape
+    H = params["Wh"].shape[0]
+    arrays = {"Wx": params["Wx"], "Wh": params["Wh"], "b": params["b"], "x": xs,
+              "h0": state[0], "c0": state[1], "dhs": upstream_grad}
+    sizes = {"D": D, "H": H, "B": B, "T": L, "seed": seed}
+    user = call_forward(styled, "sequence", functions[0], arrays, sizes)
+    shapes = {k: (L, B, D) if k == "x" else (B, H) if k in ("h0", "c0")
+              else params[styled.aliases.get(k, k)].shape for k in keys}
+    got, said = call_backward(styled, "sequence", functions[1], user, sizes, shapes)
+    notes.update(dict.fromkeys(said))
+    return got
 
 
 def _in_style(styled, rows, bad_rows, first_tested, worst_row, sizes):

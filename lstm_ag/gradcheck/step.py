@@ -240,11 +240,8 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                                   "(next_h, next_c, cache)")
         outputs = list(zip(("next_h", "next_c"), out[:2], strict=True))
     else:
-        state = call_forward(styled, "step", step_forward, {
-            k: v.astype(dtype) for k, v in {**arrays, "dnext_h": dnext_h,
-                                            "dnext_c": dnext_c}.items()}, sizes)
-        outputs = forward_outputs(styled, state, sizes)
-        out = [state[k] for k in styled.forward_rows]
+        state, outputs, out = _styled_forward(styled, step_forward, arrays, dnext_h, dnext_c,
+                                              dtype, sizes)
     (h_ref, c_ref), _ = _our_step(arrays)
     given = [np.asarray(v, dtype=np.float64) for _, v in outputs]
     notes = []
@@ -328,6 +325,15 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                           kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
                           forward=forward, diagnosis=diagnosis, notes=notes,
                           seconds=time.perf_counter() - start, style=_name(styled))
+
+
+def _styled_forward(styled, step_forward, arrays, dnext_h, dnext_c, dtype, sizes):
+    """A styled pair's forward run: ``(its arguments and outputs by name, [(name, next_h),
+    (name, next_c)] in this library's layout, the raw next_h and next_c)``."""
+    state = call_forward(styled, "step", step_forward, {
+        k: v.astype(dtype) for k, v in {**arrays, "dnext_h": dnext_h,
+                                        "dnext_c": dnext_c}.items()}, sizes)
+    return state, forward_outputs(styled, state, sizes), [state[k] for k in styled.forward_rows]
 
 
 def _name(styled):

@@ -321,7 +321,8 @@ STYLES = {s.name: s for s in (
           names={"dWx[{g}]": "dWLSTM[1:1+D, {g}]", "dWh[{g}]": "dWLSTM[1+D:, {g}]",
                  "db[{g}]": "dWLSTM[0, {g}]", "dx": "dX"},
           words={"dWx": "dWLSTM[1:1+D]", "dWh": "dWLSTM[1+D:]", "db": "dWLSTM[0]",
-                 "dz": "dIFOG", "dx": "dX"}),
+                 "Wx": "WLSTM[1:1+D]", "Wh": "WLSTM[1+D:]", "dz": "dIFOG", "dx": "dX",
+                 "dc": "dC", "dc_next": "dC[t]", "dh_next": "dHout[t - 1]"}),
     Style("torch", "a PyTorch-style loop (nn.LSTM's weights, batch first)",
           None, Pair("lstm_forward", "lstm_backward",
                      ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"),
@@ -331,7 +332,7 @@ STYLES = {s.name: s for s in (
                  "db[{g}]": "bias_ih[{g}]", "db_hh[{g}]": "bias_hh[{g}]", "dx": "x",
                  "dh0": "h0", "dc0": "c0"},
           words={"dWx": "weight_ih.grad", "dWh": "weight_hh.grad", "db": "bias_ih.grad",
-                 "dz": "dgates"},
+                 "Wx": "weight_ih.T", "Wh": "weight_hh.T", "dz": "dgates"},
           aliases={"b_hh": "b"}),
 )}
 
