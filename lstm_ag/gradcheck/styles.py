@@ -517,7 +517,7 @@ def _returned(pair, out):
 
 def _assemble(entries, values, shapes):
     """This library's arrays from the student's entries (see :func:`call_backward`)."""
-    got, filled = {}, {}
+    got = {}
     for e in entries:
         value = _array(values.get(e.name), e.shape, e.name)
         for key, gate, extract in e.pieces:
@@ -534,7 +534,6 @@ def _assemble(entries, values, shapes):
             target = got[key][(*where, slice(GATES.index(gate) * H, (GATES.index(gate) + 1) * H))] \
                 if gate else got[key]
             target[...] = extract(value)
-            filled.setdefault(key, set()).add(gate)
     for key in shapes:
         got.setdefault(key, None)
     return got
