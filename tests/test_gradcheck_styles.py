@@ -444,3 +444,14 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch):
         monkeypatch.setitem(__import__("sys").modules, name, None)   # as if not installed
     with pytest.raises(ImportError, match=re.escape("pip install lstm-ag[plot]")):
         report.plot()
+
+
+def test_plot_of_a_step_or_to_a_bad_path_is_a_usage_error(tmp_path, capsys):
+    assert main(["--step", str(HERE / "cs231n_step.py"), "--gate-order", "ifog",
+                 "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--plot draws a sequence check" in capsys.readouterr().err
+    assert main([str(HERE / "dls_cell.py"), "--plot", str(tmp_path / "x.png")]) == 2
+    pytest.importorskip("matplotlib")
+    assert main([str(HERE / "torch_loop.py"), "--steps", "2", "--plot",
+                 str(tmp_path / "no" / "x.png")]) == 2
+    assert "--plot " in capsys.readouterr().err

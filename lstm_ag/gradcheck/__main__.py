@@ -323,6 +323,8 @@ def _method(module, name, path):
 def _styled(args, module=None):
     """Check the file's pairs in their style; print each report; the reports."""
     style, found = _pairs(args, module)
+    if args.plot and "sequence" not in found:
+        raise UsageError("--plot draws a sequence check; the file's pair is a step pair")
     names = "; ".join(", ".join(f[2]) for f in found.values())
     print(f"style {style.name} (found {names})")
     reports = []
@@ -348,9 +350,20 @@ def _styled(args, module=None):
                                            style=style.name, seed=args.seed))
         print(reports[-1])
         if kind == "sequence" and args.plot:
-            reports[-1].plot(args.plot)
-            print(f"wrote {args.plot}")
+            _plot(reports[-1], args.plot)
     return reports
+
+
+def _plot(report, path):
+    """``report.plot(path)``; UsageError without matplotlib or when ``path`` cannot be
+    written."""
+    try:
+        report.plot(path)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--plot {path}: {getattr(err, 'strerror', None) or err}") from None
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.file or args.style or module is not None:
             reports = _styled(args, module)
             return EXIT_OK if all(r.ok for r in reports) else EXIT_WRONG
+        if args.step and args.plot:
+            raise UsageError("--plot draws a sequence check (--sequence), not --step")
         if args.step:
             report = _step(args)
         elif args.sequence:
@@ -394,11 +409,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_WRONG
     print(report)
     if args.plot:
-        if report.kind != "sequence":
-            print(f"{parser.prog}: error: --plot draws a sequence check", file=sys.stderr)
+        try:
+            _plot(report, args.plot)
+        except UsageError as err:
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
             return EXIT_USAGE
-        report.plot(args.plot)
-        print(f"wrote {args.plot}")
     return EXIT_OK if report.ok else EXIT_WRONG
 
 
