@@ -34,7 +34,7 @@ from .adapters import LAYOUTS
 from .check import check_gradients
 from .compare import check_gate_order
 from .step import ReturnedWrongly, check_step
-from .styles import STYLES, StyleMismatch, detect, get_style, notebook_class
+from .styles import STYLES, StyleMismatch, describe, detect, get_style, notebook_class
 
 __all__ = ["main"]
 
@@ -268,6 +268,9 @@ def _pairs(args, module=None):
         raise UsageError("--style needs the file to check: lstm-ag-gradcheck FILE.py --style S")
     if args.file and (args.step or args.sequence):
         raise UsageError("give the file once: FILE.py alone, or --step/--sequence FILE.py")
+    if args.file and (args.forward != "lstm_step_forward" or args.backward):
+        raise UsageError("with --forward/--backward, say which pair they are: --step FILE.py "
+                         "or --sequence FILE.py")
     module = module or _load(path)
     if args.style is None:
         try:
@@ -293,10 +296,11 @@ def _pairs(args, module=None):
             elif all(callable(_resolve(module, n)) for n in names) or not args.file:
                 found[kind] = (*(_method(module, n, path) for n in names), names)
         if not found:
-            raise UsageError(f"{path} defines none of the {style.name} style's functions ("
-                             + "; ".join(f"{p.forward}, {p.backward}" for p in
-                                         (style.step, style.sequence) if p) + ")" +
-                             _style_hint(module, path))
+            raise UsageError(f"{path} defines none of the {style.name} style's functions "
+                             f"({describe(style)})" + (_style_hint(module, path) or
+                                                       "; with other names, give them: --step "
+                                                       "or --sequence FILE.py --forward NAME "
+                                                       "--backward NAME"))
     if args.step:
         found = {k: v for k, v in found.items() if k == "step"}
     elif args.sequence:

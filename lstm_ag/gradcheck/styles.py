@@ -321,8 +321,7 @@ STYLES = {s.name: s for s in (
           names={"dWx[{g}]": "dWLSTM[1:1+D, {g}]", "dWh[{g}]": "dWLSTM[1+D:, {g}]",
                  "db[{g}]": "dWLSTM[0, {g}]", "dx": "dX"},
           words={"dWx": "dWLSTM[1:1+D]", "dWh": "dWLSTM[1+D:]", "db": "dWLSTM[0]",
-                 "Wx": "WLSTM[1:1+D]", "Wh": "WLSTM[1+D:]", "dz": "dIFOG", "dx": "dX",
-                 "dc": "dC", "dc_next": "dC[t]", "dh_next": "dHout[t - 1]"}),
+                 "Wx": "WLSTM[1:1+D]", "Wh": "WLSTM[1+D:]", "dz": "dIFOG", "dx": "dX"}),
     Style("torch", "a PyTorch-style loop (nn.LSTM's weights, batch first)",
           None, Pair("lstm_forward", "lstm_backward",
                      ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"),
@@ -648,6 +647,14 @@ def notebook_class(module):
     return None
 
 
+def describe(style: Style) -> str:
+    """The functions of ``style`` in a few words (``lstm_cell_forward, lstm_cell_backward;
+    lstm_forward, lstm_backward``)."""
+    if style.call is not None:
+        return "a class with forward(inputs) and backward(dL_dh, lr)"
+    return "; ".join(f"{p.forward}, {p.backward}" for p in (style.step, style.sequence) if p)
+
+
 def detect(module) -> tuple[Style, dict]:
     """The style of the functions ``module`` defines: ``(style, {kind: (forward, backward,
     (their names))})`` for each pair found; ValueError when no style's names fit."""
@@ -671,9 +678,7 @@ def detect(module) -> tuple[Style, dict]:
         if found and (best is None or len(found) > len(best[1])):
             best = (style, found)
     if best is None:
-        names = ("; ".join(f"{s.name}: " + ", ".join(f"{p.forward}, {p.backward}"
-                                                   for p in (s.step, s.sequence) if p)
-                           for s in STYLES.values()))
+        names = "; ".join(f"{s.name}: " + describe(s) for s in STYLES.values())
         raise ValueError(f"it defines none of the styles' functions ({names})")
     return best
 
