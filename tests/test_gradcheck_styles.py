@@ -455,3 +455,15 @@ def test_plot_of_a_step_or_to_a_bad_path_is_a_usage_error(tmp_path, capsys):
     assert main([str(HERE / "torch_loop.py"), "--steps", "2", "--plot",
                  str(tmp_path / "no" / "x.png")]) == 2
     assert "--plot " in capsys.readouterr().err
+
+
+def test_notebook_001s_own_class_is_checked_in_one_line():
+    """The notebook's forward returns inside its loop: only the first step runs."""
+    notebook = load(FILES["notebook"])
+    params = lstm_ag.init_params(3, 4, seed=1)
+    xs = np.random.default_rng(1).standard_normal((7, 3))
+    report = lstm_ag.check_gradients(params, xs, backward=notebook.LSTMNotebook,
+                                     style="notebook")
+    assert not report.ok and report.first_bad_length == 2
+    assert report.diagnosis[0].startswith("Your gradients are those of the first step alone")
+    assert lstm_ag.check_gradients(params, xs, backward=notebook.LSTM, style="notebook").ok
