@@ -399,6 +399,7 @@ def check_signature(func, role: str, style: Style, kind: str) -> None:
     name = getattr(func, "__qualname__", getattr(func, "__name__", role))
     takes = ", ".join(_params(func) or ["?"])
     other = _which_style(func, role, kind)
+    other = None if other == style.name else other
     expected = (f"; the {style.name} style's {role} takes ({', '.join(args)})"
                 if other is None else "")
     raise StyleMismatch(f"{name} takes ({takes}){expected}", other)
