@@ -467,3 +467,15 @@ def test_notebook_001s_own_class_is_checked_in_one_line():
     assert not report.ok and report.first_bad_length == 2
     assert report.diagnosis[0].startswith("Your gradients are those of the first step alone")
     assert lstm_ag.check_gradients(params, xs, backward=notebook.LSTM, style="notebook").ok
+
+
+def test_dx_and_da0_are_compared_at_square_sizes_too():
+    """At n_x = n_a a dx taken from the a rows has the right shape: only its values show it."""
+    student = mutate(FILES["dls"], 'dx[:, :, t] = gradients["dxt"]',
+                     'dx[:, :, t] = gradients["da_prev"]')
+    report = check("dls", student, sizes=(4, 4, T, B))
+    assert not report.ok and report.first_bad_length == 1
+    assert {r.name for r in report.bad_rows if not r.ok} == {"dx"}
+    student = mutate(FILES["dls"], "da0 = da_prevt", "da0 = da[:, :, 0]")
+    report = check("dls", student, sizes=(4, 4, T, B))
+    assert {r.name for r in report.rows if not r.ok} == {"da0"}
