@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from students.mutate import HERE, mutated_source  # noqa: E402
+from students.mutate import HERE, load_source, mutated_source  # noqa: E402
 
 import lstm_ag  # noqa: E402
 from lstm_ag.gradcheck.__main__ import main as gradcheck  # noqa: E402
@@ -50,6 +50,7 @@ BLOCK = re.compile(r"(<!-- gallery:(?P<name>[\w-]+) -->\n)(?P<body>.*?)"
 PYTHON = re.compile(r"```python\n(.*?)```", re.S)
 STEP = ["--step", "my_lstm.py", "--gate-order", "ifog"]
 SEQ = ["--sequence", "my_loop.py", "--steps", "5", "--hidden-size", "4"]
+MINE = ["my_lstm.py", "--steps", "5", "--hidden-size", "4"]      # a style's file, found
 ALL = [*SEQ[:2], "--backward", "backward_all", "--upstream", "all", *SEQ[2:]]
 LAST = [*SEQ[:2], "--backward", "backward_last", "--upstream", "last", *SEQ[2:]]
 
@@ -198,6 +199,37 @@ class Python:
         return f"{inside.group(0)}\n{shown}" if inside else shown
 
 
+@dataclasses.dataclass
+class StyleCli:
+    """A student's file of a course's style, ``lstm_ag/gradcheck/examples/<source>`` (with the
+    line ``old`` changed to ``new``), written as ``my_lstm.py`` and checked by
+    ``lstm-ag-gradcheck argv``."""
+    source: str
+    argv: list
+    old: str | None = None
+    new: str | None = None
+
+    def render(self, _before, _body):
+        text = (HERE / self.source).read_text() if self.old is None \
+            else mutated_source(self.source, self.old, self.new)
+        argv = self.argv
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / "my_lstm.py").write_text(text)
+            out, status = run_cli(argv, tmp)
+        out, trimmed = trim_yes(out)
+        head = "" if self.old is None else f"`{self.old}` became `{self.new}`:\n\n"
+        tail = f"\n({trimmed} rows marked `yes` trimmed.)\n" if trimmed else ""
+        return (f"{head}```console\n$ lstm-ag-gradcheck {' '.join(argv)}\n{out}\n"
+                f"$ echo $?\n{status}\n```\n{tail}")
+
+
+def style_problem(source):
+    """What the page's python block of a style is given: the student's module's names."""
+    module = load_source((HERE / source).read_text(), "my_lstm")
+    sys.modules["my_lstm"] = module
+    return {"np": np, "lstm_ag": lstm_ag}
+
+
 def notebook_problem(LSTM):
     """What the page's notebook snippet is given: one sequence of T=7, D=3, H=4."""
     return {"np": np, "lstm_ag": lstm_ag, "LSTM": LSTM, "params": lstm_ag.init_params(3, 4, seed=1),
@@ -236,6 +268,23 @@ ENTRIES = {
                         "for t in reversed(range(1, len(caches))):"),
     "dwh-from-h-t": Cli(ALL, "dWh += h_prev.T @ da", "dWh += h.T @ da"),
     "df-from-c-t": Cli(ALL, "df = dc * c_prev * f * (1 - f)", "df = dc * c * f * (1 - f)"),
+    # docs/gradcheck.md: section 4, the courses' styles
+    "style-dls": StyleCli("dls_sequence.py", MINE),
+    "style-dls-python": Python(style_problem("dls_sequence.py")),
+    "style-dls-keepdims": StyleCli("dls_sequence.py", ["--step", *MINE],
+                                   "dbf = np.sum(dft, axis=1, keepdims=True)",
+                                   "dbf = np.sum(dft, axis=1)"),
+    "style-dls-da0": StyleCli("dls_sequence.py", ["--sequence", *MINE], "da0 = da_prevt",
+                              "da0 = da[:, :, 0]"),
+    "style-notebook": StyleCli("notebook_001.py", MINE),
+    "style-karpathy": StyleCli("karpathy.py", MINE, "dC[t - 1] += IFOGf[t, :, d:2 * d] * dC[t]",
+                               "dC[t - 1] += dC[t]"),
+    "style-torch": StyleCli("torch_loop.py", MINE, '"weight_hh": dweight_hh, "bias_ih": dbias, '
+                            '"bias_hh": dbias.copy()}', '"weight_hh": dweight_hh, "bias_ih": '
+                            'dbias}'),
+    "style-cs231n": StyleCli("cs231n_step.py", ["--sequence", *MINE],
+                             "dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t",
+                             "dWx, dWh, db = dWx_t, dWh_t, db_t"),
     # docs/gradcheck.md: section 2, the library's own check and a sequence loop from Python
     "library-default": Shell([]),
     "python-sequence": Python({}),
@@ -279,9 +328,16 @@ def figure_moved(old, new):
     return f"{old} became {new} (by {abs(a - b) / max(abs(a), abs(b)):.1e} relative)"
 
 
-def _tokens(line):
-    return [(m.group(0), bool(NUMBER.fullmatch(m.group(0)))) for m in
-            re.finditer(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[^\s\d]+|\d+", line)]
+FIGURE = re.compile(r"(?<![\w.\[+:])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w\]])")
+NAME = re.compile(r"[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*$")    # a row's name: dWo[:, :n_a]
+
+
+def _split(line):
+    """``(texts, figures)``: the figures of ``line`` (not the digits inside names such as
+    ``dWLSTM[1+D:, g]`` or ``L1.reverse``) and the texts around them, white space folded."""
+    figures = FIGURE.findall(line)
+    texts = [" ".join(part.split()) for part in FIGURE.split(line)]
+    return texts, figures
 
 
 def figures_agree(old, new):
@@ -297,18 +353,18 @@ def figures_agree(old, new):
         return [f"{len(old_lines)} lines became {len(new_lines)}"]
     problems = []
     for n, (o, w) in enumerate(zip(old_lines, new_lines, strict=True), 1):
-        a, b = _tokens(o), _tokens(w)
-        if [is_number for _, is_number in a] != [is_number for _, is_number in b]:
+        (texts_o, figs_o), (texts_w, figs_w) = _split(o), _split(w)
+        if len(figs_o) != len(figs_w):
             problems.append(f"line {n}: {o.strip()!r} became {w.strip()!r}")
             continue
-        for k, ((x, number), (y, _)) in enumerate(zip(a, b, strict=True)):
-            if number:
-                moved = figure_moved(x, y)
-                if moved:
-                    problems.append(f"line {n}: {moved}")
-            elif x != y and not (k + 1 < len(a) and a[k + 1][1] and
-                                 max(abs(float(a[k + 1][0])), abs(float(b[k + 1][0]))) < NOISE):
+        for k, (x, y) in enumerate(zip(texts_o, texts_w, strict=True)):
+            noise = k < len(figs_o) and max(abs(float(figs_o[k])), abs(float(figs_w[k]))) < NOISE
+            if x != y and not (noise and NAME.sub("", x) == NAME.sub("", y)):
                 problems.append(f"line {n}: {x!r} became {y!r}")
+        for x, y in zip(figs_o, figs_w, strict=True):
+            moved = figure_moved(x, y)
+            if moved:
+                problems.append(f"line {n}: {moved}")
     return problems
 
 

@@ -98,3 +98,7 @@ def test_the_docs_check_takes_rounding_and_names_what_moved():
     assert agree("dx 1e-16", "dx 3e-9") == \
         ["line 1: 1e-16 became 3e-9 (more than 10x, below 1e-07)"]
     assert agree("a\nb", "a") == ["2 lines became 1"]
+    # a row's name may hold spaces and digits; at rounding level it may change, else not
+    assert agree("worst dWo[:, :n_a] 2.4e-16 (tol 1e-10)", "worst da0 3.9e-16 (tol 1e-10)") == []
+    assert agree("dWLSTM[1+D:, g] 0.5", "dWLSTM[1+D:, i] 0.5") == \
+        ["line 1: 'dWLSTM[1+D:, g]' became 'dWLSTM[1+D:, i]'"]

@@ -5,18 +5,23 @@
     lstm-ag-gradcheck                                   the library's own BPTT (or --method)
     lstm-ag-gradcheck --step my_lstm.py [--forward NAME] [--backward NAME] [--gate-order ifog]
     lstm-ag-gradcheck --sequence my_lstm.py --backward NAME --upstream last|all [--layout ...]
+    lstm-ag-gradcheck my_lstm.py [--style cs231n|dls|notebook|karpathy|torch] [--plot FILE]
 
     lstm-ag-gradcheck --grade DIR_OR_FILE... [--csv FILE] [--json FILE] [--jobs N] [...]
 
 ``--step`` checks a CS231n-style pair (defaults ``lstm_step_forward``, ``lstm_step_backward``);
 ``--sequence`` a backward of ``sum(dh_last * h_T)`` (``last``) or ``sum(dhs * hs)`` (``all``),
-called as ``backward(params, xs, dh)``. The user's file is imported and run in a child process
-with ``--timeout`` and ``--memory`` (:mod:`lstm_ag.gradcheck.sandbox`); this process makes
-every comparison and the verdict. ``--grade`` checks many files, each as one of those commands
-(:mod:`lstm_ag.gradcheck.grade`). Exit status: 0 everything agrees, 1 something is wrong (or
-your code raised, hung, exhausted its memory, exited: the message names the file and line or
-the call), 2 usage (a bad option, a file that cannot be imported, a name it does not define),
-130 Ctrl-C, 143 SIGTERM: one line, never a traceback.
+called as ``backward(params, xs, dh)``. A file alone is checked in the style of the
+functions it defines (found from their names and said, or ``--style``): each pair it defines
+(a step pair, a sequence pair), as the course writes them (:mod:`lstm_ag.gradcheck.styles`);
+``--style`` with ``--step`` or ``--sequence`` checks that pair alone. ``--plot FILE.png`` draws a
+sequence check's errors per block and length. The user's file is imported and run in a child
+process with ``--timeout`` and ``--memory`` (:mod:`lstm_ag.gradcheck.sandbox`); this process
+makes every comparison and the verdict. ``--grade`` checks many files, each as one of those
+commands (:mod:`lstm_ag.gradcheck.grade`). Exit status: 0 everything agrees, 1 something is
+wrong (or your code raised, hung, exhausted its memory, exited: the message names the file and
+line or the call), 2 usage (a bad option, a file that cannot be imported, a name it does not
+define), 130 Ctrl-C, 143 SIGTERM: one line, never a traceback.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from .check import check_gradients
 from .compare import check_gate_order
 from .examples import EXAMPLES, source
 from .step import ReturnedWrongly, check_step
+from .styles import STYLES, StyleMismatch, describe, detect, get_style, notebook_class
 
 __all__ = ["main"]
 
@@ -77,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 agree, 1 disagree (or your code raised, hung, exhausted its "
                "memory or exited), 2 usage (or your file failed to import), 130 Ctrl-C, "
                "143 SIGTERM.")
+    parser.add_argument("file", nargs="?", metavar="FILE.py",
+                        help="check the LSTM functions FILE.py defines, in their style (found "
+                             "from their names, or --style)")
+    parser.add_argument("--style", choices=list(STYLES),
+                        help="the course's style of your functions: " + "; ".join(
+                            f"{s.name}: {s.course}" for s in STYLES.values()))
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="a sequence check: draw the relative error per gate block and "
+                             "time step to FILE (needs matplotlib: pip install lstm-ag[plot])")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--example", choices=sorted(EXAMPLES), metavar="NAME",
                       help="print a correct student's file of that style to start from or "
@@ -231,8 +246,26 @@ def _library(args):
                            backward=lambda p, x, y: value_and_grad(p, x, y, method=args.method))
 
 
+def _style_hint(module, path):
+    """A sentence naming the style ``module``'s functions are in, when it is not CS231n's."""
+    try:
+        style, found = detect(module)
+    except ValueError:
+        return ""
+    if style.name == "cs231n":
+        return ""
+    names = "; ".join(", ".join(f[2]) for f in found.values())
+    return (f" (it defines {names}: the {style.name} style; run lstm-ag-gradcheck {path}, or "
+            f"pass --style {style.name})")
+
+
 def _step(args):
     module = _load_user(args, args.step)
+    if args.forward == "lstm_step_forward" and not callable(getattr(module, args.forward, None)):
+        hint = _style_hint(module, args.step)
+        if hint:
+            raise UsageError(f"{args.step} defines no function 'lstm_step_forward' (--forward)"
+                             + hint)
     forward = _function(module, args.forward, args.step, "--forward")
     backward = _function(module, args.backward or "lstm_step_backward", args.step,
                          "--backward")
@@ -263,6 +296,135 @@ def _sequence(args):
                            layout=args.layout, gate_order=args.gate_order, seed=args.seed)
 
 
+def _found_style(args):
+    """The module of ``--step FILE`` or ``--sequence FILE`` given without the names today's
+    checks need, when it is in a style that has that pair (then it is checked in that
+    style); else None."""
+    kind = "step" if args.step else "sequence"
+    plain = (args.step and args.forward == "lstm_step_forward" and args.backward is None) or \
+        (args.sequence and args.backward is None and args.upstream is None)
+    if not plain or args.file or args.style:
+        return None
+    module = _load_user(args, args.step or args.sequence)
+    if kind == "step" and callable(getattr(module, "lstm_step_forward", None)):
+        return None
+    try:
+        _, found = detect(module)
+    except ValueError:
+        return None
+    return module if kind in found else None
+
+
+def _pairs(args, module=None):
+    """``(style, {kind: (forward, backward, names)})`` of the file to check in a style."""
+    path = args.file or args.step or args.sequence
+    if path is None:
+        raise UsageError("--style needs the file to check: lstm-ag-gradcheck FILE.py --style S")
+    if args.file and (args.step or args.sequence):
+        raise UsageError("give the file once: FILE.py alone, or --step/--sequence FILE.py")
+    if args.file and (args.forward != "lstm_step_forward" or args.backward):
+        raise UsageError("with --forward/--backward, say which pair they are: --step FILE.py "
+                         "or --sequence FILE.py")
+    module = module or _load_user(args, path)
+    if args.style is None:
+        try:
+            style, found = detect(module)
+        except ValueError as err:
+            raise UsageError(f"{path}: {err}; pass --style, or check a backward in "
+                             "lstm_ag's layout with --sequence FILE --backward NAME "
+                             "--upstream last|all") from None
+    else:
+        style, found = get_style(args.style), {}
+        for kind, pair in (("step", style.step), ("sequence", style.sequence)):
+            wanted = ((args.step and kind == "step") or (args.sequence and kind == "sequence")
+                      or args.file)
+            if pair is None or not wanted:
+                continue
+            names = (args.forward if args.forward != "lstm_step_forward" else pair.forward,
+                     args.backward or pair.backward)
+            if style.call is not None:
+                cls = (_method(module, args.backward, path) if args.backward
+                       else notebook_class(module))
+                if cls is not None:
+                    found[kind] = (cls, cls, (cls.__name__,))
+            elif all(callable(_resolve(module, n)) for n in names) or not args.file:
+                found[kind] = (*(_method(module, n, path) for n in names), names)
+        if not found:
+            raise UsageError(f"{path} defines none of the {style.name} style's functions "
+                             f"({describe(style)})" + (_style_hint(module, path) or
+                                                       "; with other names, give them: --step "
+                                                       "or --sequence FILE.py --forward NAME "
+                                                       "--backward NAME"))
+    if args.step:
+        found = {k: v for k, v in found.items() if k == "step"}
+    elif args.sequence:
+        found = {k: v for k, v in found.items() if k == "sequence"}
+    if not found:
+        raise UsageError(f"the {style.name} style has no {'step' if args.step else 'sequence'} "
+                         f"pair; check {path} without --{'step' if args.step else 'sequence'}")
+    return style, found
+
+
+def _resolve(module, name):
+    value = module
+    for part in name.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def _method(module, name, path):
+    """The function (or ``Class.method``) ``name`` in ``module``; UsageError if undefined."""
+    value = _resolve(module, name)
+    return value if callable(value) else _function(module, name, path, "--forward/--backward")
+
+
+def _styled(args, module=None):
+    """Check the file's pairs in their style; print each report; the reports."""
+    style, found = _pairs(args, module)
+    args.found_style = style.name
+    if args.plot and "sequence" not in found:
+        raise UsageError("--plot draws a sequence check; the file's pair is a step pair")
+    names = "; ".join(", ".join(f[2]) for f in found.values())
+    print(f"style {style.name} (found {names})")
+    reports = []
+    for kind, (forward, backward, _) in found.items():
+        if kind == "step":
+            print(f"checking the step pair: N={args.batch} D={args.input_size} "
+                  f"H={args.hidden_size} seed={args.seed}")
+            reports.append(check_step(forward, backward, style=style.name, batch=args.batch,
+                                      input_size=args.input_size, hidden_size=args.hidden_size,
+                                      dtype=args.dtype, seed=args.seed))
+        else:
+            single = style.name == "notebook"
+            params = init_params(args.input_size, args.hidden_size, seed=args.seed,
+                                 dtype=args.dtype)
+            rng = np.random.default_rng(args.seed + 1)
+            shape = (args.steps, args.input_size) if single else \
+                (args.steps, args.batch, args.input_size)
+            xs = rng.standard_normal(shape).astype(args.dtype)
+            print(f"checking the sequence pair: D={args.input_size} H={args.hidden_size} "
+                  f"T={args.steps}" + ("" if single else f" B={args.batch}")
+                  + f" seed={args.seed}")
+            reports.append(check_gradients(params, xs, forward=forward, backward=backward,
+                                           style=style.name, seed=args.seed))
+        print(reports[-1])
+        if kind == "sequence" and args.plot:
+            _plot(reports[-1], args.plot)
+    return reports
+
+
+def _plot(report, path):
+    """``report.plot(path)``; UsageError without matplotlib or when ``path`` cannot be
+    written."""
+    try:
+        report.plot(path)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--plot {path}: {getattr(err, 'strerror', None) or err}") from None
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 agree, 1 disagree, 2 usage, 130
     Ctrl-C, 143 SIGTERM)."""
@@ -289,20 +451,18 @@ def _check(parser, args):
 
     A user's file runs in a child process (:class:`~lstm_ag.gradcheck.sandbox.Sandbox`) unless
     ``--in-process``; what it printed is shown (cut) before the report or the message."""
-    user_file = args.step or args.sequence
-    box, report, head, message = None, None, "", None
+    user_file = args.step or args.sequence or args.file
+    box, report, head, message, printed = None, None, "", None, False
     try:
         if user_file and not args.in_process and sandbox.AVAILABLE:
             box = args.sandbox = sandbox.Sandbox(args.timeout or _default_timeout(args),
                                                  args.memory)
             box.start()
-        if args.step:
-            report = _step(args)
-        elif args.sequence:
-            report = _sequence(args)
-        else:
-            report = _library(args)
-        status = EXIT_OK if report.ok else EXIT_WRONG
+        reports, printed = _dispatch(args)
+        report = next((r for r in reports if not r.ok), reports[-1])
+        status = EXIT_OK if all(r.ok for r in reports) else EXIT_WRONG
+    except StyleMismatch as err:               # a signature of another style, named as such
+        status, head, message = EXIT_USAGE, "error: ", err.cli
     except UsageError as err:
         status, head, message = EXIT_USAGE, "error: ", str(err)
     except sandbox.Stopped as err:             # timed out, exited, killed, out of memory
@@ -331,9 +491,33 @@ def _check(parser, args):
         print(err, end="", file=sys.stderr, flush=True)
     if message is not None:
         print(f"{parser.prog}: {head}{message}", file=sys.stderr)
-    else:
+        return status, report, message
+    if not printed:
         print(report)
+        if args.plot:
+            try:
+                _plot(report, args.plot)
+            except UsageError as err:
+                message = str(err)
+                print(f"{parser.prog}: error: {message}", file=sys.stderr)
+                return EXIT_USAGE, report, message
     return status, report, message
+
+
+def _dispatch(args):
+    """The checks the options ask for: ``(reports, printed)``; a file checked in its style
+    prints each of its reports as it goes (``printed``), the others are printed by the
+    caller."""
+    module = None if args.file or args.style else _found_style(args)
+    if args.file or args.style or module is not None:
+        return _styled(args, module), True
+    if args.step and args.plot:
+        raise UsageError("--plot draws a sequence check (--sequence), not --step")
+    if args.step:
+        return [_step(args)], False
+    if args.sequence:
+        return [_sequence(args)], False
+    return [_library(args)], False
 
 
 # ---------------------------------------------------------------- running your code apart
@@ -375,15 +559,21 @@ def _reopen_streams():
 
 
 def _load_user(args, path):
-    """The user's module: a proxy of it imported in the child, or (--in-process) itself."""
+    """The user's module: a proxy of it imported in the child, or (--in-process) itself;
+    imported once per command, however many checks look at it."""
+    loaded = vars(args).setdefault("loaded", {})
+    if path in loaded:
+        return loaded[path]
     if args.in_process or not sandbox.AVAILABLE:
         module = _load(path)
         _reopen_streams()
-        return module
-    try:
-        return args.sandbox.load(path)
-    except sandbox.UserFileError as err:
-        raise UsageError(str(err)) from None
+    else:
+        try:
+            module = args.sandbox.load(path)
+        except sandbox.UserFileError as err:
+            raise UsageError(str(err)) from None
+    loaded[path] = module
+    return module
 
 
 def _default_timeout(args, step=None):
@@ -396,9 +586,12 @@ def _default_timeout(args, step=None):
 
 def _style(args, report):
     """What the grading table calls the way the file was checked."""
-    style = getattr(args, "style", None) or getattr(report, "style", None)
+    style = (getattr(args, "style", None) or getattr(report, "style", None)
+             or getattr(args, "found_style", None))
     if style:
         return str(style)
+    if args.file:
+        return "not found"                     # the file stopped before its style was known
     if args.step:
         return f"step (gate order {args.gate_order})"
     return f"sequence ({args.upstream}, {args.layout})"
@@ -416,7 +609,7 @@ def _first_wrong(report):
 
 def _write_summary(args, status, report, message):
     """What --grade reads back: one JSON object (see grade.py's FIELDS)."""
-    summary = {"file": args.step or args.sequence, "style": _style(args, report),
+    summary = {"file": args.step or args.sequence or args.file, "style": _style(args, report),
                "ok": status == EXIT_OK and report is not None and bool(report.ok),
                "first_wrong_row": None, "first_wrong_length": None,
                "diagnosis": message or "",
@@ -454,7 +647,7 @@ def _forwarded(parser, args):
     for action in parser._actions:
         dest = action.dest
         if (not action.option_strings or dest in (*_GRADE_OPTIONS, "help", "step", "sequence",
-                                                  "summary")):
+                                                  "summary", "plot", "example", "version")):
             continue
         value = getattr(args, dest, None)
         if value == action.default or value is None:
@@ -469,14 +662,21 @@ def _forwarded(parser, args):
 
 
 def _grade_command(parser, args, path):
-    """The argv checking one submission: as ``--sequence`` with --upstream, else ``--step``."""
-    what = "--sequence" if args.upstream else "--step"
-    return [sys.executable, "-m", "lstm_ag.gradcheck", what, path, *_forwarded(parser, args)]
+    """The argv checking one submission: as ``--sequence`` with --upstream, as ``--step``
+    with --forward or --backward, else the file alone (in the style of its functions, or
+    --style)."""
+    if args.upstream:
+        what = ["--sequence", path]
+    elif args.forward != "lstm_step_forward" or args.backward:
+        what = ["--step", path]
+    else:
+        what = [path]
+    return [sys.executable, "-m", "lstm_ag.gradcheck", *what, *_forwarded(parser, args)]
 
 
 def _grade(parser, args):
     """--grade: the table on the screen (and --csv, --json); 0 when every file agrees."""
-    if args.step or args.sequence:
+    if args.step or args.sequence or args.file:
         print(f"{parser.prog}: error: --grade takes the files itself: drop --step/--sequence",
               file=sys.stderr)
         return EXIT_USAGE

@@ -69,6 +69,16 @@ from .compare import (
 )
 from .diagnosis import diagnose
 from .report import GradientReport
+from .styles import (
+    call_backward,
+    call_forward,
+    check_plain_backward,
+    diagnose_in_style,
+    get_style,
+    rename_rows,
+    row_blocks,
+    row_name,
+)
 
 __all__ = ["check_gradients", "UPSTREAMS"]
 
@@ -148,7 +158,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                     backward: Callable | None = None, *, upstream: str | None = None,
                     state: Any = None, mask: Any = None, gate_order: str = "ifgo",
                     layout: str = "dict", tolerances: tuple[float, float] | None = None,
-                    fd_samples: int | None = None, seed: int = 0) -> GradientReport:
+                    fd_samples: int | None = None, seed: int = 0, style: str | None = None,
+                    forward: Callable | None = None) -> GradientReport:
     """Compare a sequence backward with autograd and finite differences; say what is wrong.
 
     - params: this library's dict ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (and ``Wy (H, O)``,
@@ -167,9 +178,19 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     - tolerances: ``(rel vs autograd, rel vs finite differences)``; default by dtype.
     - fd_samples: entries per block to difference (default: as many as fit in about two
       seconds, at most 64); seed: seeds those entries and a random upstream.
+    - style: the course's style of ``forward`` and ``backward`` (:mod:`~lstm_ag.gradcheck.styles`:
+      ``"cs231n"``, ``"dls"``, ``"notebook"``, ``"karpathy"``, ``"torch"``): they are called
+      as that style writes them (``backward`` alone for the notebook's class), the style sets
+      the loss (``upstream``), layout and gate order, the initial state is drawn at random
+      (seeded) when the style's forward takes one, and every output is compared (dx, the
+      initial state's gradients, every weight and bias) in the student's names and shapes.
     Returns a :class:`~lstm_ag.gradcheck.report.GradientReport`.
     """
     start = time.perf_counter()
+    styled = None if style is None else _styled(style, forward, backward, upstream, layout,
+                                                gate_order)
+    if styled is not None:
+        upstream = styled.upstream
     if upstream not in UPSTREAMS:
         raise ValueError(f"upstream must be None, 'last' or 'all', got {upstream!r}")
     if layout not in LAYOUTS:
@@ -225,9 +246,14 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                                  f"{want}, got {np.shape(targets)}")
             third = third.reshape(shape)
         names = [k for k in flatten(params) if k not in ("Wy", "by")]
+    state, keys = _style_setup(styled, state, (D, H, B, T, seed), dtype)
     h0, c0 = as_state(state, B, H, dtype, single, K)
+    style_notes = {}
     if backward is None:
         backward = _own_backward(upstream)
+    elif styled is None:
+        check_plain_backward(backward, [k for k, v in (("state", state), ("mask", mask))
+                                        if v is not None])
     flat = flatten(params)
     shapes = {k: flat[k].shape for k in names}
     p64 = {k: np.array(flat[k], dtype=np.float64) for k in names}
@@ -236,6 +262,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     w64 = None if weights is None else weights.astype(np.float64)
 
     computed32 = []                     # lengths at which the backward returned float32
+    history = {}                        # length -> its rows, for GradientReport.plot
 
     def prefix(length):
         """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
@@ -246,11 +273,17 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     @functools.cache
     def reference(length):
         x, y, w = prefix(length)
+        if any(k in keys for k in ("x", "h0", "c0")):      # a style's dx, dh0, dc0 too
+            return _with_inputs(upstream, p64, x, y, w, h64, c64)
         loss, grads = autograd.value_and_grad(
             lambda p: _functional(upstream, p, x, y, w, h64, c64, "autograd"))(unflatten(p64))
         return loss, flatten(grads)
 
     def call(length, order=gate_order):
+        if styled is not None:
+            return None, _call_styled(styled, (forward, backward), params, xs3[:length],
+                                      third if upstream == "last" else third[:length],
+                                      (h0, c0), keys, seed, style_notes)
         x = xs3[:length]
         y = third if upstream == "last" else third[:length]
         if single:
@@ -272,17 +305,21 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         if computed32 and tolerances is None:      # judged as what it computes in
             tol_ag, tol_fd = TOLERANCES[np.dtype(np.float32)]
         rows = []
-        for block in blocks(names, nested=nested):
+        pairs = (row_blocks(styled, keys) if styled is not None else
+                 [(block, block.param) for block in blocks(names, nested=nested)])
+        for block, key in pairs:
             fd_values = None
-            if fd:
+            if fd and key in p64:
                 indices = block_entries(block, shapes[block.param], samples, rng)
                 fd_values = (indices, *finite_differences(
                     lambda a: _plain_loss(a, length), p64, block.param, indices))
-            rows.append(compare_block(block, got[block.param], ref[block.param], tol_ag,
-                                      fd=fd_values, fd_tolerance=tol_fd))
+            rows.append(compare_block(block, got.get(block.name, got[key]), ref[block.param],
+                                      tol_ag, fd=fd_values, fd_tolerance=tol_fd))
         loss_problem = None
         if loss is not None and not abs(loss - ref_loss) <= tol_ag * max(abs(ref_loss), 1e-300):
             loss_problem = (float(ref_loss), loss)
+        if order == gate_order:
+            history[length] = rows
         return rows, loss_problem
 
     def _plain_loss(arrays, length):
@@ -305,7 +342,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
         counts = {"B": B, "O": O}
-    order = None if ok or layout != "dict" else _other_gate_order(rows_at, L, gate_order)
+    order = (None if ok or layout != "dict" or styled is not None
+             else _other_gate_order(rows_at, L, gate_order))
     if order is not None:
         cs231n = " (CS231n's order)" if order == "ifog" else ""
         diagnosis = [(f"With gate_order={order!r}{cs231n} every gradient agrees: your "
@@ -313,6 +351,10 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
                       f"Pass gate_order={order!r}.")]
     elif nested:
         diagnosis = _diagnose_nested(located, first_bad, first_tested, counts, at_problem)
+    elif styled is not None:
+        diagnosis = diagnose_in_style(styled, "sequence", located, diagnose,
+                                      first_bad_length=first_bad, first_tested=first_tested,
+                                      candidates=candidates, counts=counts, loss=at_problem)
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
@@ -329,14 +371,103 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         notes.append("warning: a batch of one (B = 1) cannot show a mistake in the sum over "
                      "the batch (db from one row, a sum over the wrong axis); check with "
                      "B >= 2 too")
+    notes += list(style_notes)
     wrong = [r for r in located if not r.ok]
     worst_row = max(wrong or located, key=lambda r: r.rel) if located else None
     worst = (("", None, 0.0) if worst_row is None else
              (worst_row.name.split("[")[0], worst_row.gate, worst_row.rel))
-    return GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
-                          tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
-                          bad_rows=bad_rows, first_tested=first_tested, diagnosis=diagnosis,
-                          notes=notes, seconds=time.perf_counter() - start)
+    def named(rows):                    # the style's names and order, or as they are
+        return rows if styled is None else _in_style(styled, rows, [], {}, None,
+                                                     (D, H, B, T, seed))[0]
+    if styled is not None:
+        rows, bad_rows, first_tested, worst = _in_style(styled, rows, bad_rows, first_tested,
+                                                        worst_row, (D, H, B, T, seed))
+    report = GradientReport(ok=ok, rows=rows, worst=worst, kind="sequence", dtype=str(dtype),
+                            tolerances=(tol_ag, tol_fd), length=T, first_bad_length=first_bad,
+                            bad_rows=bad_rows, first_tested=first_tested,
+                            diagnosis=diagnosis, notes=notes,
+                            seconds=time.perf_counter() - start,
+                            style=None if styled is None else styled.name,
+                            history={n: named(h) for n, h in history.items()})
+    report.rows_at = lambda n: named(rows_at(n)[0])          # more lengths, for report.plot
+    return report
+
+
+def _styled(style, forward, backward, upstream, layout, gate_order):
+    """The :class:`~lstm_ag.gradcheck.styles.Style` to check in, its arguments checked."""
+    styled = get_style(style)
+    styled.pair("sequence")
+    if upstream is not None and upstream != styled.upstream:
+        raise ValueError(f"style={styled.name!r} sets the loss (upstream={styled.upstream!r}), "
+                         f"got upstream={upstream!r}")
+    if layout != "dict" or gate_order != "ifgo":
+        raise ValueError(f"style={styled.name!r} sets the layout and the gate order; leave "
+                         "layout and gate_order as they are")
+    pair = styled.sequence
+    if backward is None or not callable(backward):
+        raise TypeError(f"style={styled.name!r} checks your backward: pass backward="
+                        f"{pair.backward} (a function), got {type(backward).__name__}")
+    if styled.call is None and not callable(forward):
+        raise TypeError(f"style={styled.name!r} runs your forward to make the backward's cache: "
+                        f"pass forward={pair.forward} (a function), got "
+                        f"{type(forward).__name__}")
+    return styled
+
+
+def _style_setup(styled, state, sizes, dtype):
+    """``(state, keys)``: a seeded non-zero initial state when the style's forward takes one
+    and none is given (c0 zero when it does not take c0), so that dWh and the forget gate are
+    tested from the first step; the arrays the style returns gradients of, in row order."""
+    if styled is None:
+        return state, []
+    D, H, B, T, seed = sizes
+    if state is None and styled.sequence.states:
+        rng = np.random.default_rng(seed + 3)
+        h0 = 0.5 * rng.standard_normal((B, H))
+        c0 = (rng.standard_normal((B, H)) if "c0" in styled.sequence.states
+              else np.zeros((B, H)))
+        state = h0.astype(dtype), c0.astype(dtype)
+    entries = styled.entries("sequence", {"D": D, "H": H, "B": B, "T": T, "seed": seed})
+    returned = {key for e in entries for key, _, _ in e.pieces}
+    return state, [k for k in ("Wx", "Wh", "b", *styled.aliases, "x", "h0", "c0")
+                   if k in returned]
+
+
+def _with_inputs(upstream, p64, x, y, w, h64, c64):
+    """The loss and autograd's gradient of the parameters and of xs, h0, c0 (float64)."""
+    loss, g = autograd.value_and_grad(lambda a: _functional(
+        upstream, a["p"], a["x"], y, w, a["h0"], a["c0"], "autograd"))(
+        {"p": unflatten(p64), "x": x, "h0": h64, "c0": c64})
+    return loss, {**flatten(g["p"]), "x": g["x"], "h0": g["h0"], "c0": g["c0"]}
+
+
+def _call_styled(styled, functions, params, xs, upstream_grad, state, keys, seed, notes):
+    """The student's sequence pair run on a prefix ``xs (L, B, D)`` as its style calls it:
+    its gradients in this library's layout (see :func:`~lstm_ag.gradcheck.styles.call_backward`);
+    the notes it gives are added to ``notes``."""
+    L, B, D = xs.shape
+    H = params["Wh"].shape[0]
+    arrays = {"Wx": params["Wx"], "Wh": params["Wh"], "b": params["b"], "x": xs,
+              "h0": state[0], "c0": state[1], "dhs": upstream_grad}
+    sizes = {"D": D, "H": H, "B": B, "T": L, "seed": seed}
+    user = call_forward(styled, "sequence", functions[0], arrays, sizes)
+    shapes = {k: (L, B, D) if k == "x" else (B, H) if k in ("h0", "c0")
+              else params[styled.aliases.get(k, k)].shape for k in keys}
+    got, said = call_backward(styled, "sequence", functions[1], user, sizes, shapes)
+    notes.update(dict.fromkeys(said))
+    return got
+
+
+def _in_style(styled, rows, bad_rows, first_tested, worst_row, sizes):
+    """The report's rows, first_tested and worst in the style's names and order."""
+    D, H, B, T, seed = sizes
+    shape = {"D": D, "H": H, "B": B, "T": T, "seed": seed}
+    rows = rename_rows(styled, "sequence", rows, shape)
+    bad_rows = rename_rows(styled, "sequence", bad_rows, shape)
+    first_tested = {row_name(styled, "sequence", k): n for k, n in first_tested.items()}
+    worst = (("", None, 0.0) if worst_row is None else
+             (row_name(styled, "sequence", worst_row.name), worst_row.gate, worst_row.rel))
+    return rows, bad_rows, first_tested, worst
 
 
 def _other_gate_order(rows_at, length, gate_order):

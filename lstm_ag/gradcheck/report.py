@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .compare import Row
 
 __all__ = ["GradientReport", "table", "forward_table"]
@@ -37,6 +39,11 @@ class GradientReport:
     - notes: warnings and remarks (a batch of one, sampled finite differences, ...).
     - kind (``"step"`` or ``"sequence"``), length (T), dtype, tolerances
       ``(rel vs autograd, rel vs finite differences)``, seconds.
+    - style: the course's style the backward was checked in (:mod:`~lstm_ag.gradcheck.styles`),
+      or None; then the rows' names are the student's (``"dWf[:, n_a:]"``, ``"dbf"``) and
+      ``worst[0]`` is a whole row's name.
+    - history: for a sequence, every prefix length the check ran -> its rows (what
+      :meth:`plot` draws).
     """
     ok: bool
     rows: list
@@ -52,6 +59,31 @@ class GradientReport:
     forward: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     seconds: float = 0.0
+    style: str | None = None
+    history: dict = field(default_factory=dict)
+
+    def plot(self, path: str | None = None, lengths: int = 40):
+        """Draw the relative error of each block (rows) at each sequence length (columns:
+        every length up to T, or ``lengths`` of them spread evenly), on a log scale, the
+        blocks above the tolerance crossed: where a mistake starts and which gate it is in.
+        Returns the matplotlib ``Figure``; with ``path``, also saves it there (PNG, PDF, SVG
+        by its suffix). Needs matplotlib (``pip install lstm-ag[plot]``)."""
+        try:
+            from matplotlib.colors import LogNorm
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("GradientReport.plot needs matplotlib: pip install "
+                              "lstm-ag[plot]") from None
+        if self.kind != "sequence" or not self.history:
+            raise ValueError("plot draws a sequence check (check_gradients); this report is "
+                             f"of {'one step' if self.kind == 'step' else 'no length'}")
+        more = getattr(self, "rows_at", None)          # set by check_gradients
+        if more is not None and self.length:
+            for n in sorted({round(x) for x in
+                             np.linspace(1, self.length, min(lengths, self.length))}):
+                if n not in self.history:
+                    self.history[n] = more(n)
+        return _draw(Figure, LogNorm, self, path)
 
     def row(self, name: str) -> Row:
         """The row called ``name`` (``"dWx[f]"``, ``"dprev_c"``), at the full length."""
@@ -69,7 +101,8 @@ class GradientReport:
                      f"{self.tolerances[0]:.0e} vs autograd, {self.tolerances[1]:.0e} + each "
                      "entry's own error vs finite differences")
         if self.forward:
-            lines += ["", "forward: your next_h, next_c against lstm_ag's step"]
+            outputs = ", ".join(r.name for r in self.forward)
+            lines += ["", f"forward: your {outputs} against lstm_ag's step"]
             lines += forward_table(self.forward)
         if self.rows:
             lines += [""] if self.forward else []
@@ -115,7 +148,7 @@ class GradientReport:
         """The last line: OK or MISMATCH, and the worst errors against each reference."""
         if not self.ok:
             name, gate, rel = self.worst
-            what = name if gate is None else f"{name}[{gate}]"
+            what = name if gate is None or self.style else f"{name}[{gate}]"
             first = ("" if self.first_bad_length is None
                      else f", first wrong at length {self.first_bad_length}")
             return (f"MISMATCH: worst {what or '-'}, rel error {rel:.1e}{first} "
@@ -190,3 +223,34 @@ def _html_table(rows: list, caption: str, first_tested: dict | None = None,
                    + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _draw(Figure, LogNorm, report, path):
+    """The picture of :meth:`GradientReport.plot`."""
+    lengths = sorted(report.history)
+    names = [r.name for r in report.history[lengths[-1]]]
+    tiny = report.tolerances[0] / 100
+    rel = np.full((len(names), len(lengths)), tiny)
+    for j, length in enumerate(lengths):
+        for r in report.history[length]:
+            value = 1.0 if r.status in ("missing", "bad shape") else r.rel_autograd
+            rel[names.index(r.name), j] = max(min(value, 10.0), tiny) if value == value \
+                else tiny
+    figure = Figure(figsize=(3.5 + 0.25 * len(lengths), 1.2 + 0.22 * len(names)),
+                    layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(rel, aspect="auto", cmap="magma_r", interpolation="nearest",
+                        norm=LogNorm(vmin=tiny, vmax=10.0))
+    wrong = rel > report.tolerances[0]
+    for i, j in zip(*np.nonzero(wrong), strict=True):
+        axes.text(j, i, "x", ha="center", va="center", color="white", fontsize=7)
+    axes.set_xticks(range(len(lengths)), [str(n) for n in lengths])
+    axes.set_yticks(range(len(names)), names, fontsize=7)
+    axes.set_xlabel("sequence length checked")
+    verdict = "OK" if report.ok else f"first wrong at length {report.first_bad_length}"
+    axes.set_title(f"relative error vs autograd: {verdict}\n(x: above the tolerance "
+                   f"{report.tolerances[0]:.0e})", fontsize=8)
+    figure.colorbar(image, ax=axes, label="relative error")
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure

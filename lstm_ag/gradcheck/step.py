@@ -52,6 +52,17 @@ from .compare import (
 )
 from .diagnosis import diagnose
 from .report import GradientReport
+from .styles import (
+    call_backward,
+    call_forward,
+    check_signature,
+    diagnose_in_style,
+    forward_outputs,
+    get_style,
+    rename_rows,
+    row_name,
+    translate,
+)
 
 __all__ = ["check_step", "STEP_ARRAYS"]
 
@@ -177,7 +188,7 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                batch: int = 2, input_size: int = 3, hidden_size: int = 8,
                dtype: Any = np.float64, seed: int = 0,
                tolerances: tuple[float, float] | None = None,
-               fd_samples: int = 32) -> GradientReport:
+               fd_samples: int = 32, style: str | None = None) -> GradientReport:
     """Check a CS231n-style step pair (see the module docstring); say what is wrong.
 
     - step_forward, step_backward: the pair under test.
@@ -189,10 +200,20 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     - seed: of the random problem and the finite-difference entries.
     - tolerances: ``(rel vs autograd, rel vs finite differences)``; default by dtype.
     - fd_samples: most entries per block to difference.
+    - style: the course's style of the pair (:mod:`~lstm_ag.gradcheck.styles`): ``"cs231n"``
+      (gate order i, f, o, g) or ``"dls"`` (``lstm_cell_forward(xt, a_prev, c_prev,
+      parameters)``, ``lstm_cell_backward(da_next, dc_next, cache)``, the batch in columns);
+      the rows and sentences then use that style's names and shapes. None: the signatures
+      above with ``gate_order``.
     Returns a :class:`~lstm_ag.gradcheck.report.GradientReport` (``kind="step"``): rows
     ``dx, dprev_h, dprev_c, dWx[i] .. db[o]``; ``forward`` compares next_h and next_c.
     """
     start = time.perf_counter()
+    styled = None if style is None else get_style(style)
+    if styled is not None:
+        styled.pair("step")
+        if styled.name == "cs231n":                  # today's pair, in CS231n's gate order
+            styled, gate_order = None, "ifog"
     for f, name in ((step_forward, "step_forward"), (step_backward, "step_backward")):
         if not callable(f):
             raise TypeError(f"{name} must be a function, got {type(f).__name__}")
@@ -208,13 +229,21 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     tol_ag, tol_fd = tolerances if tolerances is not None else TOLERANCES[dtype]
     rng = np.random.default_rng(seed)
     arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
-    user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
-    out = step_forward(*(user[k] for k in STEP_ARRAYS))
-    if not (isinstance(out, tuple) and len(out) == 3):
-        raise ReturnedWrongly(f"step_forward returned {_what(out)}, expected 3 values: "
-                              "(next_h, next_c, cache)")
+    sizes = {"B": batch, "D": input_size, "H": hidden_size, "T": 1, "seed": seed}
+    if styled is None:
+        check_signature(step_forward, "forward", get_style("cs231n"), "step")
+        check_signature(step_backward, "backward", get_style("cs231n"), "step")
+        user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
+        out = step_forward(*(user[k] for k in STEP_ARRAYS))
+        if not (isinstance(out, tuple) and len(out) == 3):
+            raise ReturnedWrongly(f"step_forward returned {_what(out)}, expected 3 values: "
+                                  "(next_h, next_c, cache)")
+        outputs = list(zip(("next_h", "next_c"), out[:2], strict=True))
+    else:
+        state, outputs, out = _styled_forward(styled, step_forward, arrays, dnext_h, dnext_c,
+                                              dtype, sizes)
     (h_ref, c_ref), _ = _our_step(arrays)
-    given = [np.asarray(v, dtype=np.float64) for v in out[:2]]
+    given = [np.asarray(v, dtype=np.float64) for _, v in outputs]
     notes = []
     computed = {np.asarray(v).dtype for v in out[:2]}
     if dtype == np.float64 and np.dtype(np.float32) in computed and tolerances is None:
@@ -222,7 +251,8 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
         notes.append("note: your step computes in float32 although it was given float64 "
                      "arrays; judged with float32's tolerances (check with dtype=float32)")
     forward = [_forward_row(name, g, r, tol_ag)
-               for name, g, r in (("next_h", given[0], h_ref), ("next_c", given[1], c_ref))]
+               for name, g, r in ((outputs[0][0], given[0], h_ref),
+                                  (outputs[1][0], given[1], c_ref))]
     if batch == 1:
         notes.append("warning: a batch of one (N = 1) cannot show a mistake in the sum over the "
                      "batch (db from one row); check with N >= 2 too")
@@ -231,14 +261,20 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
         return GradientReport(
             ok=False, rows=[], worst=(worst.name, None, worst.rel), kind="step",
             dtype=str(dtype), tolerances=(tol_ag, tol_fd), forward=forward,
-            diagnosis=[_forward_diagnosis(arrays, given, gate_order)], notes=notes,
-            seconds=time.perf_counter() - start)
-    grads = step_backward(dnext_h.astype(dtype), dnext_c.astype(dtype), out[2])
-    if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
-        raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
-                              "(dx, dprev_h, dprev_c, dWx, dWh, db)")
-    got = {}
-    for name, value in zip(STEP_ARRAYS, grads, strict=True):
+            diagnosis=_in_style(styled, [_forward_diagnosis(arrays, given, gate_order)]),
+            notes=notes, seconds=time.perf_counter() - start, style=_name(styled))
+    if styled is not None:
+        got, unknown = call_backward(styled, "step", step_backward, state, sizes,
+                                     {k: v.shape for k, v in arrays.items()})
+        notes += unknown
+        grads = ()
+    else:
+        grads = step_backward(dnext_h.astype(dtype), dnext_c.astype(dtype), out[2])
+        if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
+            raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
+                                  "(dx, dprev_h, dprev_c, dWx, dWh, db)")
+        got = {}
+    for name, value in zip(STEP_ARRAYS, grads, strict=False):
         value = np.asarray(value, dtype=np.float64) if value is not None else None
         if value is None:
             got[name] = None
@@ -262,14 +298,18 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     for blk in blocks(STEP_ARRAYS):
         indices = block_entries(blk, arrays[blk.param].shape, fd_samples, rng)
         fd = (indices, *finite_differences(plain_loss, plain, blk.param, indices))
-        rows.append(compare_block(blk, got[blk.param], reference[blk.param], tol_ag, fd=fd,
-                                  fd_tolerance=tol_fd))
+        rows.append(compare_block(blk, got.get(blk.name, got[blk.param]), reference[blk.param],
+                                  tol_ag, fd=fd, fd_tolerance=tol_fd))
     ok = all(r.ok for r in rows)
-    order = None if ok else _return_order(grads, reference, gate_order, tol_ag)
+    order = None if ok or styled else _return_order(grads, reference, gate_order, tol_ag)
     if order is not None:
         diagnosis = [(f"Your step_backward returns its gradients in another order: "
                       f"({', '.join(order)}) where (dx, dprev_h, dprev_c, dWx, dWh, db) is "
                       "expected; each of them is right.")]
+    elif styled is not None:
+        diagnosis = [] if ok else diagnose_in_style(
+            styled, "step", rows, diagnose, candidates=_simulated(arrays, dnext_h, dnext_c),
+            counts={"N": batch})
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
@@ -277,11 +317,35 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     wrong = [r for r in rows if not r.ok]
     # dx and dprev_h follow from dz: a wrong gate block is where the mistake is
     worst = max([r for r in wrong if r.gate] or wrong or rows, key=lambda r: r.rel)
-    return GradientReport(ok=ok, rows=rows, worst=(worst.name.split("[")[0], worst.gate,
-                                                   worst.rel),
+    name = worst.name.split("[")[0]
+    if styled is not None:
+        rows = rename_rows(styled, "step", rows, sizes)
+        name = row_name(styled, "step", worst.name)
+    return GradientReport(ok=ok, rows=rows, worst=(name, worst.gate, worst.rel),
                           kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
                           forward=forward, diagnosis=diagnosis, notes=notes,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start, style=_name(styled))
+
+
+def _styled_forward(styled, step_forward, arrays, dnext_h, dnext_c, dtype, sizes):
+    """A styled pair's forward run: ``(its arguments and outputs by name, [(name, next_h),
+    (name, next_c)] in this library's layout, the raw next_h and next_c)``."""
+    state = call_forward(styled, "step", step_forward, {
+        k: v.astype(dtype) for k, v in {**arrays, "dnext_h": dnext_h,
+                                        "dnext_c": dnext_c}.items()}, sizes)
+    return state, forward_outputs(styled, state, sizes), [state[k] for k in styled.forward_rows]
+
+
+def _name(styled):
+    return None if styled is None else styled.name
+
+
+def _in_style(styled, sentences):
+    """The forward's sentences in the style's words (a styled pair names its own arguments)."""
+    if styled is None:
+        return sentences
+    return translate(styled, "step", [s.replace("step_forward", styled.step.forward)
+                                      for s in sentences], [], [])
 
 
 def _what(value):
