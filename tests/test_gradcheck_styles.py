@@ -2,9 +2,9 @@
 
 Each style's reference file of ``lstm_ag/gradcheck/examples/`` (``dls_cell.py``,
 ``dls_sequence.py``, ``notebook_001.py``, ``karpathy.py``, ``torch_loop.py``,
-``cs231n_step.py``) is checked with no glue (one call); each planted bug is that file with one line changed as a student writes it
-(``mutate.py``), and the report must be not ok, with exactly the expected rows wrong (in the
-student's names) at exactly the expected first wrong length.
+``cs231n_step.py``) is checked with no glue (one call); each planted bug is that file with one
+line changed as a student writes it (``mutate.py``), and the report must be not ok, with exactly
+the expected rows wrong (in the student's names) at exactly the expected first wrong length.
 """
 import re
 
