@@ -170,21 +170,24 @@ def finite_differences(loss: Callable, arrays: dict, name: str,
 
     - loss: a function of the dict ``arrays`` returning a float (evaluated in float64).
     - arrays: dict of float64 arrays (not modified: the entry is restored after each use).
-    - flat_indices: flat indices into ``arrays[name]``.
+    - flat_indices: flat indices (C order) into ``arrays[name]``, an array of any memory
+      order: the entry is perturbed in place.
     Returns ``(fd, bound)``: the differences with step :data:`FD_EPS`, and per entry an
     estimate of their own error (truncation from a second step 2 eps, rounding from |L|).
     """
     x = arrays[name]
-    flat = x.reshape(-1)                   # a view: the arrays are C-contiguous float64
     fd = np.empty(len(flat_indices))
     bound = np.empty(len(flat_indices))
     for n, k in enumerate(flat_indices):
-        old = flat[k]
+        # the entry itself, whatever the memory order (a Fortran-ordered W.T's reshape(-1)
+        # would be a copy, and perturbing it would leave the loss unchanged)
+        index = np.unravel_index(k, x.shape)
+        old = x[index]
         values = {}
         for step in (FD_EPS, -FD_EPS, 2 * FD_EPS, -2 * FD_EPS):
-            flat[k] = old + step
+            x[index] = old + step
             values[step] = loss(arrays)
-        flat[k] = old
+        x[index] = old
         d1 = (values[FD_EPS] - values[-FD_EPS]) / (2 * FD_EPS)
         d2 = (values[2 * FD_EPS] - values[-2 * FD_EPS]) / (4 * FD_EPS)
         magnitude = max(abs(v) for v in values.values())
