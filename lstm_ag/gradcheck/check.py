@@ -58,8 +58,10 @@ from ..stack import initial_states, run_layers
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
+    arrays_in,
     block_entries,
     blocks,
+    changed,
     check_gate_order,
     check_tolerances,
     compare_block,
@@ -67,7 +69,7 @@ from .compare import (
     label,
     where,
 )
-from .diagnosis import diagnose
+from .diagnosis import changed_in_place, diagnose
 from .report import GradientReport
 
 __all__ = ["check_gradients", "UPSTREAMS"]
@@ -260,6 +262,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     w64 = None if weights is None else weights.astype(np.float64)
 
     computed32 = []                     # lengths at which the backward returned float32
+    wrote = []                          # the arguments the backward changed in place
+    third_name = {None: "targets", "last": "dh_last", "all": "dhs"}[upstream]
 
     def prefix(length):
         """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
@@ -283,7 +287,17 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         extra = {} if state is None else {"state": state}
         if mask is not None:
             extra["mask"] = np.asarray(mask)[:length]
-        loss, grads = split_output(backward(user_params, x, y, **extra))
+        # the backward gets copies (its writes cannot reach the next call) of what it may
+        # write into, checked after the call; the state as given (the very object)
+        given = arrays_in({"params": user_params, "xs": x, third_name: y, **extra})
+        before = {k: v.copy() for k, v in given.items()}
+        x, y = x.copy(), y.copy()
+        given.update(xs=x, **{third_name: y})
+        out = backward(user_params, x, y, **extra)
+        for name in changed(given, before):
+            if name not in wrote:
+                wrote.append(name)
+        loss, grads = split_output(out)
         if dtype == np.float64 and isinstance(grads, dict) and any(
                 getattr(v, "dtype", None) == np.float32 for v in grads.values()):
             computed32.append(length)
@@ -317,19 +331,19 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if nested:                       # the loss costs one scan per layer and direction
         samples = fd_samples if fd_samples is not None else max(1, samples // K)
     rows, loss_problem = rows_at(T, fd=True)
-    ok = all(r.ok for r in rows) and loss_problem is None
+    agrees = all(r.ok for r in rows) and loss_problem is None
     first_tested = _first_tested(reference, names, T, nested)
     first_bad, bad_rows, at_problem = None, [], loss_problem
-    if not ok:
+    if not agrees:
         first_bad, bad_rows, at_problem = _first_bad_length(rows_at, T, rows, loss_problem)
     located = bad_rows or rows
-    candidates = () if ok or nested else _candidates(params, x64, third64, h64, c64, w64,
+    candidates = () if agrees or nested else _candidates(params, x64, third64, h64, c64, w64,
                                                       upstream, first_bad or T, names)
     L = first_bad or T                  # the sizes where the diagnosis measures
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
         counts = {"B": B, "O": O}
-    order = None if ok or layout != "dict" else _other_gate_order(rows_at, L, gate_order)
+    order = None if agrees or layout != "dict" else _other_gate_order(rows_at, L, gate_order)
     if order is not None:
         cs231n = " (CS231n's order)" if order == "ifog" else ""
         diagnosis = [(f"With gate_order={order!r}{cs231n} every gradient agrees: your "
@@ -341,6 +355,9 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
                              loss=at_problem)
+    ok = agrees and not wrote
+    if wrote:                           # the first thing to fix: it spoils every other check
+        diagnosis = [changed_in_place("backward", wrote), *diagnosis]
     notes = []
     if any(r.fd_entries < r.size for r in rows if r.fd_entries):
         notes.append(f"finite differences on a seeded random subset of at most {samples} "

@@ -30,7 +30,7 @@ from ..params import GATES, split_gates
 
 __all__ = ["ReturnedWrongly", "TOLERANCES", "FD_EPS", "GATE_WIDE", "Block", "blocks",
            "permute_gates", "check_gate_order", "check_tolerances", "errors", "finite_differences",
-           "block_entries", "Row", "compare_block"]
+           "block_entries", "Row", "compare_block", "arrays_in", "changed"]
 
 #: Bounds on the normwise relative error, by the dtype of the backward under test:
 #: ``(against autograd, against finite differences)`` (the latter plus each entry's own error).
@@ -276,3 +276,31 @@ def compare_block(block: Block, given: Any, expected: np.ndarray, tolerance: flo
     elif not (rel_ag <= tolerance and row.fd_ok):
         row.status = "WRONG"
     return row
+
+
+def arrays_in(named: dict) -> dict:
+    """The arrays inside ``named`` (argument name -> value: an array, a tuple of them, a dict
+    of them, nested), each under the name a user reads: ``"params['W']['f']"``, ``"state[0]"``.
+    Values that are not arrays are left out."""
+    out = {}
+
+    def walk(name, value):
+        if isinstance(value, np.ndarray):
+            out[name] = value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{name}[{k!r}]", v)
+        elif isinstance(value, (tuple, list)):
+            for k, v in enumerate(value):
+                walk(f"{name}[{k}]", v)
+    for name, value in named.items():
+        walk(name, value)
+    return out
+
+
+def changed(arrays: dict, copies: dict) -> list[str]:
+    """The names of ``arrays`` (name -> array, as :func:`arrays_in` gives) whose values differ
+    from ``copies`` (the same names, copied before a call): what the call wrote into."""
+    return [name for name, a in arrays.items()
+            if a.shape != copies[name].shape
+            or not np.array_equal(a, copies[name], equal_nan=a.dtype.kind in "fc")]
