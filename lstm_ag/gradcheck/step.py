@@ -43,6 +43,7 @@ from ..bptt import (
 from ..cell import SequenceCache, lstm_step
 from ..ops import PLAIN
 from ..params import as_float_dtype
+from . import variants
 from .compare import (
     TOLERANCES,
     ReturnedWrongly,
@@ -141,6 +142,9 @@ def _forward_diagnosis(arrays, given, gate_order):
         return ("Your sigmoid is sigma(2x), not sigma(x): 0.5 * (tanh(x) + 1) is a known trap; "
                 "use 1 / (1 + exp(-x)) (or 0.5 * (tanh(x / 2) + 1)). No gradient is blamed "
                 "before the forward agrees.")
+    equation = variants.which_equation(arrays, given)
+    if equation is not None:
+        return equation + " No gradient is blamed before the forward agrees."
     return ("Your step_forward's next_h and next_c differ from lstm_ag's step: check the six "
             "equations (i, f, o = sigmoid, g = tanh of z = x Wx + prev_h Wh + b; "
             "c = f * prev_c + i * g; h = o * tanh(c)) and the gate order of the 4H axis "
@@ -278,29 +282,19 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                      "batch (db from one row); check with N >= 2 too")
     if not all(r.ok for r in forward):
         worst = max(forward, key=lambda r: r.rel)
+        variant = _variant_report(step_forward, step_backward, arrays, gate_order, dnext_h,
+                                  dnext_c, given, tol_fd)
+        sentences, rows = variant or ([_forward_diagnosis(arrays, given, gate_order)], [])
         return GradientReport(
-            ok=False, rows=[], worst=(worst.name, None, worst.rel), kind="step",
+            ok=False, rows=rows, worst=(worst.name, None, worst.rel), kind="step",
             dtype=str(dtype), tolerances=(tol_ag, tol_fd), forward=forward,
-            diagnosis=[*wrote, _forward_diagnosis(arrays, given, gate_order)], notes=notes,
-            seconds=time.perf_counter() - start)
+            diagnosis=[*wrote, *sentences], notes=notes, seconds=time.perf_counter() - start)
     upstream = {"dnext_h": dnext_h.astype(dtype), "dnext_c": dnext_c.astype(dtype)}
     before = {k: v.copy() for k, v in upstream.items()}
     grads = step_backward(upstream["dnext_h"], upstream["dnext_c"], out[2])
     if names := changed(upstream, before):
         wrote.append(changed_in_place("step_backward", names))
-    if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
-        raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
-                              "(dx, dprev_h, dprev_c, dWx, dWh, db)")
-    got = {}
-    for name, value in zip(STEP_ARRAYS, grads, strict=True):
-        value = np.asarray(value, dtype=np.float64) if value is not None else None
-        if value is None:
-            got[name] = None
-        elif value.shape != arrays[name].shape:
-            got[name] = f"shape {value.shape}, expected {arrays[name].shape}"
-        else:
-            got[name] = (permute_gates(value, gate_order, "ifgo")
-                         if name in ("Wx", "Wh", "b") else value)
+    got = _returned(grads, arrays, gate_order)
 
     def functional(a):
         (h, c), _ = lstm_step(a["Wh"], a["x"] @ a["Wx"] + a["b"], a["prev_h"], a["prev_c"])
@@ -338,6 +332,48 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                           kind="step", dtype=str(dtype), tolerances=(tol_ag, tol_fd),
                           forward=forward, diagnosis=diagnosis, notes=notes,
                           seconds=time.perf_counter() - start)
+
+
+def _returned(grads, arrays, gate_order):
+    """The backward's six outputs by name: float64 arrays in lstm_ag's gate order, None when
+    not returned, or a string saying the shape that came back."""
+    if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
+        raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
+                              "(dx, dprev_h, dprev_c, dWx, dWh, db)")
+    got = {}
+    for name, value in zip(STEP_ARRAYS, grads, strict=True):
+        value = np.asarray(value, dtype=np.float64) if value is not None else None
+        if value is None:
+            got[name] = None
+        elif value.shape != arrays[name].shape:
+            got[name] = f"shape {value.shape}, expected {arrays[name].shape}"
+        else:
+            got[name] = (permute_gates(value, gate_order, "ifgo")
+                         if name in ("Wx", "Wh", "b") else value)
+    return got
+
+
+def _variant_report(step_forward, step_backward, arrays, gate_order, dnext_h, dnext_c,
+                    given, tol_fd):
+    """For a forward that is a known LSTM variant: ``(sentences, rows)``, the variant named
+    and the backward checked against the student's own forward by finite differences; None
+    when the forward is no known variant."""
+    named = variants.recognise(arrays, given)
+    if named is None:
+        return None
+    user = {k: np.array(v) for k, v in _in_order(arrays, gate_order).items()}
+    rows = variants.against_own_forward(
+        step_forward, step_backward, {k: arrays[k] for k in STEP_ARRAYS}, gate_order, dnext_h,
+        dnext_c, lambda grads: _returned(grads, user, gate_order), tol_fd)
+    wrong = [r for r in rows if not r.ok]
+    if not wrong:
+        return [named, ("Your step_backward agrees with your own step_forward (every gradient "
+                        "against its finite differences): it is right for the variant you "
+                        "wrote.")], rows
+    names = ", ".join(r.name for r in wrong)
+    return [named, (f"Against your own step_forward's finite differences, your step_backward "
+                    f"is wrong in {names}: these are mistakes in the backward of your "
+                    "variant.")], rows
 
 
 def _what(value):
