@@ -331,6 +331,9 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                 + (" (dprev_c = dc * f is wrong with it)." if others else "."))
     if not others and gated:
         params_wrong = {r.param for r in gated}
+        products = _weight_lines(gated, ok_rows) if len(wrong_gates) < 4 else None
+        if products:
+            return products
         if params_wrong == {"b"} and any(r.param in ("Wx", "Wh") for r in ok_rows):
             return ("Only db is wrong while dWx and dWh are right: db is dz summed over every "
                     "row (the batch, and the time steps), db = dz.sum(axis=0); check the axis "
@@ -343,9 +346,6 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
             return ("Only dWx is wrong while dWh and db are right, so dz is right: dWx = "
                     "x^T dz; check the inputs you multiply (x_t of the same step) and the "
                     "transpose.")
-        products = _weight_lines(gated, ok_rows)
-        if products:
-            return products
         if len(wrong_gates) == 1:
             gate = wrong_gates[0]
             recurrent = _recurrent(kind, first_bad_length, wrong, first_tested)
