@@ -221,10 +221,11 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
         params = sorted({r.param for r in unusable}, key=[r.param for r in unusable].index)
         first = {p: next(r for r in unusable if r.param == p) for p in params}
         what = "; ".join(f"{_array_name(first[p])}: {first[p].problem}" for p in params)
-        out.append(f"Your backward's gradients could not be compared ({what}). Return every "
-                   "gradient, with the shape of its parameter.")
-        out += [s for s in (shape_mistake(_array_name(first[p]), first[p].problem)
-                            for p in params) if s]
+        why = [s for s in (shape_mistake(_array_name(first[p]), first[p].problem)
+                           for p in params) if s]
+        said = (f"Your backward's gradients could not be compared ({what}). Return every "
+                "gradient, with the shape of its parameter.")
+        out.append(" ".join([said, *why]))
     bad = [r for r in wrong if r.given is not None and not np.all(np.isfinite(r.given))]
     if bad:
         out.append(_not_finite(bad))
