@@ -46,7 +46,7 @@ from .stack import initial_states, reverse_index, reverse_time, run_layers
 
 __all__ = ["LOCAL_BYTES", "local_derivatives", "lstm_step_backward", "lstm_backward",
            "weight_product", "weight_gradients", "cached_runner", "stack_backward",
-           "readout_mse_backward", "loss_and_grads", "bptt"]
+           "readout_mse_backward", "loss_and_grads", "hidden_grads", "bptt"]
 
 
 #: Bytes of local derivatives computed at once: the backward takes them for a chunk of steps
@@ -300,6 +300,23 @@ def loss_and_grads(params: dict, xs, h0, c0, targets, weights, lengths=None,
     grads.update(Wy=dWy, by=dby)
     grads = {k: grads[k] for k in params}            # the order of params
     return (loss, grads, (hT, cT)) if with_state else (loss, grads)
+
+
+def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None) -> dict:
+    """The LSTM weights' gradients of ``sum(dhs * hs) + sum_k sum(dhT[k] * h_T[k])``, a loss
+    given by its gradients with respect to the hidden states, by the hand-written backward.
+
+    - params: the LSTM's weights (a readout, if any, is not used); xs ``(T, B, D)``;
+      h0, c0 ``(B, H)`` or ``(K, B, H)`` (as :func:`loss_and_grads`).
+    - dhs: ``(T, B, dirs*H)``, the top layer's hidden states' gradients (None: zeros);
+      dhT: None or K arrays ``(B, H)``, the final hidden states' gradients.
+    Returns the gradients with the structure of ``params`` (without the readout).
+    """
+    caches: list = []
+    hs, _, _ = run_layers(params, xs, *initial_states(h0, c0, params), None,
+                          cached_runner(caches))
+    grads, _, _ = stack_backward(params, caches, np.zeros_like(hs) if dhs is None else dhs, dhT)
+    return grads
 
 
 def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,

@@ -42,11 +42,10 @@ import numpy as np
 
 from ..bptt import (
     bptt,
-    cached_runner,
+    hidden_grads,
     loss_and_grads,
     lstm_backward,
     readout_mse_backward,
-    stack_backward,
     weight_gradients,
     weight_product,
 )
@@ -54,7 +53,6 @@ from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
 from ..model import lstm_forward, mse
 from ..params import check_params, flatten, structure, unflatten
-from ..stack import initial_states, run_layers
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
@@ -136,16 +134,11 @@ def _own_backward(upstream):
         num_layers, dirs = structure(p)
         K, H = num_layers * dirs, p["Wh"].shape[0]
         h0, c0 = as_state(state, B, H, x3.dtype, single, K)
-        caches: list = []
-        hs, _, _ = run_layers(p, x3, *initial_states(h0, c0, p), None, cached_runner(caches))
         g = np.asarray(upstream_grad)
         if upstream == "last":
             g = g.reshape((B, H) if K == 1 else (K, B, H))
-            dhs, dhT = np.zeros_like(hs), [g] if K == 1 else list(g)
-        else:
-            dhs, dhT = g.reshape(hs.shape), None
-        grads, _, _ = stack_backward(p, caches, dhs, dhT)
-        return grads
+            return hidden_grads(p, x3, h0, c0, dhT=[g] if K == 1 else list(g))
+        return hidden_grads(p, x3, h0, c0, dhs=g.reshape(T, B, dirs * H))
     return backward
 
 

@@ -21,6 +21,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
 
+from ..cell import lstm_step
+from ..ops import PLAIN
 from ..params import split_gates
 from .compare import (
     GATE_WIDE,
@@ -40,6 +42,12 @@ _FITS = 1e-8            # how exactly a variant must reproduce the outputs (rela
 def _gates(a):
     """lstm_ag's pre-activations z_i, z_f, z_g, z_o ``(N, H)`` of the step's arguments."""
     return split_gates(a["x"] @ a["Wx"] + a["prev_h"] @ a["Wh"] + a["b"])
+
+
+def _standard(a):
+    """lstm_ag's step (:func:`lstm_ag.cell.lstm_step`) on the arguments:
+    ``((next_h, next_c), (i, f, g, o, tanh_c))``."""
+    return lstm_step(a["Wh"], a["x"] @ a["Wx"] + a["b"], a["prev_h"], a["prev_c"], PLAIN)
 
 
 def _close(a, b):
@@ -86,8 +94,7 @@ def recognise(arrays: dict, given: tuple) -> str | None:
     h, c = given
     if h.shape != c.shape or h.shape != arrays["prev_c"].shape:
         return None
-    z_i, z_f, z_g, z_o = _gates(arrays)
-    i, g, o = expit(z_i), np.tanh(z_g), expit(z_o)
+    _, (i, _, g, o, _) = _standard(arrays)
     if _close(c, (1 - i) * arrays["prev_c"] + i * g) and _close(h, o * np.tanh(c)):
         return ("Your step_forward couples the forget gate to the input gate, f = 1 - i "
                 "(c = (1 - i) * prev_c + i * g): a known LSTM variant (CIFG), not the standard "
@@ -109,9 +116,8 @@ def which_equation(arrays: dict, given: tuple) -> str | None:
     h, c = given
     if h.shape != c.shape or h.shape != arrays["prev_c"].shape:
         return None
-    z_i, z_f, z_g, z_o = _gates(arrays)
-    c_ok = _close(c, expit(z_f) * arrays["prev_c"] + expit(z_i) * np.tanh(z_g))
-    h_ok = _close(h, expit(z_o) * np.tanh(c))
+    (_, c_ref), (_, _, _, o, _) = _standard(arrays)
+    c_ok, h_ok = _close(c, c_ref), _close(h, o * np.tanh(c))
     if c_ok and not h_ok:
         return ("Your next_c agrees with c = f * prev_c + i * g, and your next_h differs from "
                 "h = o * tanh(c) (with o = sigmoid(z_o)): check that line and the o gate.")
