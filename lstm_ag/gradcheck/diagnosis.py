@@ -109,7 +109,8 @@ def _weight_lines(gated, ok_rows):
     gates = sorted({r.gate for r in gated}, key=GATES.index)
     if not all(("b", g) in ok for g in gates):
         return None
-    biases = " and ".join(f"db[{g}]" for g in gates)
+    biases = " and ".join(next(r.name for r in ok_rows if (r.param, r.gate) == ("b", g))
+                          for g in gates)          # the rows' names, as the report shows them
     dz = " and ".join(f"dz_{g}" for g in gates)
     one = "is" if len(gates) == 1 else "are"
     return (f"{_names(gated)} {'is' if len(gated) == 1 else 'are'} wrong while {biases} "
