@@ -285,6 +285,9 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
         variant = _variant_report(step_forward, step_backward, arrays, gate_order, dnext_h,
                                   dnext_c, given, tol_fd)
         sentences, rows = variant or ([_forward_diagnosis(arrays, given, gate_order)], [])
+        if rows:
+            notes.append("the gradient rows compare your step_backward with finite "
+                         "differences of your own step_forward (both error columns)")
         return GradientReport(
             ok=False, rows=rows, worst=(worst.name, None, worst.rel), kind="step",
             dtype=str(dtype), tolerances=(tol_ag, tol_fd), forward=forward,

@@ -99,7 +99,8 @@ def recognise(arrays: dict, given: tuple) -> str | None:
         return ("Your step_forward couples the forget gate to the input gate, f = 1 - i "
                 "(c = (1 - i) * prev_c + i * g): a known LSTM variant (CIFG), not the standard "
                 "LSTM, whose f has its own weights; not a mistake if you meant it.")
-    peep = _peepholes(arrays, h, c)
+    # p_i, p_f: two unknowns per unit in next_c, so at least three rows to tell a fit apart
+    peep = _peepholes(arrays, h, c) if len(c) >= 3 else None
     if peep is not None:
         gates = [k for k in "ifo" if k in peep]
         return ("Your step_forward has peephole connections (" + " and ".join(gates)
