@@ -159,11 +159,12 @@ PLANTED = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("kind", "file", "old", "new", "sizes", "length", "wrong", "words"),
                          [p[1:] for p in PLANTED], ids=[p[0] for p in PLANTED])
 def test_a_planted_mistake_is_located_and_named(kind, file, old, new, sizes, length, wrong,
-                                                words):
-    report = run(kind, mutate(file, old, new), sizes)
+                                                words, dtype):
+    report = run(kind, mutate(file, old, new), sizes, dtype=dtype)
     assert not report.ok
     assert report.first_bad_length == length
     if wrong is not None:

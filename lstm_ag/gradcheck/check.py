@@ -67,7 +67,7 @@ from .compare import (
     label,
     where,
 )
-from .diagnosis import changed_in_place, diagnose
+from .diagnosis import CLOSE, changed_in_place, diagnose
 from .report import GradientReport
 
 __all__ = ["check_gradients", "UPSTREAMS"]
@@ -347,7 +347,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
-                             loss=at_problem)
+                             loss=at_problem,
+                             close=CLOSE[np.dtype(np.float32 if computed32 else dtype)])
     ok = agrees and not wrote
     if wrote:                           # the first thing to fix: it spoils every other check
         diagnosis = [changed_in_place("backward", wrote), *diagnosis]

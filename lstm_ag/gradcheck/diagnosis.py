@@ -16,7 +16,7 @@ import numpy as np
 from ..params import GATES
 from .compare import GATE_WIDE
 
-__all__ = ["diagnose", "fill", "shape_mistake", "changed_in_place", "LOCAL_DERIVATIVES"]
+__all__ = ["diagnose", "CLOSE", "fill", "shape_mistake", "changed_in_place", "LOCAL_DERIVATIVES"]
 
 #: Each gate's local derivative, as the sentences quote it (dc is the gradient reaching c_t,
 #: dh the one reaching h_t).
@@ -26,7 +26,9 @@ LOCAL_DERIVATIVES = {
     "g": "dz_g = dc * i * (1 - g**2)",
     "o": "dz_o = dh * tanh(c) * o * (1 - o)",
 }
-_CLOSE = 1e-6           # how exactly a fingerprint must fit (relative)
+_CLOSE = 1e-6           # how exactly a fingerprint must fit (relative), float64
+#: How exactly a fingerprint must fit a gradient computed in each dtype (relative).
+CLOSE = {np.dtype(np.float64): _CLOSE, np.dtype(np.float32): 1e-4}
 
 
 def _rel(a, b):
@@ -125,7 +127,7 @@ def _comparable(rows):
     return [r for r in rows if r.given is not None and r.status in ("ok", "WRONG")]
 
 
-def _constant_ratio(rows, wrong):
+def _constant_ratio(rows, wrong, close=_CLOSE):
     """The common ratio given / expected of the wrong blocks (and whether every block shares
     it), or None."""
     ratios = []
@@ -135,7 +137,7 @@ def _constant_ratio(rows, wrong):
         if ee == 0:
             continue
         k = float(np.vdot(g, e)) / ee
-        if _rel(g, k * e) > _CLOSE:
+        if _rel(g, k * e) > close:
             if r in wrong:
                 return None
             continue
@@ -144,9 +146,9 @@ def _constant_ratio(rows, wrong):
     if len(wrong_ratios) < len(wrong) or not wrong_ratios:
         return None
     k0 = wrong_ratios[0]
-    if any(abs(k - k0) > _CLOSE * abs(k0) for k in wrong_ratios) or abs(k0 - 1) < 1e-3:
+    if any(abs(k - k0) > close * abs(k0) for k in wrong_ratios) or abs(k0 - 1) < 1e-3:
         return None
-    everywhere = all(abs(k - k0) <= _CLOSE * abs(k0) for _, k in ratios)
+    everywhere = all(abs(k - k0) <= close * abs(k0) for _, k in ratios)
     return k0, everywhere
 
 
@@ -171,7 +173,7 @@ def _ratio_hint(k, counts, loss=True):
     return hints
 
 
-def _swapped(wrong_gated):
+def _swapped(wrong_gated, close=_CLOSE):
     """A pair of gates whose blocks are exchanged in every wrong parameter, or None."""
     by_param = {}
     for r in wrong_gated:
@@ -181,7 +183,7 @@ def _swapped(wrong_gated):
         if len(gates) != 2:
             return None
         (a, ra), (b, rb) = sorted(gates.items(), key=lambda item: GATES.index(item[0]))
-        if _rel(ra.given, rb.expected) > _CLOSE or _rel(rb.given, ra.expected) > _CLOSE:
+        if _rel(ra.given, rb.expected) > close or _rel(rb.given, ra.expected) > close:
             return None
         pairs.add((a, b))
     return pairs.pop() if len(pairs) == 1 else None
@@ -201,7 +203,7 @@ def _worst_entries(row, count=3):
 
 
 def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=None,
-             candidates=(), counts=None, loss=None):
+             candidates=(), counts=None, loss=None, close=_CLOSE):
     """Sentences naming the likely mistake, the first that fits (see the module docstring).
 
     - rows: the rows where the mistake is located (for a sequence, at its first bad length).
@@ -212,6 +214,7 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
       only those) is reported.
     - counts: sizes that normalisations divide by, e.g. ``{"T*B*O": 24, "B": 2}``.
     - loss: ``(expected, given)`` when the backward returned a loss that disagrees.
+    - close: how exactly a fingerprint must fit (:data:`CLOSE` by the dtype judged).
     Returns a list of sentences (empty when nothing is wrong).
     """
     first_tested = first_tested or {}
@@ -233,7 +236,7 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
         return out
     if wrong:
         out.append(_likely_mistake(rows, wrong, kind, first_bad_length, first_tested,
-                                   candidates, counts or {}))
+                                   candidates, counts or {}, close))
     if loss is not None:
         out.append(f"The loss your backward returns, {loss[1]:.10g}, is not the loss it "
                    f"differentiates here, {loss[0]:.10g}"
@@ -247,7 +250,8 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
     return out
 
 
-def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts):
+def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts,
+                    close=_CLOSE):
     wrong_names = {r.name for r in wrong}
     by_name = {r.name: r for r in rows}
     # a step's dx = dz @ Wx.T and dprev_h = dz @ Wh.T are wrong whenever a gate's dz is (and
@@ -258,8 +262,8 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     for sentence, predicted in candidates:
         if set(predicted) >= wrong_names and all(
                 by_name[name].given is not None
-                and _rel(by_name[name].given, predicted[name]) <= _CLOSE
-                and _rel(by_name[name].expected, predicted[name]) > 100 * _CLOSE
+                and _rel(by_name[name].given, predicted[name]) <= close
+                and _rel(by_name[name].expected, predicted[name]) > 100 * close
                 for name in wrong_names):
             return fill(sentence, wrong)
     # 2. nothing where something is expected (a ratio of 0 is no constant factor)
@@ -278,7 +282,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                 "expected gradient is not: never computed, or never added into the array "
                 "you return.")
     # 3. one constant factor
-    ratio = _constant_ratio(rows, wrong)
+    ratio = _constant_ratio(rows, wrong, close)
     if ratio is not None:
         k, everywhere = ratio
         where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
@@ -294,7 +298,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     wrong_gates = sorted({r.gate for r in gated}, key=GATES.index)
     ok_rows = [r for r in rows if r.ok and r.status == "ok"]
     # 4. two gates exchanged
-    pair = _swapped(gated) if not others else None
+    pair = _swapped(gated, close) if not others else None
     if pair is not None:
         a, b = pair
         return (f"The gradients of gates {a} and {b} are swapped (your {a} blocks hold the "

@@ -58,7 +58,7 @@ from .compare import (
     finite_differences,
     permute_gates,
 )
-from .diagnosis import changed_in_place, diagnose
+from .diagnosis import CLOSE, changed_in_place, diagnose
 from .report import GradientReport
 
 __all__ = ["check_step", "STEP_ARRAYS"]
@@ -324,7 +324,10 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
-                                           counts={"N": batch})
+                                           counts={"N": batch},
+                                           close=CLOSE[max({d for d in computed
+                                                            if d.kind == "f"} | {dtype},
+                                                           key=lambda d: np.finfo(d).eps)])
     ok = ok and not wrote
     diagnosis = [*wrote, *diagnosis]
     wrong = [r for r in rows if not r.ok]
