@@ -217,6 +217,43 @@ def test_dh0_taken_from_the_upstream_is_named():
     assert "carried back out of step 0" in first
 
 
+def test_dx_from_the_wrong_rows_is_named_in_a_sequence():
+    """CS231n's lstm_backward whose step takes dx = da @ Wh.T (D = H): the sentence, from a
+    row ``dxs`` (the checker's rows for the inputs' gradient) and the simulated candidates."""
+    T, B, D, H = 4, 3, 5, 5
+    rng = np.random.default_rng(2)
+    params = lstm_ag.init_params(D, H, seed=2)
+    xs, dhs = rng.standard_normal((T, B, D)), rng.standard_normal((T, B, H))
+    weights = [permute_gates(params[k], "ifgo", "ifog") for k in ("Wx", "Wh", "b")]
+
+    def dxs_of(module):
+        _, cache = module.lstm_forward(xs.transpose(1, 0, 2), np.zeros((B, H)), *weights)
+        return module.lstm_backward(dhs.transpose(1, 0, 2), cache)[0].transpose(1, 0, 2)
+    given = dxs_of(mutate(STEP, "dx = da @ Wx.T", "dx = da @ Wh.T"))
+    row = compare_block(Block("dxs", "xs", None, lambda a: a), given, dxs_of(load(STEP)),
+                        1e-10)
+    zeros = np.zeros((B, H))
+    candidates = _candidates(params, xs, dhs, zeros, zeros, None, "all", T,
+                             ["Wx", "Wh", "b"])
+    first = diagnose([row], kind="sequence", first_bad_length=1, candidates=candidates)[0]
+    assert first.startswith("dx is taken from the wrong rows of the gradient of the "
+                            "concatenated input [h; x]")
+    assert "yours is rows 0:5, the gradient of x_t is rows 5:10" in first
+
+
+def test_a_product_on_the_concatenated_input_missing_its_transpose_is_named():
+    """One matrix per gate on [h; x] (deeplearning.ai's dWf = dft @ concat, without .T),
+    which fits when the batch B = H + D; the bias is right."""
+    text = mutated_source(LOOP, "dWx += x.T @ da",
+                          "wrong = np.hstack((h_prev, x)) @ da; dWx += wrong[Wh.shape[0]:]")
+    student = load_source(text.replace("dWh += h_prev.T @ da", "dWh += wrong[:Wh.shape[0]]"),
+                          "concat")
+    report = run("all", student, (4, 5, 2, 3))
+    assert not report.ok
+    assert report.diagnosis[0].startswith("Your dWx[i], ")
+    assert "missing its transpose, [h_prev; x] @ dz" in report.diagnosis[0]
+
+
 # ------------------------------------------------ shapes: the sentence for the row
 
 @pytest.mark.parametrize(("problem", "words"), [

@@ -111,6 +111,9 @@ MISTAKES = {
         "dh_prev, the gradient carried back to h_{t-1}, is taken from the wrong rows of the "
         "gradient of the concatenated input {order} (dz @ W.T): yours is rows {got}, the "
         "gradient of h_{t-1} is rows {want}."),
+    "dx from the wrong rows": (
+        "dx is taken from the wrong rows of the gradient of the concatenated input {order} "
+        "(dz @ W.T): yours is rows {got}, the gradient of x_t is rows {want}."),
     "no transpose": (
         "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
         "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
@@ -488,7 +491,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         dhs = third64[:length]
 
     def backward(dhs=dhs, dh_last=dh_last, **mistake):
-        return lstm_backward(dhs, cache, dh_last=dh_last, inputs=False, **mistake)
+        return lstm_backward(dhs, cache, dh_last=dh_last, **mistake)
     right = backward()
     dZ = right["z"]
     out = []
@@ -496,8 +499,9 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     def add(sentence, grads):
         out.append((sentence, {b.name: b.view(grads[b.param])
                                for b in blocks([n for n in names if n in grads])}))
-        if "h0" in grads:                   # for a backward that returns its state's too
-            out[-1][1]["dh0"] = grads["h0"]
+        for key, name in _STATE_ROWS.items():  # a backward that returns these is compared too
+            if key in grads:
+                out[-1][1][name] = grads[key]
     add(MISTAKES["dWh from h_t"], weight_gradients(cache, dZ, inputs=False, h_prev=cache.hs))
     add(MISTAKES["no dc_next"], backward(carry="h"))
     add(MISTAKES["no dh_next"], backward(carry="c"))
@@ -515,6 +519,8 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
             add(MISTAKES["upstream not added"], backward(only_last))
     for sentence, weights in _wrong_rows(p["Wx"], p["Wh"]):
         add(sentence, backward(carry_weights=weights))
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x"):
+        add(sentence, {"xs": dZ @ weights.T})
     for a, what in ((cache.xs, "x"), (cache.h_prev, "h_prev")):
         if a.shape[2] == B:
             key = "Wx" if what == "x" else "Wh"
@@ -539,22 +545,29 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     return out
 
 
-def _wrong_rows(Wx, Wh):
-    """``(sentence, weights)`` for each way of taking dh_prev from the wrong rows of the
-    gradient of a concatenated input (``[h; x]`` or ``[x; h]``): dh_prev = dz @ weights.T."""
+#: The rows of a backward's initial state's and inputs' gradients, by lstm_backward's keys.
+_STATE_ROWS = {"h0": "dh0", "c0": "dc0", "xs": "dxs"}
+
+
+def _wrong_rows(Wx, Wh, of="h"):
+    """``(sentence, weights)`` for each way of taking dh_prev (``of="h"``) or dx (``"x"``)
+    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``):
+    dh_prev (dx) = dz @ weights.T."""
     H, D = Wh.shape[0], Wx.shape[0]
-    out, seen = [], [Wh]
-    for order, stacked, right in (("[h; x]", np.concatenate((Wh, Wx)), 0),
-                                  ("[x; h]", np.concatenate((Wx, Wh)), D)):
+    width, right_weights = (H, Wh) if of == "h" else (D, Wx)
+    out, seen = [], [right_weights]
+    for order, stacked in (("[h; x]", np.concatenate((Wh, Wx))),
+                           ("[x; h]", np.concatenate((Wx, Wh)))):
+        right = 0 if (order == "[h; x]") == (of == "h") else H + D - width
         for start in sorted({0, H, D}):
-            weights = stacked[start:start + H]
-            if len(weights) < H or any(np.array_equal(weights, w) for w in seen):
+            weights = stacked[start:start + width]
+            if len(weights) < width or any(np.array_equal(weights, w) for w in seen):
                 continue
             seen.append(weights)
-            out.append((MISTAKES["dh from the wrong rows"]
+            out.append((MISTAKES[f"d{of} from the wrong rows"]
                         .replace("{order}", order)
-                        .replace("{want}", f"{right}:{right + H}")
-                        .replace("{got}", f"{start}:{start + H}"), weights))
+                        .replace("{want}", f"{right}:{right + width}")
+                        .replace("{got}", f"{start}:{start + width}"), weights))
     return out
 
 
