@@ -153,6 +153,8 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
         dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
         dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
     W_carry = Wh if carry_weights is None else carry_weights
+    if W_carry.shape != Wh.shape:
+        raise ValueError(f"carry_weights must have Wh's shape {Wh.shape}, got {W_carry.shape}")
     step, carry_h, carry_c = (-1 if reverse else 1), "h" in carry, "c" in carry
     chunk = max(1, LOCAL_BYTES // (7 * B * H * dZ.itemsize))    # c_z, h_c, h_zo, temporaries
     spans = ([(max(0, stop - chunk), stop) for stop in range(T, 0, -chunk)] if reverse else

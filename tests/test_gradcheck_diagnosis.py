@@ -419,3 +419,29 @@ def test_a_forward_mistake_that_is_no_variant_names_the_equation_and_blames_no_g
 def test_blocks_are_the_checkers_names():
     """The sentences are built from the rows' names (which the styles translate)."""
     assert [b.name for b in blocks(["Wx"])] == ["dWx[i]", "dWx[f]", "dWx[g]", "dWx[o]"]
+
+
+# ------------------------------------------------ the hook of the one backward
+
+def test_the_hooks_defaults_are_the_backward_and_its_mistakes_differ_only_where_they_should():
+    T, B, D, H = 5, 2, 3, 4
+    rng = np.random.default_rng(5)
+    p = lstm_ag.init_params(D, H, seed=5)
+    xs, dhs = rng.standard_normal((T, B, D)), rng.standard_normal((T, B, H))
+    h0, c0, dh_last = (rng.standard_normal((B, H)) for _ in range(3))
+    cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], xs, h0, c0)
+    right = lstm_backward(dhs, cache, dh_last)
+    same = lstm_backward(dhs, cache, dh_last, reverse=True, carry="hc", carry_weights=p["Wh"])
+    assert all(np.array_equal(right[k], same[k]) for k in right)
+    one = SequenceCache.run(p["Wx"], p["Wh"], p["b"], xs[:1], h0, c0)   # one step: no carry
+    base = lstm_backward(dhs[:1], one, dh_last)
+    for hook in ({"reverse": False}, {"carry": ""}, {"carry_weights": 0 * p["Wh"]}):
+        assert all(np.allclose(base[k], lstm_backward(dhs[:1], one, dh_last, **hook)[k],
+                               rtol=1e-14, atol=0) for k in ("Wx", "Wh", "b", "xs", "c0"))
+    for hook in ({"reverse": False}, {"carry": "h"}, {"carry": "c"},
+                 {"carry_weights": np.concatenate((p["Wh"], p["Wx"]))[D:D + H]}):
+        wrong = lstm_backward(dhs, cache, dh_last, **hook)
+        assert np.allclose(wrong["z"][-1], right["z"][-1], rtol=1e-14) != ("reverse" in hook)
+        assert not np.allclose(wrong["Wx"], right["Wx"])
+    with pytest.raises(ValueError, match="carry_weights must have Wh's shape"):
+        lstm_backward(dhs, cache, carry_weights=p["Wx"])

@@ -282,7 +282,7 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         user_params = to_user({k: params[k] for k in params}, layout, order)
         extra = {} if state is None else {"state": state}
         if mask is not None:
-            extra["mask"] = np.asarray(mask)[:length]
+            extra["mask"] = np.array(mask)[:length]         # a copy: it may be written
         # the backward gets copies (its writes cannot reach the next call) of what it may
         # write into, checked after the call; the state as given (the very object)
         given = arrays_in({"params": user_params, "xs": x, third_name: y, **extra})
