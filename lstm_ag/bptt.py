@@ -152,14 +152,17 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
     else:
         dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
         dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
-    W_carry = Wh if carry_weights is None else carry_weights
-    if W_carry.shape != Wh.shape:
-        raise ValueError(f"carry_weights must have Wh's shape {Wh.shape}, got {W_carry.shape}")
-    step, carry_h, carry_c = (-1 if reverse else 1), "h" in carry, "c" in carry
+    W_carry = Wh
+    if carry_weights is not None:
+        if carry_weights.shape != Wh.shape:
+            raise ValueError(f"carry_weights must have Wh's shape {Wh.shape}, got "
+                             f"{carry_weights.shape}")
+        W_carry = carry_weights
+    step, last = (-1, 0) if reverse else (1, T - 1)       # the next step visited; the last
+    drop = carry != "hc"
     chunk = max(1, LOCAL_BYTES // (7 * B * H * dZ.itemsize))    # c_z, h_c, h_zo, temporaries
-    spans = ([(max(0, stop - chunk), stop) for stop in range(T, 0, -chunk)] if reverse else
-             [(start, min(T, start + chunk)) for start in range(0, T, chunk)])
-    for start, stop in spans:
+    for edge in (range(T, 0, -chunk) if reverse else range(0, T, chunk)):
+        start, stop = (max(0, edge - chunk), edge) if reverse else (edge, min(T, edge + chunk))
         h_c, c_z, h_zo, f = local_derivatives(cache, slice(start, stop))
         for t in (range(stop - 1, start - 1, -1) if reverse else range(start, stop)):
             if t in ends:               # the final state's gradient, at each length
@@ -171,11 +174,10 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
             k = t - start
             _, dh, dc = lstm_step_backward(dh, dc, (W_carry, h_c[k], c_z[k], h_zo[k], f[k]),
                                            dZ[t])
-            if 0 <= t + step < T:
-                if not carry_h:
-                    dh = np.zeros_like(dh)
-                if not carry_c:
-                    dc = np.zeros_like(dc)
+            if t != last:
+                if drop:                # a mistake simulated: a path not carried
+                    dh = dh if "h" in carry else np.zeros_like(dh)
+                    dc = dc if "c" in carry else np.zeros_like(dc)
                 dh += dhs[t + step]
     grads = weight_gradients(cache, dZ, inputs=inputs)
     grads.update(h0=dh, c0=dc, z=dZ)
@@ -199,14 +201,14 @@ def weight_product(a: np.ndarray, dZ: np.ndarray, *, transpose: bool = True) -> 
 
 
 def weight_gradients(cache: SequenceCache, dZ: np.ndarray, *, inputs: bool = True,
-                     steps: slice = slice(None), h_prev: np.ndarray | None = None) -> dict:
+                     steps: slice | None = None, h_prev: np.ndarray | None = None) -> dict:
     """The gradients that follow from dL/dz_t, one matrix product each over the steps.
 
     - cache: the forward's :class:`lstm_ag.cell.SequenceCache` (its ``xs (T, B, D)``, the
       states ``h_prev (T, B, H)`` each step started from, ``Wx (D, 4H)``).
     - dZ: dL/dz_t ``(T, B, 4H)``, e.g. :func:`lstm_backward`'s ``"z"``.
     - inputs: also ``xs``: dx_t = dz_t Wx^T ``(T, B, D)``.
-    - steps: the steps summed over (all by default; the checker takes ``slice(0, 1)``, step
+    - steps: the steps summed over (None: all; the checker takes ``slice(0, 1)``, step
       0's contribution alone, which ``dWx = ...`` in place of ``dWx += ...`` in a backward
       loop leaves).
     - h_prev: the states dWh multiplies, ``(T, B, H)`` (default: the cache's h_{t-1}; the
@@ -215,12 +217,16 @@ def weight_gradients(cache: SequenceCache, dZ: np.ndarray, *, inputs: bool = Tru
     dWh = sum_t h_{t-1}^T dz_t, db = the sum of dz over the steps and the batch.
     """
     h_prev = cache.h_prev if h_prev is None else h_prev
-    xs, dz = cache.xs[steps], dZ[steps]
-    grads = {"Wx": weight_product(xs, dz), "Wh": weight_product(h_prev[steps], dz),
-             "b": dz.reshape(-1, dz.shape[-1]).sum(axis=0)}
+    xs, dz = cache.xs, dZ
+    if steps is not None:
+        xs, h_prev, dz = xs[steps], h_prev[steps], dz[steps]
+    T, B, D = xs.shape
+    dz2 = dz.reshape(T * B, -1)
+    grads = {"Wx": xs.reshape(T * B, D).T @ dz2,                # weight_product, inline
+             "Wh": h_prev.reshape(T * B, -1).T @ dz2,
+             "b": dz2.sum(axis=0)}
     if inputs:
-        T, B, D = xs.shape
-        grads["xs"] = (dz.reshape(T * B, -1) @ cache.Wx.T).reshape(T, B, D)
+        grads["xs"] = (dz2 @ cache.Wx.T).reshape(T, B, D)
     return grads
 
 
