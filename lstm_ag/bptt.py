@@ -45,7 +45,8 @@ from .params import nest_layers, structure
 from .stack import initial_states, reverse_index, reverse_time, run_layers
 
 __all__ = ["LOCAL_BYTES", "local_derivatives", "lstm_step_backward", "lstm_backward",
-           "cached_runner", "stack_backward", "readout_mse_backward", "loss_and_grads", "bptt"]
+           "weight_product", "weight_gradients", "cached_runner", "stack_backward",
+           "readout_mse_backward", "loss_and_grads", "hidden_grads", "bptt"]
 
 
 #: Bytes of local derivatives computed at once: the backward takes them for a chunk of steps
@@ -104,7 +105,8 @@ def lstm_step_backward(dh_next: np.ndarray, dc_next: np.ndarray, cache: tuple,
 
 def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | None = None,
                   dc_last: np.ndarray | None = None, *, inputs: bool = True,
-                  lengths: np.ndarray | None = None) -> dict:
+                  lengths: np.ndarray | None = None, reverse: bool = True, carry: str = "hc",
+                  carry_weights: np.ndarray | None = None) -> dict:
     """Backpropagation through time over a whole sequence: the transpose of
     :meth:`SequenceCache.outputs <lstm_ag.cell.SequenceCache.outputs>` after the forward.
 
@@ -119,26 +121,50 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
     Returns a dict: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``xs (T, B, D)`` (when
     ``inputs``), ``h0 (B, H)``, ``c0 (B, H)``: the gradients of the LSTM's weights, inputs
     and initial state; and ``z (T, B, 4H)``, those of the pre-activations z_t.
+
+    **The mistakes hook.** The gradient checker names a student's mistake by running this one
+    loop with that mistake made, and comparing. The defaults are the right backward; each
+    other value is one known mistake (``h0``, ``c0`` are then what the loop carries out):
+
+    - ``reverse=False``: the loop visits the steps forward in time, t = 0 .. T-1, carrying
+      dh_prev, dc_prev from step t into step t + 1 (the final state's gradient still enters
+      at step T - 1);
+    - ``carry``: the gradients carried to the next step visited, ``"hc"``; without ``"h"``
+      dh_prev = dz Wh^T is dropped (dh = dhs[t] alone), without ``"c"`` dc_prev = dc * f is;
+    - ``carry_weights``: an ``(H, 4H)`` matrix used in place of ``Wh`` in dh_prev = dz Wh^T
+      (e.g. rows of ``[Wh; Wx]`` other than Wh's: dh taken from the wrong rows of the
+      gradient of the concatenated input ``[h; x]``).
     """
-    xs, Wx, Wh = cache.xs, cache.Wx, cache.Wh
+    xs, Wh = cache.xs, cache.Wh
     T, B, D = xs.shape
     H = Wh.shape[0]
     if dhs.shape != (T, B, H):
         raise ValueError(f"dhs must have shape (T, B, H) = ({T}, {B}, {H}), got {dhs.shape}")
     dZ = np.empty((T, B, 4 * H), dtype=cache.store.dtype)
     ends = {}                           # step -> the sequences whose final state it made
-    if lengths is not None:
-        dhs = dhs * (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
-        ends = {t: np.flatnonzero(lengths == t + 1) for t in np.unique(lengths - 1)}
-        dh, dc = dhs[-1].copy(), np.zeros((B, H), dtype=dZ.dtype)
+    if lengths is not None or not reverse:
+        if lengths is not None:
+            dhs = dhs * (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+            ends = {t: np.flatnonzero(lengths == t + 1) for t in np.unique(lengths - 1)}
+        else:
+            ends = {T - 1: np.arange(B)}
+        dh, dc = dhs[-1 if reverse else 0].copy(), np.zeros((B, H), dtype=dZ.dtype)
     else:
         dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
         dc = np.zeros((B, H), dtype=dZ.dtype) if dc_last is None else dc_last
+    W_carry = Wh
+    if carry_weights is not None:
+        if carry_weights.shape != Wh.shape:
+            raise ValueError(f"carry_weights must have Wh's shape {Wh.shape}, got "
+                             f"{carry_weights.shape}")
+        W_carry = carry_weights
+    step, last = (-1, 0) if reverse else (1, T - 1)       # the next step visited; the last
+    drop = carry != "hc"
     chunk = max(1, LOCAL_BYTES // (7 * B * H * dZ.itemsize))    # c_z, h_c, h_zo, temporaries
-    for stop in range(T, 0, -chunk):
-        start = max(0, stop - chunk)
+    for edge in (range(T, 0, -chunk) if reverse else range(0, T, chunk)):
+        start, stop = (max(0, edge - chunk), edge) if reverse else (edge, min(T, edge + chunk))
         h_c, c_z, h_zo, f = local_derivatives(cache, slice(start, stop))
-        for t in range(stop - 1, start - 1, -1):
+        for t in (range(stop - 1, start - 1, -1) if reverse else range(start, stop)):
             if t in ends:               # the final state's gradient, at each length
                 rows = ends[t]
                 if dh_last is not None:
@@ -146,20 +172,61 @@ def lstm_backward(dhs: np.ndarray, cache: SequenceCache, dh_last: np.ndarray | N
                 if dc_last is not None:
                     dc[rows] += dc_last[rows]
             k = t - start
-            _, dh, dc = lstm_step_backward(dh, dc, (Wh, h_c[k], c_z[k], h_zo[k], f[k]), dZ[t])
-            if t:
-                dh += dhs[t - 1]
-    dZ2 = dZ.reshape(T * B, 4 * H)
-    grads = {
-        "Wx": xs.reshape(T * B, D).T @ dZ2,
-        "Wh": cache.h_prev.reshape(T * B, H).T @ dZ2,
-        "b": dZ2.sum(axis=0),
-        "h0": dh,
-        "c0": dc,
-        "z": dZ,
-    }
+            _, dh, dc = lstm_step_backward(dh, dc, (W_carry, h_c[k], c_z[k], h_zo[k], f[k]),
+                                           dZ[t])
+            if t != last:
+                if drop:                # a mistake simulated: a path not carried
+                    dh = dh if "h" in carry else np.zeros_like(dh)
+                    dc = dc if "c" in carry else np.zeros_like(dc)
+                dh += dhs[t + step]
+    grads = weight_gradients(cache, dZ, inputs=inputs)
+    grads.update(h0=dh, c0=dc, z=dZ)
+    return grads
+
+
+def weight_product(a: np.ndarray, dZ: np.ndarray, *, transpose: bool = True) -> np.ndarray:
+    """sum_t a_t^T dz_t: the gradient of a weight that multiplies ``a`` in z_t.
+
+    - a ``(T, B, K)``: what the weight multiplies (x_t, h_{t-1}); dZ ``(T, B, 4H)``.
+    - transpose: False is a mistake the checker simulates, the product without its
+      transpose, sum_t a_t dz_t, which fits only when K = B (then ``(B, 4H)``).
+    Returns ``(K, 4H)``.
+    """
+    T, B, K = a.shape
+    if transpose:
+        return a.reshape(T * B, K).T @ dZ.reshape(T * B, -1)
+    if K != B:
+        raise ValueError(f"a product without its transpose needs K = B, got K={K}, B={B}")
+    return np.einsum("tbk,tkj->bj", a, dZ)
+
+
+def weight_gradients(cache: SequenceCache, dZ: np.ndarray, *, inputs: bool = True,
+                     steps: slice | None = None, h_prev: np.ndarray | None = None) -> dict:
+    """The gradients that follow from dL/dz_t, one matrix product each over the steps.
+
+    - cache: the forward's :class:`lstm_ag.cell.SequenceCache` (its ``xs (T, B, D)``, the
+      states ``h_prev (T, B, H)`` each step started from, ``Wx (D, 4H)``).
+    - dZ: dL/dz_t ``(T, B, 4H)``, e.g. :func:`lstm_backward`'s ``"z"``.
+    - inputs: also ``xs``: dx_t = dz_t Wx^T ``(T, B, D)``.
+    - steps: the steps summed over (None: all; the checker takes ``slice(0, 1)``, step
+      0's contribution alone, which ``dWx = ...`` in place of ``dWx += ...`` in a backward
+      loop leaves).
+    - h_prev: the states dWh multiplies, ``(T, B, H)`` (default: the cache's h_{t-1}; the
+      checker passes h_t to simulate that mistake).
+    Returns ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` (and ``xs``): dWx = sum_t x_t^T dz_t,
+    dWh = sum_t h_{t-1}^T dz_t, db = the sum of dz over the steps and the batch.
+    """
+    h_prev = cache.h_prev if h_prev is None else h_prev
+    xs, dz = cache.xs, dZ
+    if steps is not None:
+        xs, h_prev, dz = xs[steps], h_prev[steps], dz[steps]
+    T, B, D = xs.shape
+    dz2 = dz.reshape(T * B, -1)
+    grads = {"Wx": xs.reshape(T * B, D).T @ dz2,                # weight_product, inline
+             "Wh": h_prev.reshape(T * B, -1).T @ dz2,
+             "b": dz2.sum(axis=0)}
     if inputs:
-        grads["xs"] = (dZ2 @ Wx.T).reshape(T, B, D)
+        grads["xs"] = (dz2 @ cache.Wx.T).reshape(T, B, D)
     return grads
 
 
@@ -241,6 +308,23 @@ def loss_and_grads(params: dict, xs, h0, c0, targets, weights, lengths=None,
     grads.update(Wy=dWy, by=dby)
     grads = {k: grads[k] for k in params}            # the order of params
     return (loss, grads, (hT, cT)) if with_state else (loss, grads)
+
+
+def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None) -> dict:
+    """The LSTM weights' gradients of ``sum(dhs * hs) + sum_k sum(dhT[k] * h_T[k])``, a loss
+    given by its gradients with respect to the hidden states, by the hand-written backward.
+
+    - params: the LSTM's weights (a readout, if any, is not used); xs ``(T, B, D)``;
+      h0, c0 ``(B, H)`` or ``(K, B, H)`` (as :func:`loss_and_grads`).
+    - dhs: ``(T, B, dirs*H)``, the top layer's hidden states' gradients (None: zeros);
+      dhT: None or K arrays ``(B, H)``, the final hidden states' gradients.
+    Returns the gradients with the structure of ``params`` (without the readout).
+    """
+    caches: list = []
+    hs, _, _ = run_layers(params, xs, *initial_states(h0, c0, params), None,
+                          cached_runner(caches))
+    grads, _, _ = stack_backward(params, caches, np.zeros_like(hs) if dhs is None else dhs, dhT)
+    return grads
 
 
 def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,

@@ -360,7 +360,7 @@ def test_notebook_001_original_class_is_caught_at_length_2(one_sequence):
     ("dco = dh_next * o * dtanh(np.tanh(c)) + dc_next", "dco = dh_next * o * dtanh(c) + dc_next",
      1, 1, "not 1 - c**2"),
     ("dh_next = dz[:self.hidden_size, :]", "dh_next = dz[-self.hidden_size:, :]",
-     1, 2, "the hidden path, dh_prev = dz @ Wh.T"),
+     1, 2, "taken from the wrong rows of the gradient of the concatenated input [h; x]"),
     ("dzo = do * dsigmoid(o)", "dzo = do * dsigmoid(o) * 2", 1, 1,
      ("In the wrong blocks (dWx[o] and db[o]) your gradient is 2 times the expected one: "
       "a missing or extra constant factor, not a wrong formula. Look for a stray constant")),

@@ -42,24 +42,24 @@ import numpy as np
 
 from ..bptt import (
     bptt,
-    cached_runner,
-    local_derivatives,
+    hidden_grads,
     loss_and_grads,
     lstm_backward,
-    lstm_step_backward,
     readout_mse_backward,
-    stack_backward,
+    weight_gradients,
+    weight_product,
 )
 from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
 from ..model import lstm_forward, mse
 from ..params import check_params, flatten, structure, unflatten
-from ..stack import initial_states, run_layers
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
+    arrays_in,
     block_entries,
     blocks,
+    changed,
     check_gate_order,
     check_tolerances,
     compare_block,
@@ -67,7 +67,7 @@ from .compare import (
     label,
     where,
 )
-from .diagnosis import diagnose
+from .diagnosis import CLOSE, changed_in_place, diagnose
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -105,6 +105,33 @@ MISTAKES = {
     "db from one row": (
         "db is taken from the first sequence of the batch only: sum dz over every row "
         "(db = dz.sum(axis=0) over the batch and the time steps)."),
+    "one step's contribution": (
+        "Your {rows} {is} the contribution of one step alone (t = 0, the last step your "
+        "backward loop visits): accumulate over time with += instead of = (the gradient of a "
+        "weight is the sum of every step's contribution)."),
+    "loop forward in time": (
+        "Your backward loop runs forward in time (t = 0, 1, ..., T - 1): run it from the last "
+        "step to the first, for t in reversed(range(T)), so that what step t passes back "
+        "(dh_prev, dc_prev) reaches step t - 1."),
+    "upstream not added": (
+        "The upstream gradient of each step (dhs[t], da[:, :, t]) is not added to the "
+        "gradient carried back from the step after: the gradient reaching h_t is "
+        "dh = dhs[t] + dh_next (yours takes the upstream of the last step only)."),
+    "dh from the wrong rows": (
+        "dh_prev, the gradient carried back to h_{t-1}, is taken from the wrong rows of the "
+        "gradient of the concatenated input {order} (dz @ W.T): yours is rows {got}, the "
+        "gradient of h_{t-1} is rows {want}."),
+    "dx from the wrong rows": (
+        "dx is taken from the wrong rows of the gradient of the concatenated input {order} "
+        "(dz @ W.T): yours is rows {got}, the gradient of x_t is rows {want}."),
+    "no transpose": (
+        "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
+        "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
+        "only because the batch has {size}."),
+    "dh0 from the upstream": (
+        "Your dh0 is the upstream gradient of step 0 (dhs[0], da[:, :, 0]): the gradient of "
+        "the initial state is the one carried back out of step 0 (dh_prev after the loop's "
+        "last iteration)."),
 }
 
 
@@ -120,16 +147,11 @@ def _own_backward(upstream):
         num_layers, dirs = structure(p)
         K, H = num_layers * dirs, p["Wh"].shape[0]
         h0, c0 = as_state(state, B, H, x3.dtype, single, K)
-        caches: list = []
-        hs, _, _ = run_layers(p, x3, *initial_states(h0, c0, p), None, cached_runner(caches))
         g = np.asarray(upstream_grad)
         if upstream == "last":
             g = g.reshape((B, H) if K == 1 else (K, B, H))
-            dhs, dhT = np.zeros_like(hs), [g] if K == 1 else list(g)
-        else:
-            dhs, dhT = g.reshape(hs.shape), None
-        grads, _, _ = stack_backward(p, caches, dhs, dhT)
-        return grads
+            return hidden_grads(p, x3, h0, c0, dhT=[g] if K == 1 else list(g))
+        return hidden_grads(p, x3, h0, c0, dhs=g.reshape(T, B, dirs * H))
     return backward
 
 
@@ -263,6 +285,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
 
     computed32 = []                     # lengths at which the backward returned float32
     history = {}                        # length -> its rows, for GradientReport.plot
+    wrote = []                          # the arguments the backward changed in place
+    third_name = {None: "targets", "last": "dh_last", "all": "dhs"}[upstream]
 
     def prefix(length):
         """The arguments of the loss at a prefix of ``length`` steps (float64, time-major)."""
@@ -291,8 +315,18 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         user_params = to_user({k: params[k] for k in params}, layout, order)
         extra = {} if state is None else {"state": state}
         if mask is not None:
-            extra["mask"] = np.asarray(mask)[:length]
-        loss, grads = split_output(backward(user_params, x, y, **extra))
+            extra["mask"] = np.array(mask)[:length]         # a copy: it may be written
+        # the backward gets copies (its writes cannot reach the next call) of what it may
+        # write into, checked after the call; the state as given (the very object)
+        given = arrays_in({"params": user_params, "xs": x, third_name: y, **extra})
+        before = {k: v.copy() for k, v in given.items()}
+        x, y = x.copy(), y.copy()
+        given.update(xs=x, **{third_name: y})
+        out = backward(user_params, x, y, **extra)
+        for name in changed(given, before):
+            if name not in wrote:
+                wrote.append(name)
+        loss, grads = split_output(out)
         if dtype == np.float64 and isinstance(grads, dict) and any(
                 getattr(v, "dtype", None) == np.float32 for v in grads.values()):
             computed32.append(length)
@@ -330,19 +364,19 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     if nested:                       # the loss costs one scan per layer and direction
         samples = fd_samples if fd_samples is not None else max(1, samples // K)
     rows, loss_problem = rows_at(T, fd=True)
-    ok = all(r.ok for r in rows) and loss_problem is None
+    agrees = all(r.ok for r in rows) and loss_problem is None
     first_tested = _first_tested(reference, names, T, nested)
     first_bad, bad_rows, at_problem = None, [], loss_problem
-    if not ok:
+    if not agrees:
         first_bad, bad_rows, at_problem = _first_bad_length(rows_at, T, rows, loss_problem)
     located = bad_rows or rows
-    candidates = () if ok or nested else _candidates(params, x64, third64, h64, c64, w64,
+    candidates = () if agrees or nested else _candidates(params, x64, third64, h64, c64, w64,
                                                       upstream, first_bad or T, names)
     L = first_bad or T                  # the sizes where the diagnosis measures
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
         counts = {"B": B, "O": O}
-    order = (None if ok or layout != "dict" or styled is not None
+    order = (None if agrees or layout != "dict" or styled is not None
              else _other_gate_order(rows_at, L, gate_order))
     if order is not None:
         cs231n = " (CS231n's order)" if order == "ifog" else ""
@@ -358,7 +392,11 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
-                             loss=at_problem)
+                             loss=at_problem,
+                             close=CLOSE[np.dtype(np.float32 if computed32 else dtype)])
+    ok = agrees and not wrote
+    if wrote:                           # the first thing to fix: it spoils every other check
+        diagnosis = [changed_in_place("backward", wrote), *diagnosis]
     notes = []
     if any(r.fd_entries < r.size for r in rows if r.fd_entries):
         notes.append(f"finite differences on a seeded random subset of at most {samples} "
@@ -564,12 +602,14 @@ def _first_bad_length(rows_at, T, full_rows, full_problem):
 
 
 def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
-    """Known mistakes, simulated on the prefix of ``length`` steps from the one backward's
-    pieces: ``(sentence, {block name: the gradient block that mistake gives})``."""
+    """Known mistakes, simulated on the prefix of ``length`` steps by the one backward,
+    :func:`lstm_ag.bptt.lstm_backward`, with that mistake made through its hook:
+    ``(sentence, {block name: the gradient block that mistake gives})``. A sentence's
+    ``{rows}`` is filled with the wrong rows it explains (:func:`diagnosis.diagnose`)."""
     p = {k: np.array(params[k], dtype=np.float64) for k in names}
     x = x64[:length]
     cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x, h64, c64)
-    T, B, _ = x.shape
+    T, B, D = x.shape
     H = p["Wh"].shape[0]
     dh_last = None
     if upstream is None:
@@ -580,19 +620,46 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         dhs, dh_last = np.zeros_like(cache.hs), third64
     else:
         dhs = third64[:length]
-    right = lstm_backward(dhs, cache, dh_last=dh_last, inputs=False)
-    dZ = right["z"].reshape(T * B, 4 * H)
+
+    def backward(dhs=dhs, dh_last=dh_last, **mistake):
+        return lstm_backward(dhs, cache, dh_last=dh_last, **mistake)
+    right = backward()
+    dZ = right["z"]
     out = []
 
-    def as_blocks(grads):
-        return {b.name: b.view(grads[b.param]) for b in blocks([n for n in names
-                                                                if n in grads])}
-    # dWh from h_t instead of h_{t-1}
-    out.append((MISTAKES["dWh from h_t"], as_blocks({"Wh": cache.hs.reshape(T * B, H).T @ dZ})))
-    # the recurrence with one path dropped
-    for dropped in ("c", "h"):
-        out.append((MISTAKES[f"no d{dropped}_next"],
-                    as_blocks(_simulate(cache, dhs, dh_last, dropped))))
+    def add(sentence, grads):
+        out.append((sentence, {b.name: b.view(grads[b.param])
+                               for b in blocks([n for n in names if n in grads])}))
+        for key, name in _STATE_ROWS.items():  # a backward that returns these is compared too
+            if key in grads:
+                out[-1][1][name] = grads[key]
+    add(MISTAKES["dWh from h_t"], weight_gradients(cache, dZ, inputs=False, h_prev=cache.hs))
+    add(MISTAKES["no dc_next"], backward(carry="h"))
+    add(MISTAKES["no dh_next"], backward(carry="c"))
+    if T > 1:
+        add(MISTAKES["one step's contribution"], weight_gradients(cache, dZ, inputs=False,
+                                                                 steps=slice(0, 1)))
+        add(MISTAKES["loop forward in time"], backward(reverse=False))
+        if upstream == "last":                  # dh_last given to the first step visited
+            first = np.zeros_like(dhs)
+            first[0] = dh_last
+            add(MISTAKES["loop forward in time"], backward(first, None, reverse=False))
+        else:
+            only_last = np.zeros_like(dhs)
+            only_last[-1] = dhs[-1]
+            add(MISTAKES["upstream not added"], backward(only_last))
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"]):
+        add(sentence, backward(carry_weights=weights))
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x"):
+        add(sentence, {"xs": dZ @ weights.T})
+    for a, what in ((cache.xs, "x"), (cache.h_prev, "h_prev")):
+        if a.shape[2] == B:
+            key = "Wx" if what == "x" else "Wh"
+            add(_no_transpose(what, B), {key: weight_product(a, dZ, transpose=False)})
+    if B == H + D:                          # one matrix per gate on the column [h; x]
+        both = weight_product(np.concatenate((cache.h_prev, cache.xs), axis=2), dZ,
+                              transpose=False)
+        add(_no_transpose("[h_prev; x]", B), {"Wh": both[:H], "Wx": both[H:]})
     if T > 1:                                   # notebook 001: only the first step runs
         x1, w1 = x[:1], None if w64 is None else w64[:1]
         if upstream is None:
@@ -601,26 +668,41 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
             first_cache = SequenceCache.run(p["Wx"], p["Wh"], p["b"], x1, h64, c64)
             g = third64 if upstream == "last" else third64[:1]
             first = lstm_backward(g.reshape(1, B, H), first_cache, inputs=False)
-        out.append((MISTAKES["first step only"], as_blocks(first)))
+        add(MISTAKES["first step only"], first)
     if B > 1:
-        out.append((MISTAKES["db from one row"], as_blocks({"b": right["z"][:, 0].sum(axis=0)})))
+        add(MISTAKES["db from one row"], {"b": dZ[:, 0].sum(axis=0)})
+    if upstream != "last":                      # dh0 from the upstream, not carried
+        out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
     return out
 
 
-def _simulate(cache, dhs, dh_last, mistake):
-    """The hand backward with one known mistake, composed from its own pieces."""
-    T, B, H = cache.hs.shape
-    h_c, c_z, h_zo, f = local_derivatives(cache)
-    dZ = np.empty((T, B, 4 * H))
-    dh = dhs[-1] if dh_last is None else dhs[-1] + dh_last
-    dc = np.zeros((B, H))
-    for t in range(T - 1, -1, -1):
-        _, dh_prev, dc_prev = lstm_step_backward(dh, dc, (cache.Wh, h_c[t], c_z[t], h_zo[t],
-                                                          f[t]), dZ[t])
-        dh = np.zeros((B, H)) if mistake == "h" else dh_prev
-        dc = np.zeros((B, H)) if mistake == "c" else dc_prev
-        if t:
-            dh = dh + dhs[t - 1]
-    dZ2 = dZ.reshape(T * B, 4 * H)
-    return {"Wx": cache.xs.reshape(T * B, -1).T @ dZ2,
-            "Wh": cache.h_prev.reshape(T * B, H).T @ dZ2, "b": dZ2.sum(axis=0)}
+#: The rows of a backward's initial state's and inputs' gradients, by lstm_backward's keys.
+_STATE_ROWS = {"h0": "dh0", "c0": "dc0", "xs": "dxs"}
+
+
+def _wrong_rows(Wx, Wh, of="h"):
+    """``(sentence, weights)`` for each way of taking dh_prev (``of="h"``) or dx (``"x"``)
+    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``):
+    dh_prev (dx) = dz @ weights.T."""
+    H, D = Wh.shape[0], Wx.shape[0]
+    width, right_weights = (H, Wh) if of == "h" else (D, Wx)
+    out, seen = [], [right_weights]
+    for order, stacked in (("[h; x]", np.concatenate((Wh, Wx))),
+                           ("[x; h]", np.concatenate((Wx, Wh)))):
+        right = 0 if (order == "[h; x]") == (of == "h") else H + D - width
+        for start in sorted({0, H, D}):
+            weights = stacked[start:start + width]
+            if len(weights) < width or any(np.array_equal(weights, w) for w in seen):
+                continue
+            seen.append(weights)
+            out.append((MISTAKES[f"d{of} from the wrong rows"]
+                        .replace("{order}", order)
+                        .replace("{want}", f"{right}:{right + width}")
+                        .replace("{got}", f"{start}:{start + width}"), weights))
+    return out
+
+
+def _no_transpose(what, size):
+    """The sentence for a weight product missing its transpose (the factor ``what``)."""
+    return (MISTAKES["no transpose"].replace("{a}", what)
+            .replace("{size}", f"{size} rows, as many as {what} has columns"))

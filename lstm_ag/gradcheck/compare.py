@@ -30,7 +30,7 @@ from ..params import GATES, split_gates
 
 __all__ = ["ReturnedWrongly", "TOLERANCES", "FD_EPS", "GATE_WIDE", "Block", "blocks",
            "permute_gates", "check_gate_order", "check_tolerances", "errors", "finite_differences",
-           "block_entries", "Row", "compare_block"]
+           "block_entries", "Row", "compare_block", "arrays_in", "changed"]
 
 #: Bounds on the normwise relative error, by the dtype of the backward under test:
 #: ``(against autograd, against finite differences)`` (the latter plus each entry's own error).
@@ -170,21 +170,24 @@ def finite_differences(loss: Callable, arrays: dict, name: str,
 
     - loss: a function of the dict ``arrays`` returning a float (evaluated in float64).
     - arrays: dict of float64 arrays (not modified: the entry is restored after each use).
-    - flat_indices: flat indices into ``arrays[name]``.
+    - flat_indices: flat indices (C order) into ``arrays[name]``, an array of any memory
+      order: the entry is perturbed in place.
     Returns ``(fd, bound)``: the differences with step :data:`FD_EPS`, and per entry an
     estimate of their own error (truncation from a second step 2 eps, rounding from |L|).
     """
     x = arrays[name]
-    flat = x.reshape(-1)                   # a view: the arrays are C-contiguous float64
     fd = np.empty(len(flat_indices))
     bound = np.empty(len(flat_indices))
     for n, k in enumerate(flat_indices):
-        old = flat[k]
+        # the entry itself, whatever the memory order (a Fortran-ordered W.T's reshape(-1)
+        # would be a copy, and perturbing it would leave the loss unchanged)
+        index = np.unravel_index(k, x.shape)
+        old = x[index]
         values = {}
         for step in (FD_EPS, -FD_EPS, 2 * FD_EPS, -2 * FD_EPS):
-            flat[k] = old + step
+            x[index] = old + step
             values[step] = loss(arrays)
-        flat[k] = old
+        x[index] = old
         d1 = (values[FD_EPS] - values[-FD_EPS]) / (2 * FD_EPS)
         d2 = (values[2 * FD_EPS] - values[-2 * FD_EPS]) / (4 * FD_EPS)
         magnitude = max(abs(v) for v in values.values())
@@ -273,3 +276,31 @@ def compare_block(block: Block, given: Any, expected: np.ndarray, tolerance: flo
     elif not (rel_ag <= tolerance and row.fd_ok):
         row.status = "WRONG"
     return row
+
+
+def arrays_in(named: dict) -> dict:
+    """The arrays inside ``named`` (argument name -> value: an array, a tuple of them, a dict
+    of them, nested), each under the name a user reads: ``"params['W']['f']"``, ``"state[0]"``.
+    Values that are not arrays are left out."""
+    out = {}
+
+    def walk(name, value):
+        if isinstance(value, np.ndarray):
+            out[name] = value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{name}[{k!r}]", v)
+        elif isinstance(value, (tuple, list)):
+            for k, v in enumerate(value):
+                walk(f"{name}[{k}]", v)
+    for name, value in named.items():
+        walk(name, value)
+    return out
+
+
+def changed(arrays: dict, copies: dict) -> list[str]:
+    """The names of ``arrays`` (name -> array, as :func:`arrays_in` gives) whose values differ
+    from ``copies`` (the same names, copied before a call): what the call wrote into."""
+    return [name for name, a in arrays.items()
+            if a.shape != copies[name].shape
+            or not np.array_equal(a, copies[name], equal_nan=a.dtype.kind in "fc")]

@@ -9,12 +9,14 @@ given, always close the diagnosis.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..params import GATES
 from .compare import GATE_WIDE
 
-__all__ = ["diagnose", "LOCAL_DERIVATIVES"]
+__all__ = ["diagnose", "CLOSE", "fill", "shape_mistake", "changed_in_place", "LOCAL_DERIVATIVES"]
 
 #: Each gate's local derivative, as the sentences quote it (dc is the gradient reaching c_t,
 #: dh the one reaching h_t).
@@ -24,7 +26,9 @@ LOCAL_DERIVATIVES = {
     "g": "dz_g = dc * i * (1 - g**2)",
     "o": "dz_o = dh * tanh(c) * o * (1 - o)",
 }
-_CLOSE = 1e-6           # how exactly a fingerprint must fit (relative)
+_CLOSE = 1e-6           # how exactly a fingerprint must fit (relative), float64
+#: How exactly a fingerprint must fit a gradient computed in each dtype (relative).
+CLOSE = {np.dtype(np.float64): _CLOSE, np.dtype(np.float32): 1e-4}
 
 
 def _rel(a, b):
@@ -37,11 +41,93 @@ def _names(rows):
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def fill(sentence, rows):
+    """A candidate's sentence with ``{rows}`` replaced by the rows' names (``"dWx[f] and
+    dWh[f]"``, as the report shows them) and ``{is}`` by "is" or "are"."""
+    names = [r.name for r in rows]
+    return (sentence.replace("{rows}", _names(rows))
+            .replace("{is}", "is" if len(names) == 1 else "are"))
+
+
+def _array_name(row):
+    """The array a row belongs to, as the report names it (``"dWx"`` of ``"dWx[f]"``)."""
+    return row.name.split("[")[0]
+
+
+def _not_finite(rows):
+    """The sentence for gradients that hold nan or inf."""
+    kinds = sorted({k for r in rows for k, bad in (("nan", np.isnan(r.given).any()),
+                                                   ("inf", np.isinf(r.given).any())) if bad})
+    return (f"Your {_names(rows)} {'holds' if len(rows) == 1 else 'hold'} "
+            f"{' and '.join(kinds)} where the expected gradient is finite: a division by "
+            "zero, a log or sqrt of a non-positive number, an overflow (exp of a large "
+            "argument), or an array used before it is filled (np.empty).")
+
+
+_SHAPE = re.compile(r"shape \(([\d, ]*)\), expected \(([\d, ]*)\)")
+
+
+def shape_mistake(name, problem):
+    """A sentence naming the usual mistake behind a wrong shape, from a row's ``problem``
+    ("shape (5,), expected (5, 1)"), or None when no usual one fits."""
+    found = _SHAPE.search(problem or "")
+    if found is None:
+        return None
+    got, want = (tuple(int(n) for n in part.split(",") if n.strip()) for part in found.groups())
+    if want == (*got, 1) or want == (1, *got):
+        return (f"{name} has shape {got} where {want} is expected: a sum without "
+                "keepdims=True (np.sum(dz, axis=..., keepdims=True) keeps the summed axis).")
+    if got == (*want, 1) or got == (1, *want):
+        return (f"{name} has shape {got} where {want} is expected: keepdims=True (or a column "
+                "vector) where the parameter is a vector; sum without keepdims.")
+    if len(got) == len(want) == 2 and got == want[::-1]:
+        return (f"{name} has shape {got} where {want} is expected: it is transposed (a .T "
+                "missing or extra, or the product's factors in the wrong order).")
+    if len(want) < len(got) and set(want) <= set(got):
+        return (f"{name} has shape {got} where {want} is expected: a sum over too few axes "
+                "(sum over the batch and the time steps).")
+    if len(want) == len(got) and sorted(want) != sorted(got):
+        return (f"{name} has shape {got} where {want} is expected: summed over the wrong "
+                "axis, or multiplied by the wrong array.")
+    return None
+
+
+def changed_in_place(function, arguments):
+    """The sentence for a function that wrote into the arrays it was given (``arguments``:
+    their names in its signature, e.g. ``["dhs"]`` or ``["params['Wx']"]``)."""
+    names = " and ".join(f"`{a}`" for a in arguments)
+    return (f"Your {function} changed {names} in place: a function must not write into the "
+            "arrays it is given (the caller's arrays change, and so would the next check). "
+            "A view updated in place does it, as dh = dhs[t] then dh += dh_next, or "
+            "prev_c *= f; use dh = dhs[t] + dh_next, or copy first.")
+
+
+def _weight_lines(gated, ok_rows):
+    """The sentence for weight blocks that are wrong while the same gate's bias is right:
+    that gate's dz is right, so the line that multiplies it into dW is wrong; or None."""
+    ok = {(r.param, r.gate) for r in ok_rows}
+    if any(r.param == "b" for r in gated):
+        return None
+    gates = sorted({r.gate for r in gated}, key=GATES.index)
+    if not all(("b", g) in ok for g in gates):
+        return None
+    biases = " and ".join(next(r.name for r in ok_rows if (r.param, r.gate) == ("b", g))
+                          for g in gates)          # the rows' names, as the report shows them
+    dz = " and ".join(f"dz_{g}" for g in gates)
+    one = "is" if len(gates) == 1 else "are"
+    return (f"{_names(gated)} {'is' if len(gated) == 1 else 'are'} wrong while {biases} "
+            f"{one} right, so {dz} {one} right (db is its sum): the mistake is in the line "
+            f"that multiplies {dz} into "
+            f"{_names(gated)} (dW = x.T @ dz, h_prev.T @ dz, or dz @ [h; x].T: the array it "
+            "multiplies, the step it takes it from, or a transpose), not in the gate's "
+            "local derivative.")
+
+
 def _comparable(rows):
     return [r for r in rows if r.given is not None and r.status in ("ok", "WRONG")]
 
 
-def _constant_ratio(rows, wrong):
+def _constant_ratio(rows, wrong, close=_CLOSE):
     """The common ratio given / expected of the wrong blocks (and whether every block shares
     it), or None."""
     ratios = []
@@ -51,7 +137,7 @@ def _constant_ratio(rows, wrong):
         if ee == 0:
             continue
         k = float(np.vdot(g, e)) / ee
-        if _rel(g, k * e) > _CLOSE:
+        if _rel(g, k * e) > close:
             if r in wrong:
                 return None
             continue
@@ -60,9 +146,9 @@ def _constant_ratio(rows, wrong):
     if len(wrong_ratios) < len(wrong) or not wrong_ratios:
         return None
     k0 = wrong_ratios[0]
-    if any(abs(k - k0) > _CLOSE * abs(k0) for k in wrong_ratios) or abs(k0 - 1) < 1e-3:
+    if any(abs(k - k0) > close * abs(k0) for k in wrong_ratios) or abs(k0 - 1) < 1e-3:
         return None
-    everywhere = all(abs(k - k0) <= _CLOSE * abs(k0) for _, k in ratios)
+    everywhere = all(abs(k - k0) <= close * abs(k0) for _, k in ratios)
     return k0, everywhere
 
 
@@ -87,7 +173,7 @@ def _ratio_hint(k, counts, loss=True):
     return hints
 
 
-def _swapped(wrong_gated):
+def _swapped(wrong_gated, close=_CLOSE):
     """A pair of gates whose blocks are exchanged in every wrong parameter, or None."""
     by_param = {}
     for r in wrong_gated:
@@ -97,7 +183,7 @@ def _swapped(wrong_gated):
         if len(gates) != 2:
             return None
         (a, ra), (b, rb) = sorted(gates.items(), key=lambda item: GATES.index(item[0]))
-        if _rel(ra.given, rb.expected) > _CLOSE or _rel(rb.given, ra.expected) > _CLOSE:
+        if _rel(ra.given, rb.expected) > close or _rel(rb.given, ra.expected) > close:
             return None
         pairs.add((a, b))
     return pairs.pop() if len(pairs) == 1 else None
@@ -117,7 +203,7 @@ def _worst_entries(row, count=3):
 
 
 def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=None,
-             candidates=(), counts=None, loss=None):
+             candidates=(), counts=None, loss=None, close=_CLOSE):
     """Sentences naming the likely mistake, the first that fits (see the module docstring).
 
     - rows: the rows where the mistake is located (for a sequence, at its first bad length).
@@ -128,6 +214,7 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
       only those) is reported.
     - counts: sizes that normalisations divide by, e.g. ``{"T*B*O": 24, "B": 2}``.
     - loss: ``(expected, given)`` when the backward returned a loss that disagrees.
+    - close: how exactly a fingerprint must fit (:data:`CLOSE` by the dtype judged).
     Returns a list of sentences (empty when nothing is wrong).
     """
     first_tested = first_tested or {}
@@ -136,13 +223,20 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
     out = []
     if unusable:
         params = sorted({r.param for r in unusable}, key=[r.param for r in unusable].index)
-        what = "; ".join(f"d{p}: {next(r.problem for r in unusable if r.param == p)}"
-                         for p in params)
-        out.append(f"Your backward's gradients could not be compared ({what}). Return every "
-                   "gradient, with the shape of its parameter.")
+        first = {p: next(r for r in unusable if r.param == p) for p in params}
+        what = "; ".join(f"{_array_name(first[p])}: {first[p].problem}" for p in params)
+        why = [s for s in (shape_mistake(_array_name(first[p]), first[p].problem)
+                           for p in params) if s]
+        said = (f"Your backward's gradients could not be compared ({what}). Return every "
+                "gradient, with the shape of its parameter.")
+        out.append(" ".join([said, *why]))
+    bad = [r for r in wrong if r.given is not None and not np.all(np.isfinite(r.given))]
+    if bad:
+        out.append(_not_finite(bad))
+        return out
     if wrong:
         out.append(_likely_mistake(rows, wrong, kind, first_bad_length, first_tested,
-                                   candidates, counts or {}))
+                                   candidates, counts or {}, close))
     if loss is not None:
         out.append(f"The loss your backward returns, {loss[1]:.10g}, is not the loss it "
                    f"differentiates here, {loss[0]:.10g}"
@@ -156,19 +250,22 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
     return out
 
 
-def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts):
+def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidates, counts,
+                    close=_CLOSE):
     wrong_names = {r.name for r in wrong}
     by_name = {r.name: r for r in rows}
     # a step's dx = dz @ Wx.T and dprev_h = dz @ Wh.T are wrong whenever a gate's dz is (and
     # dprev_c = dc * f whenever dc is): consequences, not evidence against a gate's pattern
     derived = {"dx", "dprev_h"} if kind == "step" else set()
-    # 1. a known mistake the checker simulated, reproduced exactly
+    # 1. a known mistake the checker simulated, reproduced exactly (and told apart from the
+    # right gradient: a prediction equal to it would "reproduce" any tiny error)
     for sentence, predicted in candidates:
         if set(predicted) >= wrong_names and all(
-                name in by_name and by_name[name].given is not None
-                and _rel(by_name[name].given, block) <= _CLOSE
-                for name, block in predicted.items() if name in wrong_names):
-            return sentence
+                by_name[name].given is not None
+                and _rel(by_name[name].given, predicted[name]) <= close
+                and _rel(by_name[name].expected, predicted[name]) > 100 * close
+                for name in wrong_names):
+            return fill(sentence, wrong)
     # 2. nothing where something is expected (a ratio of 0 is no constant factor)
     zeros = [r for r in wrong if r.given is not None and not np.any(r.given)]
     if zeros and len(zeros) == len(wrong):
@@ -177,13 +274,15 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
             at = f" at length {first_bad_length}" if first_bad_length else ""
             return (f"Every gradient of yours is 0{at}, where the expected ones are not: the "
                     "backward loop does not visit the steps (a range that stops before t = 0, "
-                    "such as range(T - 1, 0, -1) or range(1, T)), or the gradients are never "
-                    "added up (= where += is needed, or fresh zeros returned).")
+                    "such as range(T - 1, 0, -1) or range(1, T)), the upstream gradient "
+                    "(dhs[t], da[:, :, t]) is never added to the carried one (dh = dhs[t] + "
+                    "dh_next), or the gradients are never added up (= where += is needed, or "
+                    "fresh zeros returned).")
         return (f"{_names(zeros)} {'is' if len(zeros) == 1 else 'are'} all 0 where the "
                 "expected gradient is not: never computed, or never added into the array "
                 "you return.")
     # 3. one constant factor
-    ratio = _constant_ratio(rows, wrong)
+    ratio = _constant_ratio(rows, wrong, close)
     if ratio is not None:
         k, everywhere = ratio
         where = "every block" if everywhere else f"the wrong blocks ({_names(wrong)})"
@@ -199,7 +298,7 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     wrong_gates = sorted({r.gate for r in gated}, key=GATES.index)
     ok_rows = [r for r in rows if r.ok and r.status == "ok"]
     # 4. two gates exchanged
-    pair = _swapped(gated) if not others else None
+    pair = _swapped(gated, close) if not others else None
     if pair is not None:
         a, b = pair
         return (f"The gradients of gates {a} and {b} are swapped (your {a} blocks hold the "
@@ -238,6 +337,9 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
                 + (" (dprev_c = dc * f is wrong with it)." if others else "."))
     if not others and gated:
         params_wrong = {r.param for r in gated}
+        products = _weight_lines(gated, ok_rows) if len(wrong_gates) < 4 else None
+        if products:
+            return products
         if params_wrong == {"b"} and any(r.param in ("Wx", "Wh") for r in ok_rows):
             return ("Only db is wrong while dWx and dWh are right: db is dz summed over every "
                     "row (the batch, and the time steps), db = dz.sum(axis=0); check the axis "

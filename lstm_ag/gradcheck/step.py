@@ -33,16 +33,24 @@ import autograd.numpy as anp
 import numpy as np
 from scipy.special import expit
 
-from ..bptt import local_derivatives, lstm_backward, lstm_step_backward
+from ..bptt import (
+    local_derivatives,
+    lstm_backward,
+    lstm_step_backward,
+    weight_gradients,
+    weight_product,
+)
 from ..cell import SequenceCache, lstm_step
 from ..ops import PLAIN
 from ..params import as_float_dtype
+from . import variants
 from .compare import (
     TOLERANCES,
     ReturnedWrongly,
     Row,
     block_entries,
     blocks,
+    changed,
     check_gate_order,
     check_tolerances,
     compare_block,
@@ -50,7 +58,7 @@ from .compare import (
     finite_differences,
     permute_gates,
 )
-from .diagnosis import diagnose
+from .diagnosis import CLOSE, changed_in_place, diagnose
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -78,6 +86,14 @@ MISTAKES = {
     "dprev_c without f": (
         "dprev_c is missing the forget gate: the cell's gradient passes to the previous cell "
         "through c = f * prev_c + i * g, so dprev_c = dc * f."),
+    "wrong rows": (
+        "Your {row} is rows {got} of the gradient of the concatenated input {order} "
+        "(dz @ W.T with W the weights stacked as {order}): {row} is rows {want}; check the "
+        "slice that splits it (or which weight you multiply)."),
+    "no transpose": (
+        "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
+        "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
+        "only because {size}."),
     "dtanh twice c": (
         "The derivative of tanh(c) is taken of tanh(tanh(c)): with t = tanh(c) already "
         "stored, it is 1 - t**2, not 1 - tanh(t)**2 (dc = dnext_c + dnext_h * o * (1 - t**2))."),
@@ -137,6 +153,9 @@ def _forward_diagnosis(arrays, given, gate_order):
         return ("Your sigmoid is sigma(2x), not sigma(x): 0.5 * (tanh(x) + 1) is a known trap; "
                 "use 1 / (1 + exp(-x)) (or 0.5 * (tanh(x / 2) + 1)). No gradient is blamed "
                 "before the forward agrees.")
+    equation = variants.which_equation(arrays, given)
+    if equation is not None:
+        return equation + " No gradient is blamed before the forward agrees."
     return ("Your step_forward's next_h and next_c differ from lstm_ag's step: check the six "
             "equations (i, f, o = sigmoid, g = tanh of z = x Wx + prev_h Wh + b; "
             "c = f * prev_c + i * g; h = o * tanh(c)) and the gate order of the 4H axis "
@@ -155,10 +174,13 @@ def _simulated(arrays, dnext_h, dnext_c):
     i, g, o, tanh_c = cache.i[0], cache.g[0], cache.o[0], cache.tanh_c[0]
 
     def from_dz(dz, dprev_c=None):
-        grads = {"x": dz @ a["Wx"].T, "prev_h": dz @ a["Wh"].T, "Wx": a["x"].T @ dz,
-                 "Wh": a["prev_h"].T @ dz, "b": dz.sum(axis=0)}
+        grads = weight_gradients(cache, dz[None])
+        grads.update(x=grads.pop("xs")[0], prev_h=dz @ a["Wh"].T)
         if dprev_c is not None:
             grads["prev_c"] = dprev_c
+        return named(grads)
+
+    def named(grads):
         return {blk.name: blk.view(grads[blk.param]) for blk in blocks(list(grads))}
 
     def variant(h_c=h_c, c_z=c_z, h_zo=h_zo):
@@ -168,7 +190,7 @@ def _simulated(arrays, dnext_h, dnext_c):
     def sig_twice(s):
         return expit(s) * (1 - expit(s))
     out = [(MISTAKES["dWh from next_h"],
-            {blk.name: blk.view(cache.hs[0].T @ dz) for blk in blocks(["Wh"])}),
+            named({"Wh": weight_gradients(cache, right["z"], h_prev=cache.hs)["Wh"]})),
            (MISTAKES["db from one row"],
             {blk.name: blk.view(dz[0]) for blk in blocks(["b"])}),
            (MISTAKES["dprev_c without f"],
@@ -181,6 +203,36 @@ def _simulated(arrays, dnext_h, dnext_c):
         c_z2[:, k] = twice[gate]
         out.append((_TWICE[gate], variant(c_z=c_z2)))
     out.append((_TWICE["o"], variant(h_zo=tanh_c * sig_twice(o))))
+    return out + _split_and_products(a, cache, right["z"])
+
+
+def _split_and_products(a, cache, dZ):
+    """Mistakes in the products after dz: dx and dprev_h taken from the wrong rows of the
+    gradient of a concatenated input, and weight products missing their transpose (these
+    fit only at square sizes)."""
+    N, D = a["x"].shape
+    H = a["prev_h"].shape[1]
+    dz = dZ[0]
+    out = []
+    for order, stack in (("[h; x]", ("Wh", "Wx")), ("[x; h]", ("Wx", "Wh"))):
+        whole = dz @ np.concatenate([a[k] for k in stack]).T       # (N, H + D)
+        right = {"prev_h": 0 if stack[0] == "Wh" else D, "x": H if stack[0] == "Wh" else 0}
+        for name, width in (("prev_h", H), ("x", D)):
+            for start in sorted({0, H, D}):
+                if start == right[name] or start + width > H + D:
+                    continue
+                part = whole[:, start:start + width]
+                out.append((MISTAKES["wrong rows"].replace("{row}", f"d{name}")
+                            .replace("{order}", order)
+                            .replace("{got}", f"{start}:{start + width}")
+                            .replace("{want}", f"{right[name]}:{right[name] + width}"),
+                            {f"d{name}": part}))
+    for key, factor, what in (("Wx", cache.xs, "x"), ("Wh", cache.h_prev, "prev_h")):
+        if factor.shape[2] == N:
+            wrong = weight_product(factor, dZ, transpose=False)
+            out.append((MISTAKES["no transpose"].replace("{a}", what)
+                        .replace("{size}", f"N = {N}, as many rows as {what} has columns"),
+                        {blk.name: blk.view(wrong) for blk in blocks([key])}))
     return out
 
 
@@ -230,11 +282,15 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     rng = np.random.default_rng(seed)
     arrays, dnext_h, dnext_c = _draw(rng, batch, input_size, hidden_size)
     sizes = {"B": batch, "D": input_size, "H": hidden_size, "T": 1, "seed": seed}
+    wrote = []                          # the arguments the student's code changed in place
     if styled is None:
         check_signature(step_forward, "forward", get_style("cs231n"), "step")
         check_signature(step_backward, "backward", get_style("cs231n"), "step")
         user = {k: v.astype(dtype) for k, v in _in_order(arrays, gate_order).items()}
+        before = {k: v.copy() for k, v in user.items()}
         out = step_forward(*(user[k] for k in STEP_ARRAYS))
+        if names := changed(user, before):
+            wrote.append(changed_in_place("step_forward", names))
         if not (isinstance(out, tuple) and len(out) == 3):
             raise ReturnedWrongly(f"step_forward returned {_what(out)}, expected 3 values: "
                                   "(next_h, next_c, cache)")
@@ -258,10 +314,16 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                      "batch (db from one row); check with N >= 2 too")
     if not all(r.ok for r in forward):
         worst = max(forward, key=lambda r: r.rel)
+        variant = None if styled is not None else _variant_report(
+            step_forward, step_backward, arrays, gate_order, dnext_h, dnext_c, given, tol_fd)
+        sentences, rows = variant or ([_forward_diagnosis(arrays, given, gate_order)], [])
+        if rows:
+            notes.append("the gradient rows compare your step_backward with finite "
+                         "differences of your own step_forward (both error columns)")
         return GradientReport(
-            ok=False, rows=[], worst=(worst.name, None, worst.rel), kind="step",
+            ok=False, rows=rows, worst=(worst.name, None, worst.rel), kind="step",
             dtype=str(dtype), tolerances=(tol_ag, tol_fd), forward=forward,
-            diagnosis=_in_style(styled, [_forward_diagnosis(arrays, given, gate_order)]),
+            diagnosis=_in_style(styled, [*wrote, *sentences]),
             notes=notes, seconds=time.perf_counter() - start, style=_name(styled))
     if styled is not None:
         got, unknown = call_backward(styled, "step", step_backward, state, sizes,
@@ -269,20 +331,12 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
         notes += unknown
         grads = ()
     else:
-        grads = step_backward(dnext_h.astype(dtype), dnext_c.astype(dtype), out[2])
-        if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
-            raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
-                                  "(dx, dprev_h, dprev_c, dWx, dWh, db)")
-        got = {}
-    for name, value in zip(STEP_ARRAYS, grads, strict=False):
-        value = np.asarray(value, dtype=np.float64) if value is not None else None
-        if value is None:
-            got[name] = None
-        elif value.shape != arrays[name].shape:
-            got[name] = f"shape {value.shape}, expected {arrays[name].shape}"
-        else:
-            got[name] = (permute_gates(value, gate_order, "ifgo")
-                         if name in ("Wx", "Wh", "b") else value)
+        upstream = {"dnext_h": dnext_h.astype(dtype), "dnext_c": dnext_c.astype(dtype)}
+        before = {k: v.copy() for k, v in upstream.items()}
+        grads = step_backward(upstream["dnext_h"], upstream["dnext_c"], out[2])
+        if names := changed(upstream, before):
+            wrote.append(changed_in_place("step_backward", names))
+        got = _returned(grads, arrays, gate_order)
 
     def functional(a):
         (h, c), _ = lstm_step(a["Wh"], a["x"] @ a["Wx"] + a["b"], a["prev_h"], a["prev_c"])
@@ -313,7 +367,12 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
-                                           counts={"N": batch})
+                                           counts={"N": batch},
+                                           close=CLOSE[max({d for d in computed
+                                                            if d.kind == "f"} | {dtype},
+                                                           key=lambda d: np.finfo(d).eps)])
+    ok = ok and not wrote
+    diagnosis = [*wrote, *diagnosis]
     wrong = [r for r in rows if not r.ok]
     # dx and dprev_h follow from dz: a wrong gate block is where the mistake is
     worst = max([r for r in wrong if r.gate] or wrong or rows, key=lambda r: r.rel)
@@ -346,6 +405,48 @@ def _in_style(styled, sentences):
         return sentences
     return translate(styled, "step", [s.replace("step_forward", styled.step.forward)
                                       for s in sentences], [], [])
+
+
+def _returned(grads, arrays, gate_order):
+    """The backward's six outputs by name: float64 arrays in lstm_ag's gate order, None when
+    not returned, or a string saying the shape that came back."""
+    if not (isinstance(grads, (tuple, list)) and len(grads) == 6):
+        raise ReturnedWrongly(f"step_backward returned {_what(grads)}, expected 6 values: "
+                              "(dx, dprev_h, dprev_c, dWx, dWh, db)")
+    got = {}
+    for name, value in zip(STEP_ARRAYS, grads, strict=True):
+        value = np.asarray(value, dtype=np.float64) if value is not None else None
+        if value is None:
+            got[name] = None
+        elif value.shape != arrays[name].shape:
+            got[name] = f"shape {value.shape}, expected {arrays[name].shape}"
+        else:
+            got[name] = (permute_gates(value, gate_order, "ifgo")
+                         if name in ("Wx", "Wh", "b") else value)
+    return got
+
+
+def _variant_report(step_forward, step_backward, arrays, gate_order, dnext_h, dnext_c,
+                    given, tol_fd):
+    """For a forward that is a known LSTM variant: ``(sentences, rows)``, the variant named
+    and the backward checked against the student's own forward by finite differences; None
+    when the forward is no known variant."""
+    named = variants.recognise(arrays, given)
+    if named is None:
+        return None
+    user = {k: np.array(v) for k, v in _in_order(arrays, gate_order).items()}
+    rows = variants.against_own_forward(
+        step_forward, step_backward, {k: arrays[k] for k in STEP_ARRAYS}, gate_order, dnext_h,
+        dnext_c, lambda grads: _returned(grads, user, gate_order), tol_fd)
+    wrong = [r for r in rows if not r.ok]
+    if not wrong:
+        return [named, ("Your step_backward agrees with your own step_forward (every gradient "
+                        "against its finite differences): it is right for the variant you "
+                        "wrote.")], rows
+    names = ", ".join(r.name for r in wrong)
+    return [named, (f"Against your own step_forward's finite differences, your step_backward "
+                    f"is wrong in {names}: these are mistakes in the backward of your "
+                    "variant.")], rows
 
 
 def _what(value):
