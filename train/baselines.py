@@ -252,7 +252,7 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
                 if len(origins) and horizon:
                     path = np.column_stack([np.asarray(fitted.forward(y=values[:o], h=horizon)
                                                        ["mean"]) for o in origins])
-        except Exception as err:                       # noqa: BLE001 (a peer's own failure)
+        except Exception as err:                       # a peer's own failure, reported
             out[key] = {"model": type(model).__name__, "error": f"{type(err).__name__}: {err}"}
             continue
         if not (np.isfinite(one).all() and (path is None or np.isfinite(path).all())):

@@ -35,10 +35,16 @@ from .baselines import (
     stats_peers,
     verdict,
 )
-from .series_io import DATE_COLUMNS, MISSING, Series, SeriesError, fill_gaps, parse_dates, \
-    read_series
-from .split import Scaler, SeriesTask, detect_season, load_task, series_task, split_bounds, \
-    windows
+from .series_io import (
+    DATE_COLUMNS,
+    MISSING,
+    Series,
+    SeriesError,
+    fill_gaps,
+    parse_dates,
+    read_series,
+)
+from .split import Scaler, SeriesTask, detect_season, load_task, series_task, split_bounds, windows
 
 __all__ = ["SeriesError", "Series", "read_series", "fill_gaps", "split_bounds", "Scaler",
            "SeriesTask", "series_task", "load_task", "windows", "fit_ar", "ar_predict",

@@ -188,10 +188,10 @@ def _date_column(header, cells, column):
         if title == column:
             continue
         sample = [cell for cell in cells[title][:50] if cell.strip()]
-        if sample and all(_date_kind(cell) for cell in sample):
-            if header[k].lower() in DATE_COLUMNS or not all(
-                    _float(cell) is not None for cell in sample):
-                return title, cells[title]
+        if sample and all(_date_kind(cell) for cell in sample) and (
+                header[k].lower() in DATE_COLUMNS
+                or not all(_float(cell) is not None for cell in sample)):
+            return title, cells[title]
     return None
 
 
@@ -466,8 +466,8 @@ def read_series(path: str | os.PathLike, column: str = "") -> Series:
         except SeriesError as err:
             raise SeriesError(f"{name}: {err}") from None
         if holes:
-            notes = (f"{holes} missing dates inside the series (the step is "
-                     f"{describe_step(step)}): filled by interpolation, counted as missing",)
+            notes = ((f"{holes} missing dates inside the series (the step is "
+                      f"{describe_step(step)}): filled by interpolation, counted as missing"),)
     try:
         filled, missing = fill_gaps(values)
     except SeriesError as err:

@@ -116,7 +116,8 @@ class Scaler:
                                                          + np.arange(lag)[:, None]]
         for k in range(K):
             p = lag + k
-            path[p] = self.mean + self.std * z_pred[k] + self._base(lambda back: path[p - back])
+            path[p] = self.mean + self.std * z_pred[k] + self._base(
+                lambda back, p=p: path[p - back])
         return path[lag:]
 
     def one_step(self, z_pred: np.ndarray, previous: np.ndarray) -> np.ndarray:
