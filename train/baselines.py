@@ -266,11 +266,13 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
 def _describe(fitted, name):
     """The model statsforecast chose, as it names it (``"ETS(A,N,N)"``), else ``name``."""
     model = getattr(fitted, "model_", None)
-    if isinstance(model, dict):
-        for key in ("method", "arma"):
-            if key in model and isinstance(model[key], str):
-                return model[key]
-    return name
+    if isinstance(model, dict) and isinstance(model.get("method"), str):
+        return model["method"]
+    try:
+        from statsforecast.arima import arima_string
+        return arima_string(model).split(" with ")[0]
+    except Exception:                              # another version's layout: its class name
+        return name
 
 
 #: The rows of the table and the verdict: key in the evaluation, label.
@@ -376,11 +378,11 @@ def _compare(lstm, rows, where):
     best = min(rows, key=lambda key: rows[key][1])
     label, mse = rows[best]
     if lstm < mse:
-        text = f"the LSTM beats every baseline {where}: {_times(mse / lstm)} the best, {label}"
         winner, ratio = "lstm", mse / lstm if lstm > 0 else math.inf
+        text = f"{where}, the LSTM beats every baseline: the best, {label}, {_times(ratio)}"
     else:
         ratio = lstm / mse if mse > 0 else math.inf
-        text = f"{label} beats the LSTM {_times(ratio)} {where}"
+        text = f"{where}, {label} beats the LSTM {_times(ratio)}"
         winner = best
     naive = rows["naive"][1]
     naive_ratio = naive / lstm if lstm > 0 else math.inf

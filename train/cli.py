@@ -57,7 +57,11 @@ def _summary(task, result):
     if config.patience and last is not None:
         stopped = "stopped early, " if result.step < config.steps else ""
         lines[0] += f" ({stopped}best step {last['step']}, --patience {config.patience})"
-    if last is not None:
+    if last is not None and task.name == "series":
+        lines.append(f"progress figure: validation MSE {last['val_mse']:.3e} (scaled units) vs "
+                     f"naive {last['baseline_mse']:.3e}; the verdict is on the test part, "
+                     "below")
+    elif last is not None:
         ratio = last["baseline_mse"] / last["val_mse"] if last["val_mse"] > 0 else float("inf")
         verdict = (f"{ratio:.1f}x lower" if ratio >= 1 else
                    f"{1 / ratio:.1f}x higher: worse than the baseline so far")
@@ -139,50 +143,107 @@ def _resume(run_dir, given):
     return params, config, start, task
 
 
-def _series_report(result, task, metrics):
-    """Evaluate a series run in data units (:func:`train.series.evaluate`), add it to
-    metrics.json (``"series"``, ``"validation"``, ``"test"``) and return the lines to print."""
+def _series_report(result, task, metrics, log=None):
+    """Evaluate a series run on its test part in data units (:func:`train.series.evaluate`),
+    add it to metrics.json (``"series"``, ``"validation"``, ``"test"``, ``"verdict"``) and
+    return the lines to print: the table, the verdict against the strongest baseline, and
+    warnings. ``log``: where progress of a long evaluation goes (None: nowhere)."""
     import json
+    import time
+
+    import numpy as np
 
     import lstm_ag
 
     from .series import evaluate
     config = result.config
-    evaluation = evaluate(result.params, task, config.horizon)
+    began = time.perf_counter()
+    say = None
+    if log is not None and len(task.values) >= LONG_SERIES:
+        def say(message):
+            print(f"evaluating ({time.perf_counter() - began:.0f} s): {message}", file=log,
+                  flush=True)
+    evaluation = evaluate(result.params, task, config.horizon, progress=say)
+    seconds = time.perf_counter() - began
     n1, n2 = task.bounds
     spec = task.spec
     info = {"source": spec["source"], "column": spec["column"], "values": len(task.values),
             "missing_filled": spec["missing"], "train": n1, "validation": n2 - n1,
             "test": len(task.values) - n2, "scaler": spec["scaler"],
-            "params_step": result.best_step if config.patience else result.step}
+            "params_step": result.best_step if config.patience else result.step,
+            "season": task.season, "dates": spec.get("dates", ""),
+            "data_sha256": spec.get("data_sha256", ""), "notes": list(task.notes),
+            "evaluation_seconds": seconds}
     with open(metrics, encoding="utf-8") as file:
         content = json.load(file)
-    content.update(series=info, validation=evaluation["val"], test=evaluation["test"])
+    content.update(series=info, validation=evaluation["val"], test=evaluation["test"],
+                   verdict=evaluation["verdict"], stats=evaluation["stats"])
     text = json.dumps(content, indent=1) + "\n"
     lstm_ag.atomic_write(metrics, lambda file: file.write(text), mode="w")
 
     test = evaluation["test"]
     name = spec["source"] + (f", column {spec['column']}" if spec["column"] else "")
-    diff = "; modelled as differences" if task.scaler.diff else ""
+    diff = _modelled(task)
     if task.streams:
         diff += (f"; trained whole, --tbptt {config.tbptt} in {task.streams} stream"
                  f"{'s' if task.streams > 1 else ''} of {task.seq_len} steps")
     lines = [(f"series {name}: {len(task.values)} values ({spec['missing']} missing, filled); "
-              f"train {n1}, validation {n2 - n1}, test {len(task.values) - n2}{diff}"),
-             (f"test, one step ahead ({test['n']} values, data units; the model of step "
-              f"{info['params_step']}):"),
-             f"  {'':14s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}"]
-    rows = [("LSTM", test), ("naive (last)", test["naive"]),
-            (f"AR({test['ar']['order']})", test["ar"])]
-    for label, row in rows:
-        lines.append(f"  {label:14s}{row['mse']:12.4g}{row['mae']:12.4g}{row['mase']:8.3f}")
+              f"train {n1}, validation {n2 - n1}, test {len(task.values) - n2}{diff}")]
+    lines += [f"  {note}" for note in task.notes]
     horizon = test.get("horizon")
-    if horizon:
-        lines.append(f"test, 1 to {horizon['steps']} steps ahead ({horizon['origins']} "
-                     "origins): MSE " + ", ".join(
-                         f"{label} {horizon[key]['mse']:.4g}" for label, key in
-                         (("LSTM", "lstm"), ("naive", "naive"), ("AR", "ar"))))
+    steps = f"  {'1-' + str(horizon['steps']) + ' steps MSE':>16s}" if horizon else ""
+    lines += [(f"test, one step ahead ({test['n']} values, data units; the model of step "
+               f"{info['params_step']}):"),
+              f"  {'':22s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}{steps}{'seconds':>9s}"]
+    for label, key, row in _table_rows(test):
+        if "error" in row:
+            lines.append(f"  {label:22s}  failed: {row['error'][:60]}")
+            continue
+        far = (f"  {horizon[key]['mse']:16.4g}" if horizon and key in horizon else
+               f"  {'':16s}" if horizon else "")
+        took = f"{row['seconds']:9.2f}" if "seconds" in row else f"{'':9s}"
+        lines.append(f"  {label:22s}{row['mse']:12.4g}{row['mae']:12.4g}"
+                     f"{row['mase']:8.3f}{far}{took}")
+    if evaluation["stats"]:
+        lines.append(f"  ({evaluation['stats']} adds them to this table)")
+    lines += [f"verdict (test part, MSE in data units): {line}"
+              for line in evaluation["verdict"]["text"].split("\n")]
+    train, test_values = task.values[:n1], task.values[n2:]
+    low, high = float(np.min(train)), float(np.max(train))
+    if not (task.scaler.diff or task.scaler.season) and (
+            test_values.max() > high or test_values.min() < low):
+        lines.append(f"warning: the test part reaches {test_values.min():.4g} .. "
+                     f"{test_values.max():.4g}, outside the training part's range "
+                     f"{low:.4g} .. {high:.4g}; a model of the levels does not extrapolate: "
+                     "try --diff (first differences)")
     return "\n".join(lines)
+
+
+#: Series at least this long show progress lines while they are evaluated.
+LONG_SERIES = 20000
+
+
+def _modelled(task):
+    """``"; modelled as differences"`` and the like, for the series' first line."""
+    scaler = task.scaler
+    if scaler.diff and scaler.season:
+        return f"; modelled as differences of lag 1 and {scaler.season}"
+    if scaler.season:
+        return f"; modelled as seasonal differences (lag {scaler.season})"
+    return "; modelled as differences" if scaler.diff else ""
+
+
+def _table_rows(test):
+    """``(label, key, row)`` of the test table: the LSTM, then each baseline computed."""
+    rows = [("LSTM", "lstm", test), ("naive (last)", "naive", test["naive"])]
+    if "seasonal_naive" in test:
+        rows.append((f"seasonal naive ({test['seasonal_naive']['season']})", "seasonal_naive",
+                     test["seasonal_naive"]))
+    rows.append((f"AR({test['ar']['order']})", "ar", test["ar"]))
+    for key, label in (("ets", "ETS"), ("arima", "ARIMA")):
+        if key in test:
+            rows.append((f"{label} {test[key]['model']}"[:22], key, test[key]))
+    return rows
 
 
 def run_forecast(args: argparse.Namespace, given: dict) -> int:
@@ -281,6 +342,10 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     from .rundir import open_run_dir
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if isinstance(given.get("diff"), tuple):          # --diff 1|M|1,M
+        given["diff"], seasonal = given["diff"]
+        if seasonal:
+            given["seasonal_diff"] = seasonal
     if args.task == "forecast":
         return run_forecast(args, given)
     if args.from_end or args.on_test:
@@ -295,14 +360,26 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         _check_memory(config)
         if args.plot:
             _check_plot_of(config)
-    with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir:
+    with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir, \
+            contextlib.ExitStack() as limits:
         if args.resume:
             params, config, start, task = _resume(run_dir, given)
             if args.plot:
                 _check_plot_of(config)
+        elif config.task == "series":
+            task, fitted = config.series_task(batch_given="batch" in given)
+            if fitted.batch != config.batch:
+                print(f"--batch {fitted.batch}: the default {config.batch} exceeds the "
+                      f"{fitted.batch} training windows of the series", file=sys.stderr)
+            config = fitted
+            params, start = config.init_params(task), None
         else:
             task = config.make_task()
             params, start = config.init_params(task), None
+        if config.threads:                    # evaluation and baselines too, not only fit
+            from threadpoolctl import threadpool_limits
+            limits.enter_context(threadpool_limits(limits=config.threads, user_api="blas"))
+        if not args.resume:
             for old in (run_dir.plot, os.path.join(run_dir.path, BEST_NAME)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old)                      # the replaced run's picture and best
@@ -323,7 +400,8 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         if os.path.exists(os.path.join(run_dir.path, BEST_NAME)):
             written.insert(1, os.path.join(run_dir.path, BEST_NAME))
         if task.name == "series":
-            print(_series_report(result, task, run_dir.metrics))
+            print(_series_report(result, task, run_dir.metrics,
+                                 None if args.quiet else sys.stderr))
         if args.plot:
             from .plot import plot_run
             written.append(plot_run(result.params, task, result.history, run_dir.plot))
