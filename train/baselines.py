@@ -364,7 +364,7 @@ def _label(key, row):
         return f"AR({row['order']})"
     if key == "seasonal_naive":
         return f"seasonal naive ({row['season']})"
-    return dict(BASELINES)[key]
+    return row.get("model") or dict(BASELINES)[key]
 
 
 def _times(ratio):

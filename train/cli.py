@@ -140,7 +140,26 @@ def _resume(run_dir, given):
     except ValueError as err:
         raise lstm_ag.CheckpointError(f"{checkpoint}: {err} (a checkpoint of this trainer "
                                       "never has that; the file was altered)") from None
+    _say_if_data_changed(config, task_spec)
     return params, config, start, task
+
+
+def _say_if_data_changed(config, spec):
+    """On --resume of a series: say when --data is no longer the file the run started from
+    (its SHA-256, recorded in the checkpoint); the run goes on with the values it stored."""
+    recorded = spec.get("data_sha256") if config.task == "series" else None
+    if not recorded:
+        return
+    from .series_io import file_sha256
+    try:
+        now = file_sha256(config.data)
+    except OSError as err:
+        now, why = None, f"cannot be read now ({err.strerror or err})"
+    else:
+        why = "has changed since the run started (its SHA-256 differs)"
+    if now != recorded:
+        print(f"--resume: note: {config.data} {why}; the run goes on with the "
+              f"{len(spec['values'])} values its checkpoint stored", file=sys.stderr)
 
 
 def _series_report(result, task, metrics, log=None):
@@ -194,15 +213,15 @@ def _series_report(result, task, metrics, log=None):
     steps = f"  {'1-' + str(horizon['steps']) + ' steps MSE':>16s}" if horizon else ""
     lines += [(f"test, one step ahead ({test['n']} values, data units; the model of step "
                f"{info['params_step']}):"),
-              f"  {'':22s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}{steps}{'seconds':>9s}"]
+              f"  {'':26s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}{steps}{'seconds':>9s}"]
     for label, key, row in _table_rows(test):
         if "error" in row:
-            lines.append(f"  {label:22s}  failed: {row['error'][:60]}")
+            lines.append(f"  {label:26s}  failed: {row['error'][:60]}")
             continue
         far = (f"  {horizon[key]['mse']:16.4g}" if horizon and key in horizon else
                f"  {'':16s}" if horizon else "")
         took = f"{row['seconds']:9.2f}" if "seconds" in row else f"{'':9s}"
-        lines.append(f"  {label:22s}{row['mse']:12.4g}{row['mae']:12.4g}"
+        lines.append(f"  {label:26s}{row['mse']:12.4g}{row['mae']:12.4g}"
                      f"{row['mase']:8.3f}{far}{took}")
     if evaluation["stats"]:
         lines.append(f"  ({evaluation['stats']} adds them to this table)")
@@ -242,18 +261,32 @@ def _table_rows(test):
     rows.append((f"AR({test['ar']['order']})", "ar", test["ar"]))
     for key, label in (("ets", "ETS"), ("arima", "ARIMA")):
         if key in test:
-            rows.append((f"{label} {test[key]['model']}"[:22], key, test[key]))
+            model = test[key]["model"]
+            rows.append((model if model.startswith(label) else f"{label} {model}", key,
+                         test[key]))
     return rows
+
+
+#: The coverage of forecast.csv's intervals.
+LEVEL = 0.9
+
+
+def _dates(task, origin, horizon):
+    """The dates of the values ``origin .. origin + horizon - 1`` as text."""
+    from .split import dates_of
+    return [str(d) for d in dates_of(task.spec["dates"], origin + horizon)[origin:]]
 
 
 def run_forecast(args: argparse.Namespace, given: dict) -> int:
     """``forecast --out DIR``: the model of a series run (DIR/best.npz, else DIR/model.npz)
     forecasts ``--horizon`` values; writes DIR/forecast.csv (and DIR/forecast.png)."""
+    import numpy as np
+
     import lstm_ag
 
     from .data import make_task
     from .loop import BEST_NAME, load_checkpoint
-    from .series import forecast_levels
+    from .series import forecast_intervals, forecast_levels
     if not args.out:
         raise UsageError("forecast needs --out DIR, the directory of a series run")
     unknown = sorted(set(given) - {"horizon", "threads", "task"})
@@ -288,9 +321,13 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     n, n2 = len(task.values), task.bounds[1]
     origin = n2 if args.on_test else n
     values = forecast_levels(params, task, horizon, origin=origin)
-    lines = ["step,value" + (",actual" if args.on_test else "")]
+    low, high, _ = forecast_intervals(params, task, horizon, LEVEL)
+    dates = task.spec.get("dates") and _dates(task, origin, horizon)
+    lines = ["step" + (",time" if dates else "") + ",value,low,high"
+             + (",actual" if args.on_test else "")]
     for k, value in enumerate(values):
-        row = f"{k + 1},{value:.10g}"
+        row = f"{k + 1}" + (f",{dates[k]}" if dates else "") + f",{value:.10g}," + (
+            f"{value + low[k]:.10g},{value + high[k]:.10g}" if np.isfinite(low[k]) else ",")
         if args.on_test:
             row += f",{task.values[origin + k]:.10g}" if origin + k < n else ","
         lines.append(row)
@@ -302,11 +339,16 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     print(f"forecast of {horizon} values {where} of {spec['source']} with "
           f"{os.path.basename(path)} (step {progress.step}): "
           + ", ".join(f"{v:.4g}" for v in values[:10]) + (" ..." if horizon > 10 else ""))
+    print(f"low, high: a {LEVEL:.0%} interval per step ahead, from the model's errors on the "
+          "validation part (split conformal)" + ("; blank where the validation part is "
+                                                  "shorter than the step" if
+                                                  not np.isfinite(low).all() else ""))
     written = [out]
     if args.plot:
         from .plot import plot_forecast
         written.append(plot_forecast(params, task, values, origin,
-                                     os.path.join(args.out, "forecast.png")))
+                                     os.path.join(args.out, "forecast.png"),
+                                     interval=(values + low, values + high)))
     print("wrote " + ", ".join(written))
     return 0
 
