@@ -270,7 +270,7 @@ def _describe(fitted, name):
         return model["method"]
     try:
         from statsforecast.arima import arima_string
-        return arima_string(model).split(" with ")[0]
+        return " ".join(arima_string(model).split(" with ")[0].split())
     except Exception:                              # another version's layout: its class name
         return name
 

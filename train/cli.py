@@ -229,8 +229,9 @@ def _series_report(result, task, metrics, log=None):
               for line in evaluation["verdict"]["text"].split("\n")]
     train, test_values = task.values[:n1], task.values[n2:]
     low, high = float(np.min(train)), float(np.max(train))
+    margin = OUT_OF_RANGE * (high - low)
     if not (task.scaler.diff or task.scaler.season) and (
-            test_values.max() > high or test_values.min() < low):
+            test_values.max() > high + margin or test_values.min() < low - margin):
         lines.append(f"warning: the test part reaches {test_values.min():.4g} .. "
                      f"{test_values.max():.4g}, outside the training part's range "
                      f"{low:.4g} .. {high:.4g}; a model of the levels does not extrapolate: "
@@ -238,6 +239,8 @@ def _series_report(result, task, metrics, log=None):
     return "\n".join(lines)
 
 
+#: The test part leaving the training part's range by more than this fraction of it warns.
+OUT_OF_RANGE = 0.1
 #: Series at least this long show progress lines while they are evaluated.
 LONG_SERIES = 20000
 
