@@ -115,16 +115,16 @@ def test_holes_in_the_dates_are_filled_and_said(tmp_path):
     series = read_series(path)
     assert_array_equal(series.values, [1, 2, 3, 4, 5, 6]) and series.missing == 1
     assert str(series.dates[2]) == "2020-03" and series.step == (1, "M")
-    assert series.notes == ("1 missing dates inside the series (the step is monthly): filled "
-                            "by interpolation, counted as missing",)
+    assert series.notes == (("1 missing dates inside the series (the step is monthly): filled "
+                             "by interpolation, counted as missing"),)
 
 
 @pytest.mark.parametrize("text, match", [
     ("date,x\n2020-01-01,1\n2020-01-08,2\n2020-01-15,3\n2020-01-18,4\n2020-01-22,5\n",
-     r"the dates are irregular: 2020-01-18 \(line 5\) is not a whole number of steps of 7 "
-     r"days after 2020-01-01"),
-    ("date,x\n2020-01,1\n2020-03,2\n2020-02,3\n", r"column 'date': line 4 \(2020-02\) comes "
-                                                   r"before the line before it"),
+     (r"the dates are irregular: 2020-01-18 \(line 5\) is not a whole number of steps of 7 "
+      r"days after 2020-01-01")),
+    ("date,x\n2020-01,1\n2020-03,2\n2020-02,3\n", (r"column 'date': line 4 \(2020-02\) "
+                                                    r"comes before the line before it")),
     ("date,x\n2020,1\n2020,2\n", r"column 'date': line 3 \(2020\) repeats the line before"),
     ("date,x\n2020,1\n2030,2\n2031,3\n", r"the dates skip 9 of 12 steps of 1 years"),
     ("date,x\n2020-01,1\n2020,2\n", r"column 'date' mixes kinds of dates"),
