@@ -31,6 +31,9 @@ __all__ = ["fit_ar", "ar_predict", "choose_ar_order", "ar_order_cap", "one_step"
 MAX_AR_ORDER = 100
 #: What the table says when the ``stats`` extra is not installed.
 STATS_HINT = "ETS/ARIMA: pip install 'lstm-ag[stats]'"
+#: The longest season given to AutoETS and AutoARIMA (AutoETS takes none longer; AutoARIMA
+#: took 308 s on the weekly CO2 series with 52): a longer one is left out of their models.
+MAX_PEER_SEASON = 24
 #: Windows predicted at once by :func:`one_step` (bounds the memory of a long series).
 CHUNK = 32768
 
@@ -228,6 +231,9 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
     ``targets`` (from the values before j) and forecasts of ``horizon`` values from each
     origin of ``origins``.
 
+    A season longer than :data:`MAX_PEER_SEASON` is left out of both models (and their names
+    say so); AutoARIMA approximates the likelihood for a part longer than 150 values or a
+    season longer than 12 (the rule of R's ``auto.arima``).
     Returns None when statsforecast is not installed, else ``{"ets": ..., "arima": ...}``,
     each ``{"model", "one_step" (B,), "path" (K, B_o) or None, "seconds"}`` or
     ``{"model", "error"}`` when the fit failed.
@@ -238,10 +244,13 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
         return None
     values = np.asarray(values, dtype=np.float64)
     targets, origins = np.asarray(targets), np.asarray(origins)
-    m = season if season and season <= 24 else 1     # AutoETS: seasons up to 24
-    out = {}
+    m = season if season and season <= MAX_PEER_SEASON else 1
+    left_out = f" (season {season} left out: > {MAX_PEER_SEASON})" if season != m and season \
+        else ""
+    out = {}                                         # R's forecast::auto.arima rule:
+    approximation = n1 > 150 or m > 12               # approximate the likelihood when long
     for key, model in (("ets", AutoETS(season_length=m)),
-                       ("arima", AutoARIMA(season_length=season or 1))):
+                       ("arima", AutoARIMA(season_length=m, approximation=approximation))):
         start = time.perf_counter()
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -258,7 +267,8 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
         if not (np.isfinite(one).all() and (path is None or np.isfinite(path).all())):
             out[key] = {"model": type(model).__name__, "error": "non-finite forecasts"}
             continue
-        out[key] = {"model": _describe(fitted, type(model).__name__), "one_step": one,
+        out[key] = {"model": _describe(fitted, type(model).__name__) + left_out,
+                    "one_step": one,
                     "path": path, "seconds": time.perf_counter() - start}
     return out
 
