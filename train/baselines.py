@@ -305,8 +305,8 @@ def evaluate(params: dict, task: SeriesTask, horizon: int = 0, *,
     MAE of the naive forecast on the training part) and the same for ``"naive"``,
     ``"seasonal_naive"`` (with its ``season``), ``"ar"`` (with its ``order``), ``"ets"`` and
     ``"arima"`` (with their ``model``), each with the ``seconds`` it took; the test part also
-    ``"horizon"``: ``{"steps": K, "origins", "lstm", "naive", ...}`` with ``mse``, ``mae`` over
-    every origin and step and ``mse_by_step`` (K values). ``"stats"``: None, or why the peers
+    ``"horizon"``: ``{"steps": K, "origins", "lstm", "naive", ...}`` with ``mse``, ``mae``,
+    ``mase`` over every origin and step and ``mse_by_step`` (K values). ``"stats"``: None, or why the peers
     are missing (:data:`STATS_HINT`). ``"verdict"``: :func:`verdict` of the test part.
     """
     values, n1 = task.values, task.bounds[0]
@@ -363,7 +363,7 @@ def evaluate(params: dict, task: SeriesTask, horizon: int = 0, *,
         out["test"]["horizon"] = {"steps": horizon, "origins": len(origins)}
         for name, pred in preds.items():
             out["test"]["horizon"][name] = {
-                **errors(pred, truth),
+                **errors(pred, truth, scale),
                 "mse_by_step": [float(v) for v in np.mean((pred - truth) ** 2, axis=1)]}
     out["verdict"] = verdict(out["test"])
     return out
