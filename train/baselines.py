@@ -34,6 +34,11 @@ STATS_HINT = "ETS/ARIMA: pip install 'lstm-ag[stats]'"
 #: The longest season given to AutoETS and AutoARIMA (AutoETS takes none longer; AutoARIMA
 #: took 308 s on the weekly CO2 series with 52): a longer one is left out of their models.
 MAX_PEER_SEASON = 24
+#: The values before each origin the peers' multi-step forecasts are filtered from (their
+#: fixed parameters run over the whole series once for the one-step predictions; per origin,
+#: a filter over the whole past would cost O(N) each: 41 s for the 1652 origins of an
+#: 8262-value series).
+PEER_HISTORY = 1000
 #: Windows predicted at once by :func:`one_step` (bounds the memory of a long series).
 CHUNK = 32768
 
@@ -231,6 +236,7 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
     ``targets`` (from the values before j) and forecasts of ``horizon`` values from each
     origin of ``origins``.
 
+    The forecasts from each origin filter the :data:`PEER_HISTORY` values before it.
     A season longer than :data:`MAX_PEER_SEASON` is left out of both models (and their names
     say so); AutoARIMA approximates the likelihood for a part longer than 150 values or a
     season longer than 12 (the rule of R's ``auto.arima``).
@@ -259,8 +265,9 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
                 one = np.asarray(fitted.forward(y=values, h=1, fitted=True)["fitted"])[targets]
                 path = None
                 if len(origins) and horizon:
-                    path = np.column_stack([np.asarray(fitted.forward(y=values[:o], h=horizon)
-                                                       ["mean"]) for o in origins])
+                    path = np.column_stack([np.asarray(fitted.forward(
+                        y=values[max(0, o - PEER_HISTORY):o], h=horizon)["mean"])
+                        for o in origins])
         except Exception as err:                       # a peer's own failure, reported
             out[key] = {"model": type(model).__name__, "error": f"{type(err).__name__}: {err}"}
             continue
