@@ -313,8 +313,8 @@ def evaluate(params: dict, task: SeriesTask, horizon: int = 0, *,
     ``"seasonal_naive"`` (with its ``season``), ``"ar"`` (with its ``order``), ``"ets"`` and
     ``"arima"`` (with their ``model``), each with the ``seconds`` it took; the test part also
     ``"horizon"``: ``{"steps": K, "origins", "lstm", "naive", ...}`` with ``mse``, ``mae``,
-    ``mase`` over every origin and step and ``mse_by_step`` (K values). ``"stats"``: None, or why the peers
-    are missing (:data:`STATS_HINT`). ``"verdict"``: :func:`verdict` of the test part.
+    ``mase`` over every origin and step and ``mse_by_step`` (K values). ``"stats"``: None, or
+    why the peers are missing (:data:`STATS_HINT`). ``"verdict"``: :func:`verdict` of the test part.
     """
     values, n1 = task.values, task.bounds[0]
     scale = float(np.mean(np.abs(np.diff(values[:n1]))))        # in-sample naive MAE
