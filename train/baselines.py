@@ -241,7 +241,7 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
     say so); AutoARIMA approximates the likelihood for a part longer than 150 values or a
     season longer than 12 (the rule of R's ``auto.arima``).
     Returns None when statsforecast is not installed, else ``{"ets": ..., "arima": ...}``,
-    each ``{"model", "one_step" (B,), "path" (K, B_o) or None, "seconds"}`` or
+    each ``{"model", "note", "one_step" (B,), "path" (K, B_o) or None, "seconds"}`` or
     ``{"model", "error"}`` when the fit failed.
     """
     try:
@@ -251,8 +251,8 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
     values = np.asarray(values, dtype=np.float64)
     targets, origins = np.asarray(targets), np.asarray(origins)
     m = season if season and season <= MAX_PEER_SEASON else 1
-    left_out = f" (season {season} left out: > {MAX_PEER_SEASON})" if season != m and season \
-        else ""
+    note = (f"ETS and ARIMA without the season {season} (statsforecast's AutoETS takes "
+            f"seasons up to {MAX_PEER_SEASON})") if season != m and season else ""
     out = {}                                         # R's forecast::auto.arima rule:
     approximation = n1 > 150 or m > 12               # approximate the likelihood when long
     for key, model in (("ets", AutoETS(season_length=m)),
@@ -274,7 +274,7 @@ def stats_peers(values: np.ndarray, n1: int, season: int, targets, origins,
         if not (np.isfinite(one).all() and (path is None or np.isfinite(path).all())):
             out[key] = {"model": type(model).__name__, "error": "non-finite forecasts"}
             continue
-        out[key] = {"model": _describe(fitted, type(model).__name__) + left_out,
+        out[key] = {"model": _describe(fitted, type(model).__name__), "note": note,
                     "one_step": one,
                     "path": path, "seconds": time.perf_counter() - start}
     return out
@@ -354,6 +354,8 @@ def evaluate(params: dict, task: SeriesTask, horizon: int = 0, *,
                 row[key] = {"model": peer["model"],
                             **errors(peer["one_step"][targets - n1], truth, scale),
                             "seconds": peer["seconds"]}
+                if peer["note"]:
+                    row[key]["note"] = peer["note"]
         out[name] = row
     out["stats"] = missing
     if len(origins):

@@ -225,6 +225,8 @@ def _series_report(result, task, metrics, log=None):
                      f"{row['mase']:8.3f}{far}{took}")
     if evaluation["stats"]:
         lines.append(f"  ({evaluation['stats']} adds them to this table)")
+    notes = {test[key]["note"] for key in ("ets", "arima") if test.get(key, {}).get("note")}
+    lines += [f"  ({note})" for note in sorted(notes)]
     lines += [f"verdict (test part, MSE in data units): {line}"
               for line in evaluation["verdict"]["text"].split("\n")]
     train, test_values = task.values[:n1], task.values[n2:]
@@ -265,7 +267,7 @@ def _table_rows(test):
     for key, label in (("ets", "ETS"), ("arima", "ARIMA")):
         if key in test:
             model = test[key]["model"]
-            rows.append((model if model.startswith(label) else f"{label} {model}", key,
+            rows.append(((model if model.startswith(label) else f"{label} {model}")[:26], key,
                          test[key]))
     return rows
 
