@@ -97,6 +97,8 @@ def test_the_season_is_detected_from_the_training_part():
     noise = np.random.default_rng(3).standard_normal(200)
     assert detect_season(np.cumsum(noise), (1, "M")) [0] == 0
     assert detect_season(_seasonal(), None)[0] == 0                   # no dates: no guess
+    cycle = 10 + 5 * np.sin(2 * np.pi * np.arange(150) / 9.6)        # a cycle of 9.6 years
+    assert detect_season(cycle, (1, "Y"))[0] in (9, 10)
 
 
 def test_diff_spec():

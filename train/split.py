@@ -173,7 +173,9 @@ def detect_season(train: np.ndarray, step) -> tuple[int, float]:
     """The dominant period of a training part ``train (n1,)`` with dates of ``step``: among
     the calendar's periods (:func:`calendar_periods`; without any, every lag 2 .. n1 // 3),
     the one where the autocorrelation of the first differences is highest, if it is above
-    0.2 and twice its standard error ``2 / sqrt(n1)``, and has three periods in the part.
+    0.2 and twice its standard error ``2 / sqrt(n1)``, and has three periods in the part;
+    searching every lag (a cycle, as yearly sunspots), the first peak reaching 70% of that
+    highest one (the cycle, not a multiple of it).
 
     Returns ``(M, autocorrelation)``, ``(0, nan)`` when no period stands out.
     """
@@ -185,9 +187,14 @@ def detect_season(train: np.ndarray, step) -> tuple[int, float]:
         return 0, math.nan
     acf = _acf(changes, lags)
     k = int(np.argmax(acf))
-    if acf[k] > max(0.2, 2 / math.sqrt(n)):
-        return int(lags[k]), float(acf[k])
-    return 0, math.nan
+    if not acf[k] > max(0.2, 2 / math.sqrt(n)):
+        return 0, math.nan
+    if not calendar_periods(step):          # a cycle: its first peak, not a multiple of it
+        peaks = [i for i in range(len(acf)) if acf[i] >= 0.7 * acf[k]
+                 and (i == 0 or acf[i] > acf[i - 1]) and (i + 1 == len(acf) or
+                                                          acf[i] >= acf[i + 1])]
+        k = peaks[0]
+    return int(lags[k]), float(acf[k])
 
 
 @dataclass(frozen=True, eq=False)
