@@ -78,6 +78,12 @@ def test_a_loop_of_links_and_an_unreadable_file_are_named(tmp_path, monkeypatch,
 
 def test_out_of_memory_names_the_series_length(tmp_path, monkeypatch):
     path = _csv(tmp_path, "x\n" + "\n".join(map(str, range(200))) + "\n")
+    monkeypatch.setattr("train.rundir.available_memory", lambda: 100_000)
+    with pytest.raises(SeriesError, match=r"s.csv: 200 values: out of memory building the "
+                                          r"windows of 30 steps \(about 0.000112 GiB, 9.31e-05 "
+                                          r"GiB available\); train it whole with --tbptt K"):
+        load_task(path, 30)
+    monkeypatch.setattr("train.rundir.available_memory", lambda: None)
 
     def no_memory(*args, **kwargs):
         raise MemoryError

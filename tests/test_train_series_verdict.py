@@ -360,3 +360,33 @@ def test_scaler_dict_of_old_checkpoints_still_matches():
     assert task.spec["scaler"] == {"diff": True, "mean": task.scaler.mean,
                                    "std": task.scaler.std}          # no "season" key
     assert Scaler(True, 0.0, 1.0).lag == 1 and Scaler(True, 0.0, 1.0, 12).lag == 13
+
+
+def test_season_options_are_checked_by_name(tmp_path, capsys):
+    values = _seasonal(120)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("\n".join(f"{v:.5f}" for v in values) + "\n")       # no dates: no season
+    run = ["series", "--steps", "3", "--hidden", "3", "--window", "8", "--quiet"]
+    assert main([*run, "--data", str(plain), "--diff", "M", "--out", str(tmp_path / "a")]) == 2
+    assert "--diff M takes the season, and there is none: give --season M" in \
+        capsys.readouterr().err
+    assert main([*run, "--data", str(plain), "--season", "70", "--out", str(tmp_path / "b")]) == 2
+    assert "--season must be 0 or an integer in [2, 35]" in capsys.readouterr().err
+    assert main([*run, "--data", str(plain), "--diff", "1,M", "--season", "12",
+                 "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "modelled as differences of lag 1 and 12" in out and "seasonal naive (12)" in out
+    assert main(["sine", "--season", "12", "--out", str(tmp_path / "d")]) == 2
+    assert "--season is a setting of the series task only" in capsys.readouterr().err
+
+
+def test_a_series_trained_whole_takes_seasonal_differences():
+    values = _seasonal(200)
+    task = series_task(8, values=values, diff=True, seasonal_diff=12, season=12, streams=2)
+    params = lstm_ag.init_params(1, 4, 1, seed=1)
+    result = evaluate(params, task, horizon=3, stats=False)
+    assert np.isfinite(result["test"]["mse"]) and result["test"]["seasonal_naive"]["season"] == 12
+    scored = task.val_mask > 0
+    j = np.arange(*task.bounds)          # naive: x[j - 1], i.e. the difference x[j-13] - x[j-12]
+    assert_allclose(task.val_baseline[scored, 0, 0] * task.scaler.std + task.scaler.mean,
+                    values[j - 13] - values[j - 12], atol=1e-9 * np.abs(values).max())

@@ -301,8 +301,9 @@ def series_task(seq_len: int, *, values, seed: int = 0, diff: bool = False,
     for name, value in (("season", season), ("seasonal_diff", seasonal_diff)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 \
                 or value == 1 or 2 * value >= n1:
-            raise SeriesError(f"{name} must be 0 or an integer in [2, {max(2, (n1 - 1) // 2)}] "
-                              f"(at most half the training part of {n1} values), got {value!r}")
+            raise SeriesError(f"--{name.replace('_', '-')} must be 0 or an integer in "
+                              f"[2, {max(2, (n1 - 1) // 2)}] (at most half the training part "
+                              f"of {n1} values), got {value!r}")
     stored, scaler = scaler, Scaler.fit(values[:n1], diff, seasonal_diff)
     if stored is not None and stored != scaler.to_dict():
         raise SeriesError(f"the stored scaler {stored} is not that of the values "
@@ -319,6 +320,10 @@ def series_task(seq_len: int, *, values, seed: int = 0, diff: bool = False,
     if streams:
         return _stream_task(z, scaler, values, (n1, n2), int(streams), {**spec,
                                                                         "streams": int(streams)})
+    from .rundir import available_memory
+    available = available_memory()
+    if available is not None and window_bytes(len(values), T) > available:
+        raise _too_large(len(values), T, available)
     if last_train - T < 0:
         raise SeriesError(f"the training part ({n1} values) is too short for one window of "
                           f"{T} steps: give a shorter --window (at most {max(n1 - 2 - lag, 1)})")
@@ -365,6 +370,20 @@ def _stream_task(z, scaler, values, bounds, streams, spec):
                       baseline="repeat the last value", spec=spec, scale=scaler.std,
                       val_mask=val_mask, values=values, scaler=scaler, z=z, bounds=(n1, n2),
                       streams=streams, season=int(spec.get("season", 0)))
+
+
+def _too_large(n, seq_len, available=None):
+    """The error of a series whose windows do not fit in memory, naming its length."""
+    where = f", {available / 2**30:.3g} GiB available" if available else ""
+    return SeriesError(f"{n} values: out of memory building the windows of {seq_len} steps "
+                       f"(about {window_bytes(n, seq_len) / 2**30:.3g} GiB{where}); train it "
+                       "whole with --tbptt K (no windows), or on a shorter series")
+
+
+def window_bytes(n: int, seq_len: int) -> int:
+    """About the bytes the windows of a series of ``n`` values take: inputs, targets and the
+    validation baseline, ``seq_len`` float64 steps for each value (Python ints)."""
+    return 8 * seq_len * n * 5 // 2
 
 
 def encode_dates(dates, step) -> str:
@@ -419,10 +438,7 @@ def load_task(path: str | os.PathLike, seq_len: int, *, column: str = "", diff: 
                                dates=encode_dates(series.dates, series.step),
                                data_sha256=series.sha256)
         except MemoryError:
-            raise SeriesError(f"{len(series.values)} values: out of memory building the "
-                              f"windows of {seq_len} steps (about "
-                              f"{2 * 8 * seq_len * len(series.values) / 2**30:.2g} GiB); "
-                              "train it whole with --tbptt K, or on a shorter series") from None
+            raise _too_large(len(series.values), seq_len) from None
     except SeriesError as err:
         raise SeriesError(f"{series.source}: {err}") from None
     object.__setattr__(task, "notes", tuple(notes))
