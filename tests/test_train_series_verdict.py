@@ -328,7 +328,7 @@ def test_threads_limit_the_evaluation_too(tmp_path, capsys, monkeypatch):
 
 
 def test_long_evaluations_show_progress(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("train.cli.LONG_SERIES", 100)
+    monkeypatch.setattr("train.report.LONG_SERIES", 100)
     monkeypatch.setattr("train.baselines.CHUNK", 10)
     data = _write(tmp_path / "m.csv", _seasonal(120))
     assert main(["series", "--data", str(data), "--steps", "5", "--hidden", "4", "--window",
