@@ -387,8 +387,8 @@ def _label(key, row):
 
 
 def _times(ratio):
-    return f"{ratio:.2f}x" if ratio < 1.1 else f"{ratio:.1f}x" if ratio < 100 else \
-        f"{ratio:.0f}x"
+    return f"{ratio:.3f}x" if ratio < 1.01 else f"{ratio:.2f}x" if ratio < 1.1 else \
+        f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
 
 
 def _compare(lstm, rows, where):
