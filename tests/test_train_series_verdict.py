@@ -298,6 +298,19 @@ def test_the_default_batch_is_capped_at_the_training_windows(tmp_path, capsys):
     assert code == 2 and "--batch 40 exceeds the 30 training windows" in capsys.readouterr().err
 
 
+def test_the_default_window_fits_a_short_series(tmp_path, capsys):
+    data = _write(tmp_path / "tiny.csv", _seasonal(40))
+    code = main(["series", "--data", str(data), "--steps", "5", "--hidden", "4",
+                 "--out", str(tmp_path / "a"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "--window 11: the default 30 is too long for the training part" in err
+    assert "--batch 13: the default 32 exceeds the 13 training windows" in err
+    code = main(["series", "--data", str(data), "--steps", "5", "--window", "30",
+                 "--out", str(tmp_path / "b"), "--quiet"])
+    assert code == 2 and "give a shorter --window" in capsys.readouterr().err
+
+
 def test_a_test_part_beyond_the_training_range_suggests_diff(tmp_path, capsys):
     data = _write(tmp_path / "trend.csv", _seasonal(150, trend=1.0))
     args = ["series", "--data", str(data), "--steps", "5", "--hidden", "4", "--window", "8",

@@ -265,7 +265,11 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
             if args.plot:
                 _check_plot_of(config)
         elif config.task == "series":
-            task, fitted = config.series_task(batch_given="batch" in given)
+            task, fitted = config.series_task(batch_given="batch" in given,
+                                              window_given="seq_len" in given)
+            if fitted.seq_len != config.seq_len:
+                print(f"--window {fitted.seq_len}: the default {config.seq_len} is too long for "
+                      f"the training part of the series", file=sys.stderr)
             if fitted.batch != config.batch:
                 print(f"--batch {fitted.batch}: the default {config.batch} exceeds the "
                       f"{fitted.batch} training windows of the series", file=sys.stderr)

@@ -266,22 +266,25 @@ class TrainConfig:
         return make_task(self.task, self.seq_len, seed=self.seed, n_train=self.train_size,
                          **kwargs)
 
-    def _series(self):
+    def _series(self, fit_window=False):
         from .series import load_task
         return load_task(self.data, self.seq_len, column=self.column, diff=self.diff,
                          val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed,
                          streams=self.batch if self.tbptt else 0, season=self.season,
-                         seasonal_diff=self.seasonal_diff)
+                         seasonal_diff=self.seasonal_diff, fit_window=fit_window)
 
-    def series_task(self, *, batch_given: bool = True) -> tuple[Task, "TrainConfig"]:
+    def series_task(self, *, batch_given: bool = True,
+                    window_given: bool = True) -> tuple[Task, "TrainConfig"]:
         """The series task of this run and the config to train it with: without
-        ``batch_given`` (the default batch), a batch larger than the training windows is
-        capped at their number (the returned config says so; the caller tells the user).
+        ``window_given`` (the default window), a window too long for the training part is
+        halved to fit it; without ``batch_given``, a batch larger than the training windows
+        is capped at their number (the returned config says so; the caller tells the user).
         Raises what :meth:`make_task` raises."""
-        task, config = self._series(), self
+        task = self._series(fit_window=not window_given)
+        config = replace(self, seq_len=task.spec["seq_len"])
         n = task.train_x.shape[1]
         if not batch_given and not self.tbptt and self.optimizer != "lbfgs" and self.batch > n:
-            config = replace(self, batch=n)
+            config = replace(config, batch=n)
         config.check_windows(task)
         return task, config
 

@@ -403,12 +403,15 @@ def dates_of(code: str, n: int) -> np.ndarray | None:
 
 def load_task(path: str | os.PathLike, seq_len: int, *, column: str = "", diff: bool = False,
               val_frac: float = 0.2, test_frac: float = 0.2, seed: int = 0,
-              streams: int = 0, season: int = 0, seasonal_diff: int = 0) -> SeriesTask:
+              streams: int = 0, season: int = 0, seasonal_diff: int = 0,
+              fit_window: bool = False) -> SeriesTask:
     """:func:`read_series` then :func:`series_task` (what ``lstm-ag-train series`` runs).
 
     - season: M >= 2 for the seasonal baselines; 0: detected from the training part when the
       file has dates (:func:`detect_season`), else none; 1: none.
     - seasonal_diff: M >= 2, or -1 for the season (given or detected); 0: none.
+    - fit_window: shorten a window ``seq_len`` too long for the training part to half of it
+      (the task's ``spec["seq_len"]`` says which was taken).
     The task's ``notes`` say what was found (holes in the dates, the season detected).
     Raises :class:`SeriesError` naming the file for anything wrong with it or its split.
     """
@@ -430,6 +433,9 @@ def load_task(path: str | os.PathLike, seq_len: int, *, column: str = "", diff: 
                 raise SeriesError("--diff M takes the season, and there is none: give "
                                   "--season M (or dates from which one is detected)")
             seasonal_diff = season
+        targets = n1 - 1 - int(diff) - seasonal_diff        # training targets of z
+        if fit_window and not streams and seq_len > targets - 1:
+            seq_len = max(2, targets // 2)
         try:
             task = series_task(seq_len, values=series.values, seed=seed, diff=diff,
                                val_frac=val_frac, test_frac=test_frac, source=series.source,
