@@ -125,6 +125,12 @@ def test_holes_in_the_dates_are_filled_and_said(tmp_path):
                              "by interpolation, counted as missing"),)
 
 
+def test_dates_newest_first_are_read_in_reverse(tmp_path):
+    series = read_series(_csv(tmp_path, "date,x\n2020-03,3\n2020-02,2\n2020-01,1\n"))
+    assert_array_equal(series.values, [1, 2, 3]) and str(series.dates[0]) == "2020-01"
+    assert series.notes == ("the dates decrease (newest first): read in reverse, from 2020-01",)
+
+
 @pytest.mark.parametrize("text, match", [
     ("date,x\n2020-01-01,1\n2020-01-08,2\n2020-01-15,3\n2020-01-18,4\n2020-01-22,5\n",
      (r"the dates are irregular: 2020-01-18 \(line 5\) is not a whole number of steps of 7 "

@@ -287,6 +287,18 @@ def _coarsest(dates):
     return dates
 
 
+def _newest_first(cells):
+    """Whether date cells of one kind strictly decrease (a file written newest first)."""
+    kind = _date_kind(cells[0])
+    if kind is None or any(_date_kind(cell) != kind for cell in cells):
+        return False
+    try:
+        dates = np.array([_to_datetime(cell, kind) for cell in cells])
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return bool((np.diff(dates).astype(np.int64) < 0).all())
+
+
 def _regular(values, dates, step, name):
     """Holes of a regular step filled with missing values: ``(values, dates, holes)``."""
     count, unit = step
@@ -461,13 +473,21 @@ def read_series(path: str | os.PathLike, column: str = "") -> Series:
     if dates is not None:
         date_column, cells = dates
         try:
-            stamps, step = parse_dates(cells, date_column)
+            try:
+                stamps, step = parse_dates(cells, date_column)
+            except SeriesError:
+                if len(cells) < 2 or not _newest_first(cells):
+                    raise
+                values, cells = values[::-1], cells[::-1]
+                stamps, step = parse_dates(cells, date_column)
+                notes += ((f"the dates decrease (newest first): read in reverse, from "
+                           f"{cells[0].strip()}"),)
             values, stamps, holes = _regular(values, stamps, step, date_column)
         except SeriesError as err:
             raise SeriesError(f"{name}: {err}") from None
         if holes:
-            notes = ((f"{holes} missing dates inside the series (the step is "
-                      f"{describe_step(step)}): filled by interpolation, counted as missing"),)
+            notes += ((f"{holes} missing dates inside the series (the step is "
+                       f"{describe_step(step)}): filled by interpolation, counted as missing"),)
     try:
         filled, missing = fill_gaps(values)
     except SeriesError as err:
