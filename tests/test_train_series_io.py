@@ -38,6 +38,11 @@ def test_empty_cells_are_filled_in_every_layout_not_dropped(tmp_path, text, valu
     assert series.missing == missing
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_value(tmp_path):
+    (tmp_path / "b.txt").write_text("\ufeff1.5\n2\n", encoding="utf-8")
+    assert_array_equal(read_series(tmp_path / "b.txt").values, [1.5, 2])
+
+
 def test_a_large_cell_is_read(tmp_path):
     note = "x" * (1 << 20)
     path = _csv(tmp_path, "value,note\n" + "".join(f"{k},{note if k == 1 else ''}\n"

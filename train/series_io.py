@@ -348,7 +348,7 @@ def describe_step(step) -> str:
 def _read_txt(path):
     name = os.path.basename(path)
     values = []
-    with open(path, encoding="utf-8") as file:
+    with open(path, encoding="utf-8-sig") as file:          # a byte-order mark is not a value
         for number, line in enumerate(file, start=1):
             text = line.split("#", 1)[0].strip()
             if not text:
