@@ -111,12 +111,12 @@ def _check_header(name, header):
         seen[key] = k
 
 
-def _first_bad(col, cells):
+def _first_bad(col, cells, lines):
     """``(line, cell)`` of the first cell of a column that is not a number, or None."""
     if None not in col:
         return None
     row = col.index(None)
-    return row + 2, cells[row].strip()
+    return lines[row], cells[row].strip()
 
 
 def _read_csv(path, column):
@@ -141,17 +141,24 @@ def _read_csv(path, column):
         if len(row) != len(header):
             raise SeriesError(f"{name}: line {number} has {len(row)} cells, the header "
                               f"{len(header)}")
+    lines = list(range(2, 2 + len(body)))
     cells = {title: [row[k] for row in body] for k, title in enumerate(header)}
+    dates = _date_column(header, cells, column)
+    keep = [k for k, row in enumerate(body) if any(cell.strip() for cell in row)]
+    if dates and len(keep) < len(body):   # the dates keep the time: a blank line is nothing
+        lines = [lines[k] for k in keep]
+        cells = {title: [col[k] for k in keep] for title, col in cells.items()}
+        dates = dates[0], cells[dates[0]]
     parsed = {title: [_float(cell) for cell in col] for title, col in cells.items()}
     numeric = [title for title, col in parsed.items()
                if None not in col and not all(math.isnan(v) for v in col)]
-    dates = _date_column(header, cells, column)
+    dates = dates and (*dates, lines)
     if column:
         if column not in cells:
             raise SeriesError(f"{name}: no column {column!r}; the columns are "
                               f"{', '.join(map(repr, header))}")
         if column not in numeric:
-            bad = _first_bad(parsed[column], cells[column])
+            bad = _first_bad(parsed[column], cells[column], lines)
             if bad:
                 raise SeriesError(f"{name}: column {column!r} is not numeric: line {bad[0]} "
                                   f"holds {bad[1]!r}")
@@ -169,9 +176,9 @@ def _read_csv(path, column):
               and not (dates and title == dates[0])
               and sum(v is not None and not math.isnan(v) for v in col) > 0]
     if almost:
-        where = "; ".join(f"column {title!r}: line {_first_bad(parsed[title], cells[title])[0]}"
-                          f" holds {_first_bad(parsed[title], cells[title])[1]!r}"
-                          for title in almost[:3])
+        bad = {title: _first_bad(parsed[title], cells[title], lines) for title in almost[:3]}
+        where = "; ".join(f"column {title!r}: line {line} holds {cell!r}"
+                          for title, (line, cell) in bad.items())
         raise SeriesError(f"{name}: no numeric column besides dates: {where} (a number, or "
                           f"empty for a missing value, expected)")
     raise SeriesError(f"{name}: no numeric column besides dates; name the series' column "
@@ -224,22 +231,24 @@ def _to_datetime(cell, kind):
     return np.datetime64(text.replace(" ", "T"), "D" if kind == "D" else "s")
 
 
-def parse_dates(cells, name: str = "dates", *, first_line: int = 2):
+def parse_dates(cells, name: str = "dates", *, first_line: int = 2, lines=None):
     """Dates from text cells (module docstring).
 
     - cells: ``(N,)`` strings, all of one kind (years, year-months, quarters, dates or
-      datetimes); name: the column (for messages); first_line: the file's line of cells[0].
+      datetimes); name: the column (for messages); first_line: the file's line of cells[0]
+      (lines: the file's line of each cell, when they are not consecutive).
     Returns ``(dates (N,) datetime64, step (count, unit))``: daily dates that all fall on one
     day of the month (or on its last day) are taken as monthly, months of one month of the
     year as yearly; the step is the most common difference. Raises :class:`SeriesError`
     naming the line of an empty or unreadable date, of mixed kinds, of dates out of order or
     repeated.
     """
+    lines = list(range(first_line, first_line + len(cells))) if lines is None else lines
     kinds = set()
     for k, cell in enumerate(cells):
         kind = _date_kind(cell)
         if kind is None:
-            raise SeriesError(f"column {name!r}: line {first_line + k} holds {cell.strip()!r}, "
+            raise SeriesError(f"column {name!r}: line {lines[k]} holds {cell.strip()!r}, "
                               "not a date (years 1871, months 1949-01, quarters 1959Q1, "
                               "dates 2020-01-31, datetimes 2020-01-31 12:30 are read)")
         kinds.add(kind)
@@ -256,7 +265,7 @@ def parse_dates(cells, name: str = "dates", *, first_line: int = 2):
     if len(bad):
         k = int(bad[0])
         what = "repeats" if steps[k] == 0 else "comes before"
-        raise SeriesError(f"column {name!r}: line {first_line + k + 1} ({cells[k + 1].strip()}) "
+        raise SeriesError(f"column {name!r}: line {lines[k + 1]} ({cells[k + 1].strip()}) "
                           f"{what} the line before it ({cells[k].strip()}); the dates must "
                           "increase")
     unit = np.datetime_data(dates.dtype)[0]
@@ -299,7 +308,7 @@ def _newest_first(cells):
     return bool((np.diff(dates).astype(np.int64) < 0).all())
 
 
-def _regular(values, dates, step, name):
+def _regular(values, dates, step, lines):
     """Holes of a regular step filled with missing values: ``(values, dates, holes)``."""
     count, unit = step
     offsets = np.busday_count(dates[0], dates) if unit == "B" else \
@@ -307,7 +316,7 @@ def _regular(values, dates, step, name):
     off_step = offsets % count != 0
     if off_step.any():
         k = int(np.flatnonzero(off_step)[0])
-        raise SeriesError(f"the dates are irregular: {dates[k]} (line {k + 2}) is not a "
+        raise SeriesError(f"the dates are irregular: {dates[k]} (line {lines[k]}) is not a "
                           f"whole number of steps of {count} {_UNITS[unit]} after {dates[0]}; "
                           "give evenly spaced values (or drop the date column)")
     index = offsets // count
@@ -471,18 +480,18 @@ def read_series(path: str | os.PathLike, column: str = "") -> Series:
         raise SeriesError(f"{name}: value {where} is infinite")
     stamps, step, notes, date_column = None, None, (), ""
     if dates is not None:
-        date_column, cells = dates
+        date_column, cells, lines = dates
         try:
             try:
-                stamps, step = parse_dates(cells, date_column)
+                stamps, step = parse_dates(cells, date_column, lines=lines)
             except SeriesError:
                 if len(cells) < 2 or not _newest_first(cells):
                     raise
-                values, cells = values[::-1], cells[::-1]
-                stamps, step = parse_dates(cells, date_column)
+                values, cells, lines = values[::-1], cells[::-1], lines[::-1]
+                stamps, step = parse_dates(cells, date_column, lines=lines)
                 notes += ((f"the dates decrease (newest first): read in reverse, from "
                            f"{cells[0].strip()}"),)
-            values, stamps, holes = _regular(values, stamps, step, date_column)
+            values, stamps, holes = _regular(values, stamps, step, lines)
         except SeriesError as err:
             raise SeriesError(f"{name}: {err}") from None
         if holes:
