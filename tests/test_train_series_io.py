@@ -31,7 +31,8 @@ def test_duplicated_header_names_are_refused_by_name(tmp_path, header):
     ("x\n1\n \n\n4\n\n\n", [1, 2, 3, 4], 2),               # trailing blank lines: the end
     ("\n\nx\n1\n2\n", [1, 2], 0),                          # blank lines before the header
     ("t,x\n2020-01,1\n2020-02,\n2020-03,3\n", [1, 2, 3], 1),
-    ("t,x\n2020-01,1\n2020-02,2\n\n2020-04,4\n", [1, 2, 3, 4], 1),   # dated: a hole in time
+    ("t,x\n2020-01,1\n2020-02,2\n\n2020-04,4\n2020-05,5\n2020-06,6\n", [1, 2, 3, 4, 5, 6],
+     1),                                                # dated: the blank line, a hole in time
 ])
 def test_empty_cells_are_filled_in_every_layout_not_dropped(tmp_path, text, values, missing):
     series = read_series(_csv(tmp_path, text))
