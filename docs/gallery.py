@@ -328,7 +328,7 @@ def figure_moved(old, new):
     return f"{old} became {new} (by {abs(a - b) / max(abs(a), abs(b)):.1e} relative)"
 
 
-FIGURE = re.compile(r"(?<![\w.\[+:])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w\]])")
+FIGURE = re.compile(r"(?<![\w.\[+:])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.?\d)")
 NAME = re.compile(r"[A-Za-z_][\w.]*(?:\[[^\]]*\])?\s*$")    # a row's name: dWo[:, :n_a]
 
 

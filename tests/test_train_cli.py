@@ -194,7 +194,7 @@ OTHER_VALUE = dict(task="counting", steps=9, hidden=7, layers=2, bidirectional=T
                    lr=0.2, lr_decay=0.5, momentum=0.5, clip=2.0, optimizer="lbfgs",
                    method="bptt", seed=1, eval_every=3,
                    patience=3, threads=2, data="x.csv", column="x", diff=True, val_frac=0.1,
-                   test_frac=0.1, horizon=5)
+                   test_frac=0.1, horizon=5, season=12, seasonal_diff=12)
 
 
 def test_every_setting_has_an_other_value_to_try():

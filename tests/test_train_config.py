@@ -57,7 +57,8 @@ def test_fixed_on_resume_is_derived_from_the_field_metadata():
     assert set(FIXED_ON_RESUME) == {"task", "hidden", "layers", "bidirectional", "seq_len",
                                     "tbptt", "batch", "train_size", "lr", "lr_decay",
                                     "momentum", "clip", "optimizer", "seed", "data", "column",
-                                    "diff", "val_frac", "test_frac"}
+                                    "diff", "val_frac", "test_frac", "season",
+                                    "seasonal_diff"}
 
 
 def test_resumed_refuses_a_changed_fixed_setting_and_takes_the_others():

@@ -214,13 +214,13 @@ def test_series_from_the_command_line_writes_an_honest_evaluation(tmp_path, caps
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     rows = (out / "forecast.csv").read_text().splitlines()
-    assert rows[0] == "step,value" and len(rows) == 5
+    assert rows[0] == "step,value,low,high" and len(rows) == 5
     expected = forecast_levels(params, task, 4)
     assert [float(r.split(",")[1]) for r in rows[1:]] == pytest.approx(expected, rel=1e-9)
     code = main(["forecast", "--out", str(out), "--horizon", "2", "--on-test"])
     rows = (out / "forecast.csv").read_text().splitlines()
-    assert code == 0 and rows[0] == "step,value,actual"
-    assert float(rows[1].split(",")[2]) == pytest.approx(task.values[task.bounds[1]])
+    assert code == 0 and rows[0] == "step,value,low,high,actual"
+    assert float(rows[1].split(",")[4]) == pytest.approx(task.values[task.bounds[1]])
 
 
 @pytest.mark.parametrize("content, argv, message", [

@@ -57,7 +57,11 @@ def _summary(task, result):
     if config.patience and last is not None:
         stopped = "stopped early, " if result.step < config.steps else ""
         lines[0] += f" ({stopped}best step {last['step']}, --patience {config.patience})"
-    if last is not None:
+    if last is not None and task.name == "series":
+        lines.append(f"progress figure: validation MSE {last['val_mse']:.3e} (scaled units) vs "
+                     f"naive {last['baseline_mse']:.3e}; the verdict is on the test part, "
+                     "below")
+    elif last is not None:
         ratio = last["baseline_mse"] / last["val_mse"] if last["val_mse"] > 0 else float("inf")
         verdict = (f"{ratio:.1f}x lower" if ratio >= 1 else
                    f"{1 / ratio:.1f}x higher: worse than the baseline so far")
@@ -136,53 +140,9 @@ def _resume(run_dir, given):
     except ValueError as err:
         raise lstm_ag.CheckpointError(f"{checkpoint}: {err} (a checkpoint of this trainer "
                                       "never has that; the file was altered)") from None
+    from .report import say_if_data_changed
+    say_if_data_changed(config, task_spec)
     return params, config, start, task
-
-
-def _series_report(result, task, metrics):
-    """Evaluate a series run in data units (:func:`train.series.evaluate`), add it to
-    metrics.json (``"series"``, ``"validation"``, ``"test"``) and return the lines to print."""
-    import json
-
-    import lstm_ag
-
-    from .series import evaluate
-    config = result.config
-    evaluation = evaluate(result.params, task, config.horizon)
-    n1, n2 = task.bounds
-    spec = task.spec
-    info = {"source": spec["source"], "column": spec["column"], "values": len(task.values),
-            "missing_filled": spec["missing"], "train": n1, "validation": n2 - n1,
-            "test": len(task.values) - n2, "scaler": spec["scaler"],
-            "params_step": result.best_step if config.patience else result.step}
-    with open(metrics, encoding="utf-8") as file:
-        content = json.load(file)
-    content.update(series=info, validation=evaluation["val"], test=evaluation["test"])
-    text = json.dumps(content, indent=1) + "\n"
-    lstm_ag.atomic_write(metrics, lambda file: file.write(text), mode="w")
-
-    test = evaluation["test"]
-    name = spec["source"] + (f", column {spec['column']}" if spec["column"] else "")
-    diff = "; modelled as differences" if task.scaler.diff else ""
-    if task.streams:
-        diff += (f"; trained whole, --tbptt {config.tbptt} in {task.streams} stream"
-                 f"{'s' if task.streams > 1 else ''} of {task.seq_len} steps")
-    lines = [(f"series {name}: {len(task.values)} values ({spec['missing']} missing, filled); "
-              f"train {n1}, validation {n2 - n1}, test {len(task.values) - n2}{diff}"),
-             (f"test, one step ahead ({test['n']} values, data units; the model of step "
-              f"{info['params_step']}):"),
-             f"  {'':14s}{'MSE':>12s}{'MAE':>12s}{'MASE':>8s}"]
-    rows = [("LSTM", test), ("naive (last)", test["naive"]),
-            (f"AR({test['ar']['order']})", test["ar"])]
-    for label, row in rows:
-        lines.append(f"  {label:14s}{row['mse']:12.4g}{row['mae']:12.4g}{row['mase']:8.3f}")
-    horizon = test.get("horizon")
-    if horizon:
-        lines.append(f"test, 1 to {horizon['steps']} steps ahead ({horizon['origins']} "
-                     "origins): MSE " + ", ".join(
-                         f"{label} {horizon[key]['mse']:.4g}" for label, key in
-                         (("LSTM", "lstm"), ("naive", "naive"), ("AR", "ar"))))
-    return "\n".join(lines)
 
 
 def run_forecast(args: argparse.Namespace, given: dict) -> int:
@@ -192,6 +152,7 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
 
     from .data import make_task
     from .loop import BEST_NAME, load_checkpoint
+    from .report import LEVEL, forecast_rows
     from .series import forecast_levels
     if not args.out:
         raise UsageError("forecast needs --out DIR, the directory of a series run")
@@ -227,12 +188,7 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     n, n2 = len(task.values), task.bounds[1]
     origin = n2 if args.on_test else n
     values = forecast_levels(params, task, horizon, origin=origin)
-    lines = ["step,value" + (",actual" if args.on_test else "")]
-    for k, value in enumerate(values):
-        row = f"{k + 1},{value:.10g}"
-        if args.on_test:
-            row += f",{task.values[origin + k]:.10g}" if origin + k < n else ","
-        lines.append(row)
+    lines, interval = forecast_rows(params, task, values, origin, args.on_test)
     out = os.path.join(args.out, "forecast.csv")
     text = "\n".join(lines) + "\n"
     lstm_ag.atomic_write(out, lambda file: file.write(text), mode="w")
@@ -241,10 +197,12 @@ def run_forecast(args: argparse.Namespace, given: dict) -> int:
     print(f"forecast of {horizon} values {where} of {spec['source']} with "
           f"{os.path.basename(path)} (step {progress.step}): "
           + ", ".join(f"{v:.4g}" for v in values[:10]) + (" ..." if horizon > 10 else ""))
+    print(f"low, high: a {LEVEL:.0%} interval per step ahead, from the model's errors on the "
+          "validation part (split conformal)")
     written, picture = [out], os.path.join(args.out, "forecast.png")
     if args.plot:
         from .plot import plot_forecast
-        written.append(plot_forecast(params, task, values, origin, picture))
+        written.append(plot_forecast(params, task, values, origin, picture, interval=interval))
     elif os.path.exists(picture):            # an older forecast's, beside a new forecast.csv
         os.unlink(picture)
         written.append(f"(removed {picture}, an older forecast's picture)")
@@ -283,6 +241,10 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     from .rundir import open_run_dir
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if isinstance(given.get("diff"), tuple):          # --diff 1|M|1,M
+        given["diff"], seasonal = given["diff"]
+        if seasonal:
+            given["seasonal_diff"] = seasonal
     if args.task == "forecast":
         return run_forecast(args, given)
     if args.from_end or args.on_test:
@@ -297,14 +259,30 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         _check_memory(config)
         if args.plot:
             _check_plot_of(config)
-    with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir:
+    with open_run_dir(out, resume=args.resume, overwrite=args.overwrite) as run_dir, \
+            contextlib.ExitStack() as limits:
         if args.resume:
             params, config, start, task = _resume(run_dir, given)
             if args.plot:
                 _check_plot_of(config)
+        elif config.task == "series":
+            task, fitted = config.series_task(batch_given="batch" in given,
+                                              window_given="seq_len" in given)
+            if fitted.seq_len != config.seq_len:
+                print(f"--window {fitted.seq_len}: the default {config.seq_len} is too long for "
+                      f"the training part of the series", file=sys.stderr)
+            if fitted.batch != config.batch:
+                print(f"--batch {fitted.batch}: the default {config.batch} exceeds the "
+                      f"{fitted.batch} training windows of the series", file=sys.stderr)
+            config = fitted
+            params, start = config.init_params(task), None
         else:
             task = config.make_task()
             params, start = config.init_params(task), None
+        if config.threads:                    # evaluation and baselines too, not only fit
+            from threadpoolctl import threadpool_limits
+            limits.enter_context(threadpool_limits(limits=config.threads, user_api="blas"))
+        if not args.resume:
             for old in (run_dir.plot, os.path.join(run_dir.path, BEST_NAME)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old)                      # the replaced run's picture and best
@@ -325,7 +303,9 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
         if os.path.exists(os.path.join(run_dir.path, BEST_NAME)):
             written.insert(1, os.path.join(run_dir.path, BEST_NAME))
         if task.name == "series":
-            print(_series_report(result, task, run_dir.metrics))
+            from .report import series_report
+            print(series_report(result, task, run_dir.metrics,
+                                None if args.quiet else sys.stderr))
         if args.plot:
             from .plot import plot_run
             written.append(plot_run(result.params, task, result.history, run_dir.plot))

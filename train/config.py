@@ -48,7 +48,8 @@ NEXT_VALUE_TASKS = ("sine", "counting", "series")
 
 #: Settings added after checkpoints were first written, with the value the runs of those
 #: checkpoints had: a config stored without them reads as that value.
-ADDED_SETTINGS = {"layers": 1, "bidirectional": False, "tbptt": 0}
+ADDED_SETTINGS = {"layers": 1, "bidirectional": False, "tbptt": 0, "season": 0,
+                  "seasonal_diff": 0}
 
 #: The defaults that depend on the task (the fields of TrainConfig whose default is None).
 TASK_DEFAULTS = {
@@ -165,6 +166,13 @@ class TrainConfig:
                                 fixed_on_resume=True)
     horizon: int = _setting(10, "series: also score forecasts K steps ahead from every test "
                                 "point (0: one step only)", "K", check=_at_least(0))
+    season: int = _setting(0, "series: the seasonal period M (12 for monthly data with a yearly "
+                              "season): the seasonal naive baseline, an AR order reaching it; "
+                              "0: detected from the training part when the file has dates; 1: "
+                              "none", "M", check=_at_least(0), fixed_on_resume=True)
+    seasonal_diff: int = _setting(
+        0, "series: model seasonal differences x[t] - x[t-M] of lag M (--diff M and --diff 1,M "
+           "set it; -1: the season); 0: none", "M", check=_at_least(-1), fixed_on_resume=True)
 
     def __post_init__(self):
         first = [f for f in fields(self) if f.name in ("task", "optimizer", "tbptt")]
@@ -189,7 +197,7 @@ class TrainConfig:
             raise ConfigError("test_frac", f"{self.test_frac} with val_frac {self.val_frac} "
                                            "leaves no training part")
         if not series:
-            for name in ("data", "column", "diff"):
+            for name in ("data", "column", "diff", "season", "seasonal_diff"):
                 if getattr(self, name) != _default(name):
                     raise ConfigError(name, "is a setting of the series task only")
         if self.bidirectional and self.task in NEXT_VALUE_TASKS:
@@ -252,15 +260,34 @@ class TrainConfig:
         used, and :class:`ConfigError` when batch or train_size do not fit its windows.
         """
         if self.task == "series":
-            from .datasets import resolve
-            from .series import load_task
-            task = load_task(resolve(self.data), self.seq_len, column=self.column, diff=self.diff,
-                             val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed,
-                             streams=self.batch if self.tbptt else 0)
+            task = self._series()
             self.check_windows(task)
             return task
         return make_task(self.task, self.seq_len, seed=self.seed, n_train=self.train_size,
                          **kwargs)
+
+    def _series(self, fit_window=False):
+        from .datasets import resolve
+        from .series import load_task
+        return load_task(resolve(self.data), self.seq_len, column=self.column, diff=self.diff,
+                         val_frac=self.val_frac, test_frac=self.test_frac, seed=self.seed,
+                         streams=self.batch if self.tbptt else 0, season=self.season,
+                         seasonal_diff=self.seasonal_diff, fit_window=fit_window)
+
+    def series_task(self, *, batch_given: bool = True,
+                    window_given: bool = True) -> tuple[Task, "TrainConfig"]:
+        """The series task of this run and the config to train it with: without
+        ``window_given`` (the default window), a window too long for the training part is
+        halved to fit it; without ``batch_given``, a batch larger than the training windows
+        is capped at their number (the returned config says so; the caller tells the user).
+        Raises what :meth:`make_task` raises."""
+        task = self._series(fit_window=not window_given)
+        config = replace(self, seq_len=task.spec["seq_len"])
+        n = task.train_x.shape[1]
+        if not batch_given and not self.tbptt and self.optimizer != "lbfgs" and self.batch > n:
+            config = replace(config, batch=n)
+        config.check_windows(task)
+        return task, config
 
     def check_windows(self, task: Task) -> None:
         """Raise :class:`ConfigError` if a series task's training windows do not fit

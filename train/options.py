@@ -10,7 +10,26 @@ import os
 import sys
 import textwrap
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "diff_spec"]
+
+
+def diff_spec(text: str) -> tuple[bool, int]:
+    """``--diff``'s value: ``"1"`` first differences, ``"12"`` (or ``"M"``, the season)
+    seasonal ones, ``"1,12"`` both. Returns ``(diff, seasonal_diff)``, seasonal_diff -1 for
+    the season."""
+    diff, season = False, 0
+    for part in text.replace(" ", "").split(","):
+        if part == "1" and not diff:
+            diff = True
+        elif part.upper() == "M" and not season:
+            season = -1
+        elif part.isdigit() and int(part) >= 2 and not season:
+            season = int(part)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give 1 (first differences), M or a period >= 2 (seasonal ones), "
+                "or 1,M (both)")
+    return diff, season
 
 
 def _prog():
@@ -69,6 +88,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             parser.add_argument("task", nargs="?", choices=(*meta["choices"], "forecast", "sweep"),
                                 help=text + "; forecast: with the model in --out; sweep: many "
                                             "runs (sweep --help)")
+        elif f.name == "diff":
+            parser.add_argument("--diff", nargs="?", const="1", type=diff_spec,
+                                metavar="1|M|1,M", default=argparse.SUPPRESS,
+                                help=meta["doc"] + "; --diff M (a number, or M: the season) "
+                                "models seasonal differences x[t] - x[t-M], --diff 1,M both; "
+                                "--diff alone: 1")
         elif SETTING_TYPES[f.name] is bool:
             parser.add_argument(_option(f.name), action="store_true", default=argparse.SUPPRESS,
                                 help=meta["doc"])
