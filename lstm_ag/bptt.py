@@ -35,18 +35,15 @@ Notebook 001's backward, which this replaces, has two bugs:
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .cell import SequenceCache
-from .inputs import loss_arguments
 from .params import nest_layers, structure
 from .stack import initial_states, reverse_index, reverse_time, run_layers
 
 __all__ = ["LOCAL_BYTES", "local_derivatives", "lstm_step_backward", "lstm_backward",
            "weight_product", "weight_gradients", "cached_runner", "stack_backward",
-           "readout_mse_backward", "loss_and_grads", "hidden_grads", "bptt"]
+           "readout_mse_backward", "loss_and_grads", "hidden_grads"]
 
 
 #: Bytes of local derivatives computed at once: the backward takes them for a chunk of steps
@@ -326,15 +323,3 @@ def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None) -> dict:
     grads, _, _ = stack_backward(params, caches, np.zeros_like(hs) if dhs is None else dhs, dhT)
     return grads
 
-
-def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,
-         mask: Any = None, lengths: Any = None) -> tuple[Any, dict]:
-    """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
-
-    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)`` (and
-      more layers or directions: :mod:`lstm_ag.params`).
-    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state, mask,
-      lengths: as for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
-    Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
-    """
-    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask, lengths))

@@ -34,7 +34,7 @@ from .stack import initial_states, run_layers
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
 __all__ = ["METHODS", "check_method", "lstm_forward", "predict", "forecast", "mse",
-           "value_and_grad", "forward_cache"]
+           "value_and_grad", "forward_cache", "bptt"]
 
 #: The gradient methods, the default first.
 METHODS = ("fast", "bptt", "autograd")
@@ -282,3 +282,16 @@ def forward_cache(params: dict, xs: Any, state: Any = None, *, lengths: Any = No
     run_layers(plain, untraced(xs), *initial_states(untraced(h0), untraced(c0), plain),
                lengths, cached_runner(caches))
     return caches[(layer % num_layers) * dirs + (direction == "reverse")]
+
+
+def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,
+         mask: Any = None, lengths: Any = None) -> tuple[Any, dict]:
+    """Loss and parameter gradients of :func:`lstm_ag.mse`, by the hand-written backward.
+
+    - params: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``, ``Wy (H, O)``, ``by (O,)`` (and
+      more layers or directions: :mod:`lstm_ag.params`).
+    - xs ``(T, B, D)`` or ``(T, D)``; targets ``(T, B, O)`` or ``(T, O)``; state, mask,
+      lengths: as for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
+    Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
+    """
+    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask, lengths))

@@ -8,8 +8,9 @@ from numpy.testing import assert_allclose
 from tolerance import assert_close, rounding
 
 import lstm_ag
-from lstm_ag.bptt import bptt, local_derivatives, lstm_backward, lstm_step_backward
+from lstm_ag.bptt import local_derivatives, lstm_backward, lstm_step_backward
 from lstm_ag.cell import SequenceCache, lstm_step, scan
+from lstm_ag.model import bptt
 
 
 def max_rel(a, b):

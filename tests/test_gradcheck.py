@@ -13,7 +13,7 @@ import pytest
 from students.mutate import load, mutate
 
 import lstm_ag
-from lstm_ag.bptt import bptt
+from lstm_ag.model import bptt
 
 LOOP = "sequence_loop.py"
 # finite differences are the slow half of a check and bugs are caught against autograd: a few

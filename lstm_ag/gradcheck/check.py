@@ -41,7 +41,6 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..bptt import (
-    bptt,
     hidden_grads,
     loss_and_grads,
     lstm_backward,
@@ -51,7 +50,7 @@ from ..bptt import (
 )
 from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
-from ..model import lstm_forward, mse
+from ..model import bptt, lstm_forward, mse
 from ..params import check_params, flatten, structure, unflatten
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
