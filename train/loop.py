@@ -44,6 +44,7 @@ import math
 import numbers
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -96,6 +97,9 @@ class Progress:
     losses: list = field(default_factory=list)
     norms: list = field(default_factory=list)
     carry: dict | None = None
+    #: The lstm_ag version that wrote the checkpoint resumed from ("" when it recorded none;
+    #: None for a fresh run or this version): a resumed run says so in a line of its log.
+    written_by: str | None = None
 
 
 @dataclass
@@ -274,30 +278,59 @@ def load_checkpoint(path) -> Checkpoint:
     describe the config's task, or the parameters or momentum buffers do not fit the config.
     """
     name = os.fspath(path)
-    params, meta = lstm_ag.load(path)
-    missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
-    if missing:
-        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
-                                      f"lacks {missing})")
-    unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (unknown "
-                                      f"metadata {unknown})")
-    try:
-        config = TrainConfig.from_dict(meta["config"])
-        nulls = sorted(k for k, v in meta["config"].items() if v is None)
-        if nulls:                         # None means "the task's default"; never written
-            raise ValueError(f"{nulls} must hold values, got null")
-    except ValueError as err:
-        raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}") from None
+    params, meta = lstm_ag.load(path, check=lambda meta, layouts: _check_fields(name, meta))
+    version = meta.get("lstm_ag_version", "")
+    config = _checked_config(name, meta["config"], version)
     try:
         progress = _checked_progress(params, meta, config)
         task_spec = _checked_task_spec(meta["task_spec"], config)
     except _BadField as err:
-        raise lstm_ag.CheckpointError(f"{name}: {err.field} {err.problem} (a checkpoint of "
-                                      "this trainer never has that; the file was altered)"
-                                      ) from None
+        why = _other_version(version) or (" (a checkpoint of this trainer never has that; "
+                                          "the file was altered)")
+        raise lstm_ag.CheckpointError(f"{name}: {err.field} {err.problem}{why}") from None
     return Checkpoint(params, config, progress, task_spec)
+
+
+def _other_version(version):
+    """Why a checkpoint of another lstm_ag version may be refused: its format differs."""
+    if version == lstm_ag.__version__ or not isinstance(version, str):
+        return ""
+    who = f"lstm_ag {version}" if version else "an lstm_ag that did not record its version"
+    return (f" (written by {who}; this is lstm_ag {lstm_ag.__version__}, whose checkpoints "
+            "differ there: resume it with that version, or start a new run)")
+
+
+def _check_fields(name, meta):
+    """The checks of the metadata that :func:`lstm_ag.load` runs before inflating any array:
+    the trainer's fields, none other, and the version as a string."""
+    version = meta.get("lstm_ag_version", "")
+    if not isinstance(version, str):
+        raise lstm_ag.CheckpointError(f"{name}: lstm_ag_version must be a string, got "
+                                      f"{repr(version)[:60]}")
+    missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
+    if missing:
+        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
+                                      f"lacks {missing}){_other_version(version)}")
+    unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        shown = unknown[:5] + (["..."] if len(unknown) > 5 else [])
+        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (unknown "
+                                      f"metadata {shown}){_other_version(version)}")
+    _checked_config(name, meta["config"], version)
+
+
+def _checked_config(name, raw, version):
+    """The :class:`TrainConfig` of a checkpoint's ``config`` (plain JSON: checked before any
+    array is read), or a CheckpointError naming the file."""
+    try:
+        config = TrainConfig.from_dict(raw)
+        nulls = sorted(k for k, v in raw.items() if v is None)
+        if nulls:                         # None means "the task's default"; never written
+            raise ValueError(f"{nulls} must hold values, got null")
+    except ValueError as err:
+        raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}"
+                                      f"{_other_version(version)}") from None
+    return config
 
 
 class _BadField(Exception):
@@ -365,11 +398,10 @@ def _checked_progress(params, meta, config):
     if len(window["losses"]) != len(window["norms"]):
         raise _BadField("window", "must hold as many losses as norms")
     version = meta.get("lstm_ag_version", "")
-    if not isinstance(version, str):
-        raise _BadField("lstm_ag_version", f"must be a string, got {version!r}")
     return Progress(step=step, velocity=velocity, history=list(history), seconds=seconds,
                     losses=window["losses"].tolist(), norms=window["norms"].tolist(),
-                    carry=_checked_carry(meta.get("carry"), params, config))
+                    carry=_checked_carry(meta.get("carry"), params, config),
+                    written_by=None if version == lstm_ag.__version__ else version)
 
 
 def _checked_carry(carry, params, config):
@@ -475,8 +507,27 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
         limits = threadpool_limits(limits=config.threads, user_api="blas")
     else:
         limits = contextlib.nullcontext()
-    with limits:
+    with limits, _sigterm_as_ctrl_c():
         return _fit(params, task, config, start, checkpoint, metrics, callback, log)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """While :func:`fit` runs in the main thread, a SIGTERM left at the system's default (which
+    would end the process without a word) acts as Ctrl-C: the run stops with its checkpoint
+    saved. A handler set by the caller (the command line's) is left alone."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
+        yield
+        return
+
+    def handle(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fit(params, task, config, start, checkpoint, metrics, callback, log):
@@ -489,6 +540,18 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
         velocity = init_moments(params)
     run.restore_best(start, params)
     state = _State(start.step, params, velocity, start.carry)
+    run.resumed_notes(start)
+    if _evaluation_missing(start, config):       # stopped during the evaluation of its step
+        run.saved_step = None                    # its checkpoint is rewritten with the row
+        lr = (learning_rate(config.lr, start.step - 1, config.lr_decay)
+              if config.lr_decay and config.optimizer != "lbfgs" else None)
+        try:
+            if not run.evaluate_and_save(state, lr=lr):
+                return run.diverged(state, "the validation MSE")
+        except KeyboardInterrupt:
+            return run.interrupted(state)
+        if run.patience_spent():
+            return run.done(state)
     if state.step >= config.steps:
         message = f"already at step {state.step} (>= steps={config.steps}); nothing to do"
         run.save(state, status="done", message=message)
@@ -545,6 +608,17 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     return run.done(state)
 
 
+def _evaluation_missing(start, config):
+    """True when ``start`` is at an evaluation step (every ``eval_every``, and the last) whose
+    row the history lacks: the run was stopped while evaluating it (a Ctrl-C, SIGTERM or
+    SIGKILL between the step and its row), and a resumed run evaluates it first, so that its
+    history is an uninterrupted run's ([50, 100], never [100])."""
+    step = start.step
+    if step == 0 or not (step % config.eval_every == 0 or step == config.steps):
+        return False
+    return not start.history or start.history[-1]["step"] != step
+
+
 def _check_fit(params, task, config, start):
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -576,7 +650,14 @@ def _check_fit(params, task, config, start):
                          f"(config.make_task() makes its task)")
 
 
-def _format_row(row, steps):
+def _clock(seconds):
+    """``m:ss`` (``h:mm:ss`` from an hour on) of a duration in seconds."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _format_row(row, steps, eta=None):
     width = len(str(steps))
     ratio = row["baseline_mse"] / row["val_mse"] if row["val_mse"] > 0 else math.inf
     train = "-" if row["train_loss"] is None else f"{row['train_loss']:.3e}"
@@ -586,6 +667,8 @@ def _format_row(row, steps):
             f"baseline {row['baseline_mse']:.3e} ({ratio:.1f}x)  |g| {norm}")
     if row.get("lr") is not None:
         text += f"  lr {row['lr']:.3g}"
+    if eta is not None:
+        text += f"  eta {_clock(eta)}"
     return text
 
 
@@ -608,6 +691,37 @@ class _Run:
         self.window_start, self.window_step = time.perf_counter(), start.step
         self.best = None                 # (row, params) of the lowest validation MSE
         self.best_file = None if checkpoint is None else best_path(checkpoint)
+        self.step_seconds = []           # seconds per step of each window, for the ETA
+
+    def resumed_notes(self, start):
+        """The lines a resumed run starts its log with: a checkpoint of another lstm_ag
+        version, and a metrics.json that lags its checkpoint (the trainer was killed between
+        the two writes: the checkpoint is the truth, and metrics.json is rewritten from it
+        when the run starts)."""
+        version = start.written_by
+        if version is not None and version != lstm_ag.__version__:
+            who = f"lstm_ag {version}" if version else "an lstm_ag that did not record its version"
+            print(f"note: {self.checkpoint or 'the checkpoint'} was written by {who}; this is "
+                  f"lstm_ag {lstm_ag.__version__} (its fields were checked and are read as "
+                  "this version writes them)", file=self.log, flush=True)
+        if self.metrics is None or self.checkpoint is None or self.saved_step is None:
+            return
+        try:
+            with open(self.metrics, encoding="utf-8") as file:
+                step = json.load(file).get("step")
+        except (OSError, ValueError, AttributeError):
+            step = "unreadable"
+        if step != start.step:
+            print(f"note: {self.metrics} described step {step}, the checkpoint holds step "
+                  f"{start.step} (the trainer was stopped between the two writes); it is "
+                  "rewritten from the checkpoint", file=self.log, flush=True)
+
+    def eta(self, step):
+        """Seconds left until ``config.steps``: the median seconds per step of the windows so
+        far (this session's), times the steps left; None before the first window."""
+        if not self.step_seconds:
+            return None
+        return statistics.median(self.step_seconds) * max(self.config.steps - step, 0)
 
     def restore_best(self, start, params):
         """The best evaluation before ``start``: its parameters from best.npz (or ``params``
@@ -653,8 +767,11 @@ class _Run:
                "seconds": self.seconds(), "steps_per_second": done / elapsed if done else 0.0}
         if not math.isfinite(row["val_mse"]):
             return False
+        if done:
+            self.step_seconds.append(elapsed / done)
         self.history.append(row)
-        print(_format_row(row, self.config.steps), file=self.log, flush=True)
+        print(_format_row(row, self.config.steps, self.eta(state.step)), file=self.log,
+              flush=True)
         self.losses, self.norms = [], []
         self.window_step = state.step
         self.save(state)
@@ -745,26 +862,38 @@ class _Run:
         return self.result(state, "done", message)
 
 
+#: The signals that stop a run cleanly: Ctrl-C, and SIGTERM (what batch schedulers, ``kill``
+#: and ``docker stop`` send), which the command line handles as Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _ctrl_c_deferred(replay):
-    """Hold a Ctrl-C (SIGINT) back while files are written: no file is left half done by a
-    Ctrl-C (nor by a second one while stopping). Afterwards, if one came and ``replay``, it
-    goes to the handler in place before (by default: KeyboardInterrupt is raised). Only in
-    the main thread (where Python runs signal handlers), and only over a Python handler."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
+    """Hold a Ctrl-C (SIGINT) or SIGTERM back while files are written: no file is left half
+    done by one (nor by a second one while stopping). Afterwards, if one came and ``replay``,
+    it goes to the handler in place before for its signal (SIGINT's default: KeyboardInterrupt
+    is raised). Only in the main thread (where Python runs signal handlers), and only for a
+    signal with a Python handler (or SIGINT's default); a SIGTERM left at the system's default
+    ends the process as before."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     held = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    for signum, handler in previous.items():
+        if callable(handler) or (signum == signal.SIGINT and handler == signal.SIG_DFL):
+            signal.signal(signum, lambda number, frame: held.append((number, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     if held and replay:
-        if callable(previous):
-            previous(signal.SIGINT, held[0])
-        elif previous == signal.SIG_DFL:
+        signum, frame = held[0]
+        if callable(previous[signum]):
+            previous[signum](signum, frame)
+        else:
             raise KeyboardInterrupt
 
 
