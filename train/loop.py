@@ -237,7 +237,10 @@ def evaluate(params: dict, task: Task) -> float:
     """The validation MSE of ``params`` on ``task`` (with its validation weights,
     ``task.val_weights``), a float."""
     with np.errstate(all="ignore"):
-        return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.val_weights))
+        try:
+            return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.val_weights))
+        except OverflowError:             # lstm_ag names an overflow: not finite, diverged
+            return math.inf
 
 
 def save_checkpoint(path, params: dict, progress: Progress, config: TrainConfig,
@@ -566,17 +569,12 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
             step, params, velocity, carry = state
             batch, chunk = divmod(step, len(plan))
             idx = batch_indices(config.seed, batch, task.train_x.shape[1], config.batch)
-            warm, start, stop = plan[chunk]
-            initial = None if carry is None else (carry["h"], carry["c"])
             with np.errstate(all="ignore"):           # non-finite values are handled below
-                if warm < start:                      # chunks without loss weight: forward
-                    initial = lstm_ag.predict(params, task.train_x[warm:start, idx], initial,
-                                              method=config.method, return_state=True)[1]
-                carried = {"return_state": True} if config.tbptt else {}   # the final state
-                out = lstm_ag.value_and_grad(
-                    params, task.train_x[start:stop, idx], task.train_y[start:stop, idx],
-                    initial, method=config.method,
-                    mask=None if task.mask is None else task.mask[start:stop], **carried)
+                try:
+                    out = _step(params, task, config, idx, plan[chunk], carry)
+                except OverflowError as err:          # lstm_ag names an overflow
+                    return run.diverged(state, "the gradient norm" if "in the gradient"
+                                        in str(err) else "the loss")
                 loss, grads = float(out[0]), out[1]
                 carry = None
                 if chunk + 1 < len(plan):             # the batch goes on: carry its state
@@ -606,6 +604,23 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     except KeyboardInterrupt:
         return run.interrupted(state)
     return run.done(state)
+
+
+def _step(params, task, config, idx, chunk, carry):
+    """The loss and gradient of one step: ``value_and_grad`` on the batch ``idx`` over the
+    time steps of ``chunk = (warm, start, stop)`` of :func:`chunk_plan`, from the carried
+    state (the chunks between ``warm`` and ``start``, without loss weight, run forward only);
+    with ``tbptt`` also the final state."""
+    warm, start, stop = chunk
+    initial = None if carry is None else (carry["h"], carry["c"])
+    if warm < start:
+        initial = lstm_ag.predict(params, task.train_x[warm:start, idx], initial,
+                                  method=config.method, return_state=True)[1]
+    carried = {"return_state": True} if config.tbptt else {}   # the final state
+    return lstm_ag.value_and_grad(
+        params, task.train_x[start:stop, idx], task.train_y[start:stop, idx], initial,
+        method=config.method, mask=None if task.mask is None else task.mask[start:stop],
+        **carried)
 
 
 def _evaluation_missing(start, config):
@@ -930,8 +945,11 @@ def _fit_lbfgs(state, task, config, run, callback):
 
     def objective(x):
         with np.errstate(all="ignore"):
-            loss, grads = lstm_ag.value_and_grad(unflatten(x), task.train_x, task.train_y,
-                                                 method=config.method, mask=task.mask)
+            try:
+                loss, grads = lstm_ag.value_and_grad(unflatten(x), task.train_x, task.train_y,
+                                                     method=config.method, mask=task.mask)
+            except OverflowError:          # lstm_ag names an overflow: the loss, say
+                raise NonFinite("the loss") from None
         loss = float(loss)
         g, _ = flatten({k: grads[k] for k in keys})
         norm = float(np.linalg.norm(g))

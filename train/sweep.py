@@ -826,7 +826,7 @@ def _connect(Client, address, timeout=CONNECT_TIMEOUT):
         finally:
             done.set()
     threading.Thread(target=connect, daemon=True, name="lstm-ag-connect").start()
-    if not done.wait(timeout + 5):
+    if not done.wait(2 * timeout + 1):
         raise SweepError(f"--scheduler {address}: no Dask handshake within --timeout "
                          f"{timeout:g} s; is a Dask scheduler listening there?")
     err = found.get("error")
