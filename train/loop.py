@@ -18,10 +18,16 @@ checkpoints, and clean stops.
   atomically, the checkpoint first. A progress line averages the training losses and gradient
   norms since the previous evaluation; a checkpoint written between evaluations (on Ctrl-C)
   holds those, so that after a resume the progress lines equal an uninterrupted run's.
-* ``metrics.json`` always describes the checkpoint on disk: its ``step`` is the checkpoint's,
-  its ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"``
-  (a file could not be written). Should metrics.json itself fail to be written after the
-  checkpoint was, it is one evaluation behind (and fit raises the ``OSError``).
+* ``metrics.json`` describes the checkpoint on disk: its ``step`` is the checkpoint's, its
+  ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"`` (a
+  file could not be written). Two files cannot be replaced in one atomic step: the checkpoint
+  is written first, and it is the truth. Should the process die between the two writes
+  (SIGKILL, a power cut) or metrics.json fail to be written (fit raises the ``OSError``),
+  metrics.json is one evaluation behind, and its ``step`` says which checkpoint it describes;
+  a resumed run then says so and rewrites it from the checkpoint before it trains (and a
+  ``"done"`` is only ever written after the final checkpoint).
+* Each progress line ends with an ETA (``eta 1:05``): the median seconds per step of this
+  session's evaluation windows times the steps left (``eta ?`` before any step is timed).
 * Validation-driven: at every evaluation whose validation MSE is the lowest so far, the
   parameters are saved to ``best.npz`` beside the checkpoint (a checkpoint of that step,
   atomically). With ``config.patience`` P > 0 the run stops early after P evaluations without
@@ -30,10 +36,15 @@ checkpoints, and clean stops.
   resumed run stops where an uninterrupted one would.
 * ``config.threads`` limits numpy's BLAS threads (threadpoolctl) while training; 0 leaves them.
 * Ctrl-C (KeyboardInterrupt, also from a callback) saves a checkpoint of the last completed
-  step and returns with ``status="interrupted"``. A Ctrl-C that arrives while a file is being
-  written waits until the write is complete.
-* A non-finite loss or gradient stops training before the update, with
-  ``status="diverged"``; the checkpoint on disk is the last good one.
+  step and returns with ``status="interrupted"``. So does SIGTERM (batch schedulers, ``kill``,
+  ``docker stop``): the command line handles it as Ctrl-C, and fit itself does when SIGTERM
+  is left at the system's default. A signal that arrives while a file is being written waits
+  until the write is complete. One that comes while an evaluation runs loses that
+  evaluation's row, not for long: a run resumed at an evaluation step whose row its history
+  lacks evaluates it first, so that its history is an uninterrupted run's.
+* A non-finite loss or gradient (or lstm_ag's ``FloatOverflowError``, an ``OverflowError``)
+  stops training before the update, with ``status="diverged"``; the checkpoint on disk is the
+  last good one.
 * A file that cannot be written (disk full, read-only) raises ``OSError`` naming it; the
   checkpoint on disk is the last good one.
 """
@@ -274,7 +285,12 @@ HISTORY_KEYS = ("step", "train_loss", "val_mse", "baseline_mse", "grad_norm", "l
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`, validating every field.
 
-    Returns a :class:`Checkpoint` ``(params, config, progress, task_spec)``. Raises
+    The metadata's fields, their names and the config are checked before any array of the
+    file is inflated (``lstm_ag.load(check=...)``): a foreign file costs no memory. A file of
+    another lstm_ag version is read when its fields are this version's (``progress.
+    written_by`` names that version, and the resumed run says so); where they differ, the
+    error names both versions. Returns a :class:`Checkpoint` ``(params, config, progress,
+    task_spec)``. Raises
     ``lstm_ag.CheckpointError`` naming the file and the field when it lacks the trainer's
     metadata or has other fields, its config is not a valid :class:`TrainConfig`, its step,
     history, seconds or window are not what this trainer writes, the task's spec does not
@@ -682,9 +698,7 @@ def _format_row(row, steps, eta=None):
             f"baseline {row['baseline_mse']:.3e} ({ratio:.1f}x)  |g| {norm}")
     if row.get("lr") is not None:
         text += f"  lr {row['lr']:.3g}"
-    if eta is not None:
-        text += f"  eta {_clock(eta)}"
-    return text
+    return text + f"  eta {'?' if eta is None else _clock(eta)}"   # ?: no step timed yet
 
 
 class _Run:
