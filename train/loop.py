@@ -329,7 +329,8 @@ def _check_fields(name, meta):
     missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
     if missing:
         raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
-                                      f"lacks {missing}){_other_version(version)}")
+                                      f"lacks {missing})"
+                                      f"{_other_version(version) if version else ''}")
     unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         shown = unknown[:5] + (["..."] if len(unknown) > 5 else [])
