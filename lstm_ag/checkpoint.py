@@ -33,6 +33,10 @@ Guarantees of :func:`load`:
   entries that the header does not list (or that it lists and the file lacks), and entries
   whose declared size, ``.npy`` dtype or shape disagrees with the header; each entry is then
   read no further than its declared size, with its CRC checked;
+* a caller's own check of the metadata (``load(path, check=...)``: the trainer's fields and
+  config) runs once the header is read and before any array is inflated, each array there
+  as a :class:`Layout` (shape, dtype): a legal file of 1 MB declaring a 1 GiB array behind
+  metadata its caller does not know costs nothing to refuse;
 * the header is checked field by field (format, version, params, arrays, meta: a missing or
   unknown field is an error), JSON nested deeper than ``MAX_DEPTH + 2`` levels is refused,
   parameters are put back into their nested dicts and lists (:func:`lstm_ag.params.unflatten`;
