@@ -5,6 +5,7 @@ over RUN_LIMIT runs refused without --yes, before the plan is built."""
 import contextlib
 import glob
 import http.server
+import io
 import json
 import os
 import signal
@@ -248,3 +249,28 @@ def test_with_yes_the_runs_are_planned_and_stdin_is_never_read(tmp_path):
                           stderr=subprocess.PIPE, text=True) as process:
         _, err = process.communicate(timeout=120)           # stdin left open, never closed
     assert process.returncode == 2 and "give --yes" in err
+
+
+def test_the_next_sweep_waits_for_a_stopped_sweep_s_runs_to_let_go(tmp_path):
+    from train.rundir import lock_holder, open_run_dir
+    run_dir = tmp_path / "sweep" / "seed=0"
+    holder = subprocess.Popen(                   # a stopped sweep's worker, still saving
+        [sys.executable, "-c", ("import sys, time\nfrom train.rundir import open_run_dir\n"
+                                f"d = open_run_dir({str(run_dir)!r}, resume=False, "
+                                "overwrite=True)\nprint('locked', flush=True)\n"
+                                "time.sleep(0.5)\n")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert lock_holder(run_dir) == holder.pid
+        runs = [sweep.Run({}, "", 0, str(run_dir), None, [])]
+        stream = io.StringIO()
+        waited = sweep._wait_for_stopped_runs(runs, stream, wait=60)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert stream.getvalue() == ("sweep: waiting up to 60 s for 1 run of a stopped sweep to "
+                                 "save and let go of their directories\n")
+    assert 0 < waited < 60 and lock_holder(run_dir) is None
+    with open_run_dir(run_dir, resume=False, overwrite=True):
+        assert lock_holder(run_dir) == os.getpid()           # ours now

@@ -116,7 +116,7 @@ def build_parser(prog: str = "lstm-ag-train sweep") -> argparse.ArgumentParser:
                "give the same\ncommand again after a Ctrl-C. Writes DIR/summary.json, "
                "DIR/summary.csv (and DIR/summary.png).\nExit status: 0 every run done, 1 a "
                "run failed (see the summary), 2 usage error,\n3 DIR cannot be written, 130 "
-               "interrupted.")
+               "interrupted, 143 SIGTERM (the workers stopped, each run saved).")
     parser.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
                         help="settings to vary: a TrainConfig field (hidden, lr, seq_len, "
                              "...) and its comma-separated values; several keys make every "
