@@ -20,11 +20,19 @@ def _hold(signum, frame):
     _held.append(signum)
 
 
-if __name__ == "__main__" or os.path.basename(sys.argv[0]).startswith("lstm-ag-train"):
+#: True when this module runs as the program (then it holds start-up signals, and leaves
+#: with os._exit after an interruption: see :func:`main`).
+_AS_PROGRAM = __name__ == "__main__" or os.path.basename(sys.argv[0]).startswith("lstm-ag-train")
+if _AS_PROGRAM:
     for _signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_signum, _hold)
 
-from .cli import _prog, build_parser  # noqa: E402  (after the handlers: imports take time)
+from .cli import (  # noqa: E402  (after the handlers: imports take time)
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    _prog,
+    build_parser,
+)
 from .cli import main as _command_line  # noqa: E402
 
 __all__ = ["main", "build_parser"]
@@ -43,8 +51,18 @@ def main(argv: list[str] | None = None, *, callback=None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sweep"]:                     # many runs: train/sweep.py
-        return _command_line(argv[1:], command=_sweep, held=_held)
-    return _command_line(argv, callback=callback, held=_held)
+        status = _command_line(argv[1:], command=_sweep, held=_held)
+    else:
+        status = _command_line(argv, callback=callback, held=_held)
+    if _AS_PROGRAM and status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # A KeyboardInterrupt raised inside an import that C code ran (numpy's, say) leaves
+        # CPython's "unhandled KeyboardInterrupt" flag set even though it was handled, and
+        # the interpreter would then end itself with SIGINT (-2) after our status and line.
+        # The run is saved and its line printed: leave with the status, no finalization.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -308,6 +308,7 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
             for old in (run_dir.plot, os.path.join(run_dir.path, BEST_NAME)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old)                      # the replaced run's picture and best
+        _raise_if_stopped()
         with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as log:
             result = fit(params, task, config, start=start, checkpoint=run_dir.checkpoint,
                          metrics=run_dir.metrics, callback=callback, log=log)
@@ -333,6 +334,19 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     return 0
 
 
+#: The :class:`_CtrlC` of the command line running in this process, if any.
+_ACTIVE: list = []
+
+
+def _raise_if_stopped():
+    """Raise KeyboardInterrupt if a signal already came. Called after the heavy imports: the
+    KeyboardInterrupt its handler raised may have been swallowed by a library's start-up code
+    (measured: 2 of 80 SIGINTs 0.1-0.25 s into start-up, inside autograd's import, were lost
+    and the run went on to exit 0)."""
+    if _ACTIVE and _ACTIVE[-1].count:
+        raise KeyboardInterrupt
+
+
 class _CtrlC:
     """SIGINT or SIGTERM while the command line runs: the first raises KeyboardInterrupt (the
     run stops, saving its checkpoint); later ones are ignored, the program being on its way
@@ -351,6 +365,7 @@ class _CtrlC:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self.previous[signum] = signal.signal(signum, self.handle)
+        _ACTIVE.append(self)
         return self
 
     def raise_held(self):
@@ -365,6 +380,13 @@ class _CtrlC:
             self.signum = signum
             raise KeyboardInterrupt
 
+    def interrupted(self):
+        """Stopped outside the training loop: one line, exit 130 (143 for SIGTERM)."""
+        self.count += 1                   # from now on signals are ignored: we are leaving
+        print(f"{_prog()}: interrupted; any checkpoint on disk is the last complete one",
+              file=sys.stderr)
+        return self.status(EXIT_INTERRUPTED)
+
     def status(self, code):
         """The exit status: 143 for a run interrupted by SIGTERM, else ``code``."""
         if code == EXIT_INTERRUPTED and self.signum == signal.SIGTERM:
@@ -372,6 +394,7 @@ class _CtrlC:
         return code
 
     def __exit__(self, *exc):
+        _ACTIVE.remove(self)
         for signum, previous in self.previous.items():
             if previous is not None:
                 signal.signal(signum, previous)
@@ -396,6 +419,7 @@ def _main(argv, callback):
     from .config import ConfigError
     from .rundir import RunError, unwritable
     from .series import SeriesError
+    _raise_if_stopped()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -438,7 +462,10 @@ def main(argv: list[str] | None = None, *, callback=None, command=None, held=())
             ctrl_c.raise_held()
             return ctrl_c.status((command or _main)(argv, callback))
         except KeyboardInterrupt:         # outside the training loop: start-up, plot, ...
-            ctrl_c.count += 1             # from now on Ctrl-C is ignored: we are leaving
-            print(f"{_prog()}: interrupted; any checkpoint on disk is the last complete one",
-                  file=sys.stderr)
-            return ctrl_c.status(EXIT_INTERRUPTED)
+            return ctrl_c.interrupted()
+        except Exception:
+            if ctrl_c.signum is None:
+                raise
+            # The signal's KeyboardInterrupt inside an import that turned it into another
+            # error (numpy's __init__ reraises anything as ImportError): still a stop.
+            return ctrl_c.interrupted()
