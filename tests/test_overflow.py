@@ -6,7 +6,7 @@ import pytest
 
 import lstm_ag
 from lstm_ag import layouts
-from lstm_ag.model import FloatOverflowError
+from lstm_ag import FloatOverflowError
 
 METHODS = ["fast", "bptt", "autograd"]
 

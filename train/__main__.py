@@ -54,11 +54,14 @@ def main(argv: list[str] | None = None, *, callback=None) -> int:
         status = _command_line(argv[1:], command=_sweep, held=_held)
     else:
         status = _command_line(argv, callback=callback, held=_held)
-    if _AS_PROGRAM and status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    if _AS_PROGRAM and (status in (EXIT_INTERRUPTED, EXIT_TERMINATED) or argv[:1] != ["sweep"]):
         # A KeyboardInterrupt raised inside an import that C code ran (numpy's, say) leaves
         # CPython's "unhandled KeyboardInterrupt" flag set even though it was handled, and
-        # the interpreter would then end itself with SIGINT (-2) after our status and line.
-        # The run is saved and its line printed: leave with the status, no finalization.
+        # the interpreter would then end itself with SIGINT (-2) after our status and line;
+        # and a SIGTERM during the interpreter's finalization, once it has restored the
+        # default handlers, would end a finished run with -15. The run's files are closed
+        # and its lines printed: leave with the status, without finalization (a sweep that
+        # finished does finalize: joblib shuts its pool down at exit).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
