@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import lstm_ag
-from lstm_ag import layouts
-from lstm_ag import FloatOverflowError
+from lstm_ag import FloatOverflowError, layouts
 
 METHODS = ["fast", "bptt", "autograd"]
 

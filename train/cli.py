@@ -374,7 +374,19 @@ class _CtrlC:
             del self.held[:]
             self.handle(signum, None)
 
+    #: Seconds after which a signal that came inside the import machinery is sent again.
+    RETRY = 0.05
+
     def handle(self, signum, frame):
+        if self.count == 0 and frame is not None \
+                and frame.f_code.co_filename.startswith("<frozen importlib"):
+            # Raised in there, KeyboardInterrupt can land in a weakref callback of the module
+            # locks, which Python prints as "Exception ignored ... Traceback" and swallows:
+            # send the signal again in a moment, out of the import machinery.
+            timer = threading.Timer(self.RETRY, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
         self.count += 1
         if self.count == 1:
             self.signum = signum
