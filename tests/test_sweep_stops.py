@@ -74,13 +74,19 @@ def _kill_group(process):
         os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_to_the_sweep_alone_stops_its_workers(tmp_path, signum, status):
+@pytest.mark.parametrize("signum, status, group", [
+    (signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)])
+def test_a_signal_stops_the_sweep_and_its_workers(tmp_path, signum, status, group):
     out = tmp_path / "sweep"
     process = _start(out)
     try:
-        process.send_signal(signum)                # the sweep only, not its process group
+        if group:                                  # a Ctrl-C at the terminal: every process
+            os.killpg(process.pid, signum)
+        else:                                      # the sweep only (kill, a scheduler)
+            process.send_signal(signum)
+        started = time.monotonic()
         _, err = process.communicate(timeout=120)
+        assert time.monotonic() - started < sweep.STOP_GRACE      # none waited for, killed
         assert process.returncode == status, err
         assert "Traceback" not in err
         assert ("sweep: stopped 2 worker processes; the runs in progress saved their "

@@ -417,10 +417,13 @@ def run_one(job: dict) -> dict:
     finally:
         if watch is not None:
             watch.stop()
-    if watch is not None and (watch.orphaned or result["code"] == EXIT_TERMINATED):
-        # Stopped (SIGTERM: the sweep stops its workers, or its death was noticed): the run
-        # saved its checkpoint; end the process now, before it takes a queued run.
-        os._exit(EXIT_TERMINATED)
+    if watch is not None and (watch.orphaned
+                              or result["code"] in (EXIT_INTERRUPTED, EXIT_TERMINATED)):
+        # Stopped (a Ctrl-C at the terminal, the sweep's SIGTERM when it stops its workers,
+        # or the sweep's death noticed): the run saved its checkpoint; end the process now,
+        # before it takes a queued run. The sweep learns it from the process's end.
+        os._exit(result["code"] if result["code"] in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+                 else EXIT_TERMINATED)
     result.update(label=job["label"], wall=time.perf_counter() - start)
     return result
 
@@ -1176,6 +1179,9 @@ def _after_a_killed_worker(lost, watch, rows, progress, callback, total):
     killed = [run for run in lost if holders.get(run.label) in first]
     if not killed:                 # the first to die not seen: every run a worker held
         killed = [run for run in lost if holders.get(run.label) in seen] or lost
+    for run in killed:             # its worker was interrupted, and ended after saving it
+        if (_read_metrics(run.path) or {}).get("status") == "interrupted":
+            raise KeyboardInterrupt                     # a stop, as a Ctrl-C of the sweep
     for run in killed:
         row = _record(run, None, None, "its worker process was killed while it ran (SIGKILL, "
                                        "or the out-of-memory killer); its last checkpoint is "
