@@ -407,6 +407,8 @@ class _CtrlC:
 
     def __exit__(self, *exc):
         _ACTIVE.remove(self)
+        if self.signum is not None and _ACTIVE and _ACTIVE[-1].signum is None:
+            _ACTIVE[-1].signum = self.signum     # a run inside a sweep (--jobs 1): its signal
         for signum, previous in self.previous.items():
             if previous is not None:
                 signal.signal(signum, previous)
