@@ -6,6 +6,7 @@ The public names::
     structure, flatten, unflatten, tree_map   layers and directions; every array by name
     lstm_step, lstm_forward, predict, forecast, mse, forward_cache  the one forward
     value_and_grad, METHODS               gradients: method "fast", "bptt" or "autograd"
+    FloatOverflowError                    finite inputs whose result overflows (a ValueError)
     check_gradients, check_step, GradientReport   your backward vs autograd and finite
                                           differences, with a diagnosis
     save, load, CheckpointError, atomic_write    checkpoints (.npz, no pickle, atomic)
@@ -28,7 +29,16 @@ from . import layouts
 from .cell import lstm_step
 from .checkpoint import CheckpointError, atomic_write, load, save
 from .gradcheck import GradientReport, check_gradients, check_step
-from .model import METHODS, forecast, forward_cache, lstm_forward, mse, predict, value_and_grad
+from .model import (
+    METHODS,
+    FloatOverflowError,
+    forecast,
+    forward_cache,
+    lstm_forward,
+    mse,
+    predict,
+    value_and_grad,
+)
 from .ops import sigmoid, tanh
 from .params import (
     GATES,
@@ -46,7 +56,7 @@ __all__ = [
     "GATES", "init_params", "param_shapes", "check_params", "split_gates",
     "structure", "flatten", "unflatten", "tree_map",
     "lstm_step", "lstm_forward", "predict", "forecast", "mse", "forward_cache",
-    "value_and_grad", "METHODS",
+    "value_and_grad", "METHODS", "FloatOverflowError",
     "check_gradients", "check_step", "GradientReport",
     "sigmoid", "tanh", "layouts", "save", "load", "CheckpointError", "atomic_write",
 ]

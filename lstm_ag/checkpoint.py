@@ -33,6 +33,10 @@ Guarantees of :func:`load`:
   entries that the header does not list (or that it lists and the file lacks), and entries
   whose declared size, ``.npy`` dtype or shape disagrees with the header; each entry is then
   read no further than its declared size, with its CRC checked;
+* a caller's own check of the metadata (``load(path, check=...)``: the trainer's fields and
+  config) runs once the header is read and before any array is inflated, each array there
+  as a :class:`Layout` (shape, dtype): a legal file of 1 MB declaring a 1 GiB array behind
+  metadata its caller does not know costs nothing to refuse;
 * the header is checked field by field (format, version, params, arrays, meta: a missing or
   unknown field is an error), JSON nested deeper than ``MAX_DEPTH + 2`` levels is refused,
   parameters are put back into their nested dicts and lists (:func:`lstm_ag.params.unflatten`;
@@ -48,9 +52,14 @@ Guarantees of :func:`save` and :func:`atomic_write`:
   enough beside any legal name), is fsynced, and moved into place with :func:`os.replace`;
   a crash leaves the old file or the new one, never half a file; on an exception the
   temporary file is removed;
-* temporary files that earlier saves of the same target left behind (a killed process) are
-  removed by the next save once they are older than ``STALE_SECONDS`` (30 minutes): only
-  regular files of this user whose names match that target's temporary-name pattern exactly;
+* a writer holds an advisory lock (``flock``) on its temporary file until it is moved into
+  place; temporary files that earlier saves of the same target left behind (a killed
+  process: its lock went with it) are removed by the next save once they are older than
+  ``LOCKED_GRACE_SECONDS`` (2 s) and their lock is free, and any older than
+  ``STALE_SECONDS`` (30 minutes; the only rule where there is no flock): only regular files
+  of this user whose names match that target's temporary-name pattern exactly, never one a
+  live writer holds;
+* a missing directory raises ``FileNotFoundError`` naming the target (not the temporary);
 * a directory (or a symbolic link to one) at the target is refused with
   ``IsADirectoryError``, never replaced; a symbolic link to a file is replaced by the file;
 * parameters must be finite and metadata plain JSON values or numpy arrays: NaN/inf
@@ -68,8 +77,15 @@ import secrets
 import stat
 import time
 import zipfile
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as onp
+
+try:
+    import fcntl
+except ImportError:                      # Windows: stale temporaries go by age alone
+    fcntl = None
 
 from .params import (
     CORE_KEYS,
@@ -81,8 +97,8 @@ from .params import (
     unflatten,
 )
 
-__all__ = ["save", "load", "atomic_write", "CheckpointError", "FORMAT", "VERSION",
-           "MAX_BYTES", "MAX_DEPTH", "STALE_SECONDS"]
+__all__ = ["save", "load", "atomic_write", "CheckpointError", "Layout", "FORMAT", "VERSION",
+           "MAX_BYTES", "MAX_DEPTH", "STALE_SECONDS", "LOCKED_GRACE_SECONDS"]
 
 #: The ``format`` field of the header, and the name of the entry that holds it.
 FORMAT = "lstm_ag.checkpoint"
@@ -93,8 +109,13 @@ VERSION = 2
 MAX_BYTES = 4 << 30
 #: Deepest nesting of lists, dicts and arrays in the metadata (the ``meta`` dict is level 0).
 MAX_DEPTH = 64
-#: Age (seconds since the last write) after which a temporary file of a save is stale.
+#: Age (seconds since the last write) after which a temporary file of a save is stale
+#: whatever its lock says (where locks are not kept, it is the only rule).
 STALE_SECONDS = 30 * 60
+#: Age after which a temporary file whose writer's lock is free is stale (its writer ended:
+#: a killed process); younger ones are spared, the instant between a writer's creating the
+#: file and locking it included.
+LOCKED_GRACE_SECONDS = 2
 
 _ARRAY = "__array__"
 _HEADER_MAX_BYTES = 64 << 20          # the JSON header entry (UTF-32 text)
@@ -225,8 +246,43 @@ def _temp_patterns(base):
                     re.compile(re.escape(f".{base}.") + r"[0-9a-f]{12}\.tmp", re.DOTALL))
 
 
+def _hold(fd):
+    """Take an advisory lock (``flock``) on a temporary file being written: the kernel drops
+    it when its writer ends, however it ends. Where there is no flock, nothing."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _abandoned(path, info, now):
+    """True when the temporary file ``path`` (stat ``info``) is no live writer's: with flock,
+    one older than ``LOCKED_GRACE_SECONDS`` whose lock is free (its writer has ended: killed,
+    crashed); without flock, or a lock that cannot be tried, one older than STALE_SECONDS."""
+    age = now - info.st_mtime
+    if age > STALE_SECONDS:
+        return True
+    if fcntl is None or age <= LOCKED_GRACE_SECONDS:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_ino != info.st_ino:
+            return False                 # replaced since the scan
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:                      # held by its writer (BlockingIOError), or untried
+        return False
+    else:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _remove_stale_temps(directory, patterns, now):
-    """Remove this target's temporary files older than STALE_SECONDS; never fail."""
+    """Remove this target's temporary files that no live writer holds (:func:`_abandoned`);
+    never fail."""
     uid = os.geteuid() if hasattr(os, "geteuid") else None
     try:
         entries = os.scandir(directory)
@@ -238,8 +294,8 @@ def _remove_stale_temps(directory, patterns, now):
                 continue
             with contextlib.suppress(OSError):
                 info = entry.stat(follow_symlinks=False)
-                if (stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_SECONDS
-                        and (uid is None or info.st_uid == uid)):
+                if (stat.S_ISREG(info.st_mode) and (uid is None or info.st_uid == uid)
+                        and _abandoned(entry.path, info, now)):
                     os.unlink(entry.path)
 
 
@@ -266,8 +322,18 @@ def atomic_write(path, write, *, mode: str = "wb"):
     directory, base = os.path.split(os.path.abspath(text))
     prefix, patterns = _temp_patterns(base)
     tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as err:               # name the file asked for, not the temporary one
+        reason = err.strerror or str(err)
+        if err.errno == errno.ENOENT:
+            reason = f"no such directory: {os.path.dirname(text) or '.'}"
+        elif err.errno == errno.ENOTDIR:
+            reason = f"not a directory: {os.path.dirname(text)}"
+        raise type(err)(err.errno, reason, text) from None
+    try:
+        _hold(fd)                        # while held, no other writer takes it for stale
         kwargs = {"encoding": "utf-8"} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as file:
             write(file)
@@ -597,7 +663,7 @@ def _read_header(zf, info, name):
         return str(raw[()])
 
 
-def _load(file, name, max_bytes):
+def _load(file, name, max_bytes, check=None):
     head = file.read(8)
     file.seek(0)
     if head.startswith(b"\x93NUMPY"):
@@ -632,6 +698,10 @@ def _load(file, name, max_bytes):
                 raise CheckpointError(f"{name}: entry {entry!r} holds dtype "
                                       f"{layouts[entry][1]}, shape {layouts[entry][0]}; the "
                                       f"header says {table[entry][1]}, {table[entry][0]}")
+        if check is not None:        # the caller's checks, before any array is inflated
+            check(_decode(meta, {e: Layout(*layouts[e]) for e in layouts
+                                 if e.startswith("meta/")}),
+                  {k: Layout(*layouts[f"params/{k}"]) for k in keys})
         bad = [k for k in keys if layouts[f"params/{k}"][1] not in (onp.float32, onp.float64)]
         if bad:
             raise CheckpointError(f"{name}: invalid parameters: params[{bad[0]!r}] must be "
@@ -648,12 +718,25 @@ def _load(file, name, max_bytes):
     return params, _decode(meta, arrays)
 
 
-def load(path, *, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
+class Layout(NamedTuple):
+    """What :func:`load` passes to its ``check`` in place of an array not yet read: its
+    ``shape`` (a tuple) and numpy ``dtype``."""
+    shape: tuple
+    dtype: onp.dtype
+
+
+def load(path, *, max_bytes: int = MAX_BYTES,
+         check: Callable[[dict, dict], None] | None = None) -> tuple[dict, dict]:
     """Read a checkpoint written by :func:`save` (format version 1 or 2).
 
     - path: file name (str, bytes or path-like).
     - max_bytes: the most bytes the file's entries may declare in all (4 GiB by default);
       a file declaring more is refused before anything is inflated.
+    - check: optional ``check(meta, params)``, called once the header is validated and
+      before any array is inflated, with the metadata (each array in it a :class:`Layout`)
+      and ``{flatten name: Layout}`` of the parameters; it refuses the file by raising (a
+      :class:`CheckpointError` naming the file, say). A caller that knows what its
+      metadata must hold (the trainer) refuses a foreign file without reading its arrays.
     Returns ``(params, meta)``: the parameter dict (shapes as saved, dtype kept; a stacked or
     bidirectional model's ``"reverse"`` and ``"layers"`` nested as saved) and the metadata
     dict, arrays restored bit for bit, tuples as lists.
@@ -667,5 +750,7 @@ def load(path, *, max_bytes: int = MAX_BYTES) -> tuple[dict, dict]:
         raise TypeError(f"max_bytes must be an int, got {type(max_bytes).__name__}")
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+    if check is not None and not callable(check):
+        raise TypeError(f"check must be callable or None, got {type(check).__name__}")
     with _open_regular(name) as file:
-        return _load(file, name, max_bytes)
+        return _load(file, name, max_bytes, check)

@@ -51,7 +51,32 @@ def _numpy(value, name):
         raise TypeError(f"{name} must be an array of numbers ({err})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be an array of numbers, got dtype {array.dtype}")
+    bad = ~np.isfinite(array) if array.dtype.kind == "f" else None
+    if bad is not None and bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} contains NaN or inf (first at index {where}, value "
+                         f"{array[where]}): the parameters must be finite")
     return array
+
+
+def _sizes(name, array, axes):
+    """Refuse an empty axis of a user's array, naming it (``axes``: ``{axis: "H"}``)."""
+    for axis, what in axes.items():
+        if array.ndim > axis and array.shape[axis] < 1:
+            raise ValueError(f"{name} has shape {shape_text(array.shape)}: {what} must be at "
+                             "least 1")
+
+
+def _fits(named, dtype):
+    """Refuse finite values too large for ``dtype`` (float32), naming the user's array."""
+    if np.dtype(dtype) != np.float32:
+        return
+    limit = float(np.finfo(np.float32).max)
+    for name, array in named:
+        if array.size and float(np.max(np.abs(array))) > limit:
+            raise ValueError(f"{name} has finite values up to {float(np.max(np.abs(array))):.3g}"
+                             f", which overflow float32, the weights' dtype (largest "
+                             f"{limit:.3g})")
 
 
 def _common_dtype(arrays):
@@ -96,20 +121,25 @@ def _biases(b, H, name="b"):
     return [_vector(b[k], f"{name}[{k!r}]", H, "(H,)") for k in GATES]
 
 
-def _finish(Wx, Wh, b, Wy, by, H, dtype_sources):
-    """Assemble a params dict; ``Wy (O, H)`` and ``by (O,)`` come in column convention."""
+def _finish(Wx, Wh, b, Wy, by, H, dtype_sources, named=()):
+    """Assemble a params dict; ``Wy (O, H)`` and ``by (O,)`` come in column convention.
+    named: ``(user's name, array)`` of every array given, checked (as the user named them)
+    to fit the result's dtype."""
     if (Wy is None) != (by is None) and Wy is None:
         raise ValueError("by was given without Wy: the readout needs Wy (O, H)")
-    arrays = list(dtype_sources)
+    arrays, named = list(dtype_sources), list(named)
     if Wy is not None:
         Wy = _numpy(Wy, "Wy")
         Wy = np.atleast_2d(Wy)
         if Wy.ndim != 2 or Wy.shape[1] != H:
             raise ValueError(f"Wy must have shape (O, H) = (O, {H}), got {shape_text(Wy.shape)}")
+        _sizes("Wy", Wy, {0: "O"})
         O = Wy.shape[0]
         by = np.zeros(O) if by is None else _vector(_numpy(by, "by"), "by", O, "(O,)")
         arrays += [Wy]
+        named += [("Wy", Wy), ("by", by)]
     dtype = _common_dtype(arrays)
+    _fits(named, dtype)
     params = {"Wx": Wx, "Wh": Wh, "b": b}
     if Wy is not None:
         params.update(Wy=Wy.T, by=by)
@@ -132,6 +162,7 @@ def from_concat(W: dict, b: dict | None = None, *, order: str = "hx", Wy: Any = 
         raise ValueError(f"order must be 'hx' or 'xh', got {order!r}")
     W = _gate_dict(W, "W")
     first = np.atleast_2d(W["i"])
+    _sizes("W['i']", first, {0: "H"})
     H = first.shape[0]
     D = first.shape[1] - H
     if first.ndim != 2 or D < 1:
@@ -144,7 +175,9 @@ def from_concat(W: dict, b: dict | None = None, *, order: str = "hx", Wy: Any = 
     Wh = np.concatenate([m[:, h_cols].T for m in mats], axis=1)
     bs = _biases(b, H)
     bias = np.zeros(4 * H) if bs is None else np.concatenate(bs)
-    return _finish(Wx, Wh, bias, Wy, by, H, mats + (bs or []))
+    named = [(f"W[{k!r}]", m) for k, m in zip(GATES, mats, strict=True)]
+    named += [(f"b[{k!r}]", v) for k, v in zip(GATES, bs or [], strict=False)]
+    return _finish(Wx, Wh, bias, Wy, by, H, mats + (bs or []), named)
 
 
 def _one_layer(params, function):
@@ -202,6 +235,9 @@ def from_split(W: dict, U: dict, b: dict | None = None, *, Wy: Any = None,
     """
     W, U = _gate_dict(W, "W"), _gate_dict(U, "U")
     first = np.atleast_2d(W["i"])
+    if first.ndim != 2:
+        raise ValueError(f"W['i'] must have shape (H, D), got {shape_text(first.shape)}")
+    _sizes("W['i']", first, {0: "H", 1: "D"})
     H, D = first.shape
     Ws = [_matrix(W[k], f"W[{k!r}]", (H, D), "(H, D)") for k in GATES]
     Us = [_matrix(U[k], f"U[{k!r}]", (H, H), "(H, H)") for k in GATES]
@@ -209,7 +245,10 @@ def from_split(W: dict, U: dict, b: dict | None = None, *, Wy: Any = None,
     Wh = np.concatenate([m.T for m in Us], axis=1)
     bs = _biases(b, H)
     bias = np.zeros(4 * H) if bs is None else np.concatenate(bs)
-    return _finish(Wx, Wh, bias, Wy, by, H, Ws + Us + (bs or []))
+    named = [(f"{top}[{k!r}]", m) for top, mats in (("W", Ws), ("U", Us))
+             for k, m in zip(GATES, mats, strict=True)]
+    named += [(f"b[{k!r}]", v) for k, v in zip(GATES, bs or [], strict=False)]
+    return _finish(Wx, Wh, bias, Wy, by, H, Ws + Us + (bs or []), named)
 
 
 def to_split(params: dict) -> dict:
@@ -312,13 +351,15 @@ def from_torch(state_dict: Any, linear: Any = None) -> dict[str, Any]:
     if Whh0.ndim != 2 or Whh0.shape[0] != 4 * Whh0.shape[1]:
         raise ValueError(f"state_dict['weight_hh_l0'] must have shape (4H, H), "
                          f"got {shape_text(Whh0.shape)}")
+    _sizes("state_dict['weight_hh_l0']", Whh0, {1: "H"})
     H = Whh0.shape[1]
     Wih0 = _numpy(state_dict["weight_ih_l0"], "state_dict['weight_ih_l0']")
     if Wih0.ndim != 2 or Wih0.shape[0] != 4 * H:
         raise ValueError(f"state_dict['weight_ih_l0'] must have shape (4H, D) = ({4 * H}, D), "
                          f"got {shape_text(Wih0.shape)}")
+    _sizes("state_dict['weight_ih_l0']", Wih0, {1: "D"})
     D = Wih0.shape[1]
-    weights = []
+    weights, named = [], []
     directions = []
     for layer in range(num_layers):
         inputs, what = (D, "(4H, D)") if layer == 0 else (dirs * H, "(4H, 2H)" if dirs == 2
@@ -332,6 +373,9 @@ def from_torch(state_dict: Any, linear: Any = None) -> dict[str, Any]:
                           (4 * H, H), "(4H, H)")
             bias = _torch_bias(state_dict, layer, reverse, H)
             weights += [Wih, Whh]
+            named += [(f"state_dict[{key!r}]", _numpy(state_dict[key], key))
+                      for key in (_torch_key(kind, layer, reverse) for kind in _TORCH_KINDS)
+                      if key in state_dict]
             owned.append({"Wx": Wih.T, "Wh": Whh.T,
                           "b": np.zeros(4 * H) if bias is None else bias})
         if bidirectional:
@@ -353,11 +397,14 @@ def from_torch(state_dict: Any, linear: Any = None) -> dict[str, Any]:
             rows = "dirs*H" if dirs == 2 else "H"
             raise ValueError(f"linear['weight'] must have shape (O, {rows}) = (O, {dirs * H}), "
                              f"got {shape_text(Wy.shape)}")
+        _sizes("linear['weight']", Wy, {0: "O"})
         weights.append(Wy)
         params["Wy"] = Wy.T
         params["by"] = _vector(_numpy(linear["bias"], "linear['bias']"), "linear['bias']",
                                Wy.shape[0], "(O,)")
+        named += [("linear['weight']", Wy), ("linear['bias']", params["by"])]
     dtype = _common_dtype(weights)
+    _fits(named, dtype)
     params = tree_map(lambda v: np.array(v, dtype=dtype, order="C"), params)
     check_params(params)                 # sizes >= 1, finite values: as every params dict
     return params
@@ -443,10 +490,12 @@ def from_keras(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, Wy: Any 
     rk = _numpy(recurrent_kernel, "recurrent_kernel")
     if rk.ndim != 2 or rk.shape[1] != 4 * rk.shape[0]:
         raise ValueError(f"recurrent_kernel must have shape (H, 4H), got {shape_text(rk.shape)}")
+    _sizes("recurrent_kernel", rk, {0: "H"})
     H = rk.shape[0]
     if kernel.ndim != 2 or kernel.shape[1] != 4 * H:
         raise ValueError(f"kernel must have shape (D, 4H) = (D, {4 * H}), "
                          f"got {shape_text(kernel.shape)}")
+    _sizes("kernel", kernel, {0: "D"})
     bias = np.zeros(4 * H) if bias is None else _vector(_numpy(bias, "bias"), "bias", 4 * H,
                                                          "(4H,)")
     if Wy is not None:
@@ -454,7 +503,8 @@ def from_keras(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, Wy: Any 
         if Wy.ndim != 2 or Wy.shape[0] != H:
             raise ValueError(f"Wy must have shape (H, O) = ({H}, O), got {shape_text(Wy.shape)}")
         Wy = Wy.T
-    return _finish(kernel, rk, bias, Wy, by, H, [kernel, rk])
+    named = [("kernel", kernel), ("recurrent_kernel", rk), ("bias", bias)]
+    return _finish(kernel, rk, bias, Wy, by, H, [kernel, rk], named)
 
 
 def to_keras(params: dict) -> dict[str, np.ndarray]:

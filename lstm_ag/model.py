@@ -29,15 +29,101 @@ from .bptt import cached_runner, loss_and_grads
 from .cell import SequenceCache, readout_mse, scan
 from .inputs import forward_arguments, loss_arguments
 from .ops import plain_ops
-from .params import is_traced, structure, tree_map, untraced
+from .params import flatten, is_traced, structure, tree_map, untraced
 from .stack import initial_states, run_layers
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
 __all__ = ["METHODS", "check_method", "lstm_forward", "predict", "forecast", "mse",
-           "value_and_grad", "forward_cache", "bptt"]
+           "value_and_grad", "forward_cache", "bptt", "FloatOverflowError"]
 
 #: The gradient methods, the default first.
 METHODS = ("fast", "bptt", "autograd")
+
+
+class FloatOverflowError(ValueError, OverflowError):
+    """Finite inputs whose result overflows the dtype (float64 above 1.8e308): raised by every
+    public function of this module instead of returning inf or NaN, naming what overflowed
+    (the gate pre-activations, the predictions, the squared errors, their sum, a gradient)
+    and the largest inputs that feed it. A ``ValueError``, and an ``OverflowError``."""
+
+
+def _quiet():
+    """numpy's overflow and invalid-value warnings off inside a public function: a result
+    that is not finite is checked for, and named, by :func:`_check_finite`."""
+    return onp.errstate(over="ignore", invalid="ignore")
+
+
+def _finite(*values):
+    return all(onp.isfinite(onp.asarray(untraced(v))).all() for v in values)
+
+
+def _max_abs(value) -> float:
+    value = onp.asarray(untraced(value))
+    with _quiet():
+        return float(onp.max(onp.abs(value))) if value.size else 0.0
+
+
+def _largest(values: dict) -> str:
+    """``|name| up to 1e+300, ...`` for the named arrays (None ones left out)."""
+    return ", ".join(f"|{name}| up to {_max_abs(value):.3g}" for name, value in values.items()
+                     if value is not None)
+
+
+def _weights(params, keys):
+    """The named parameter arrays of ``keys`` (``Wx``, ...) in every layer and direction."""
+    plain = tree_map(untraced, {k: untraced(v) for k, v in untraced(params).items()})
+    return {f"params['{name}']": value for name, value in flatten(plain).items()
+            if name.rsplit(".", 1)[-1] in keys}
+
+
+def _check_finite(function, results, params, xs, hs=None, targets=None, weights=None,
+                  grads=None):
+    """Raise :class:`FloatOverflowError` unless every array of ``results`` is finite. The
+    inputs were validated finite, so something overflowed on the way: the first stage that
+    did is named -- the LSTM's hidden states ``hs``, the predictions ``hs @ Wy + by``, the
+    errors against ``targets``, their squares, their (``weights``-weighted) sum, then the
+    gradient ``grads`` -- with the largest inputs that feed it."""
+    if _finite(*results):
+        return
+    dtype = onp.asarray(untraced(untraced(params)["Wx"])).dtype
+    limit = f"{float(onp.finfo(dtype).max):.3g}"
+    head = f"{function}: finite inputs overflow {dtype} (largest {limit})"
+    if hs is None or not _finite(hs):
+        raise FloatOverflowError(
+            f"{head} in the gate pre-activations x @ Wx + h @ Wh + b ("
+            f"{_largest({'xs': xs, **_weights(params, ('Wx', 'Wh', 'b'))})}): scale the inputs "
+            "or the weights down")
+    if hs is not None and "Wy" in untraced(params):
+        plain = onp.asarray(untraced(hs))
+        with _quiet():
+            ys = plain @ untraced(untraced(params)["Wy"]) + untraced(untraced(params)["by"])
+        readout = _largest(_weights(params, ("Wy", "by")))
+        if not _finite(ys):
+            raise FloatOverflowError(f"{head} in the predictions hs @ Wy + by ({readout}, "
+                                     "|hs| <= 1): scale Wy and by down")
+        if targets is not None:
+            with _quiet():
+                err = ys - onp.asarray(untraced(targets))
+                square = err * err
+            inputs = (f"{readout}, predictions up to {_max_abs(ys):.3g}, "
+                      f"{_largest({'targets': targets})}")
+            if not _finite(err, square):
+                raise FloatOverflowError(
+                    f"{head} in the squared errors (predictions - targets)**2 ({inputs}): an "
+                    f"error's square must stay below {limit}; scale the targets (and the "
+                    "readout) down")
+            if grads is None:
+                raise FloatOverflowError(
+                    f"{head} in the sum of the squared errors ({inputs}"
+                    + (f", {_largest({'mask': weights})}" if weights is not None else "")
+                    + "): scale the targets down")
+    if grads is not None:
+        bad = sorted(k for k, v in flatten(tree_map(untraced, grads)).items() if not _finite(v))
+        raise FloatOverflowError(
+            f"{head} in the gradient ({', '.join(f'grads[{k!r}]' for k in bad[:4])} not "
+            f"finite; {_largest({'targets': targets, **_weights(params, ('Wx', 'Wh', 'Wy'))})})"
+            ": scale the inputs, targets or weights down")
+    raise FloatOverflowError(f"{head} ({_largest({'xs': xs})}): scale the inputs down")
 
 
 def check_method(method: Any, allowed: tuple = METHODS) -> str:
@@ -106,7 +192,9 @@ def lstm_forward(params: dict, xs: Any, state: Any = None, *, lengths: Any = Non
     check_method(method, ("fast", "autograd"))
     xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=False,
                                                     lengths=lengths)
-    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    with _quiet():
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    _check_finite("lstm_forward", [hs, *hT, *cT], params, xs, hs=hs)
     return (hs[:, 0] if single else hs), _final_state(hT, cT, single)
 
 
@@ -124,8 +212,10 @@ def predict(params: dict, xs: Any, state: Any = None, *, lengths: Any = None,
     check_method(method, ("fast", "autograd"))
     xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=True,
                                                     lengths=lengths)
-    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
-    ys = hs @ params["Wy"] + params["by"]
+    with _quiet():
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+        ys = hs @ params["Wy"] + params["by"]
+    _check_finite("predict", [hs, *hT, *cT, ys], params, xs, hs=hs)
     ys = ys[:, 0] if single else ys
     return (ys, _final_state(hT, cT, single)) if return_state else ys
 
@@ -162,22 +252,34 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *, lengths:
         raise ValueError(f"forecast feeds each prediction back as the next input, so the "
                          f"readout's outputs must be the inputs: params has O = {O} outputs "
                          f"but xs has D = {D} features")
-    _, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    with _quiet():
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    _check_finite("forecast", [hs, *hT, *cT], params, xs, hs=hs)
     ys = []
     for k in range(horizon):
-        ys.append(hT[-1] @ params["Wy"] + params["by"])    # from the top layer's last state
+        with _quiet():
+            ys.append(hT[-1] @ params["Wy"] + params["by"])  # from the top layer's last state
+        _check_finite(f"forecast (step {k + 1} of {horizon})", [ys[-1]], params, xs,
+                      hs=hT[-1][None])
         if k + 1 < horizon:
-            _, hT, cT = _hidden(params, ys[-1][None], hT, cT, None, method)
+            with _quiet():
+                hs, hT, cT = _hidden(params, ys[-1][None], hT, cT, None, method)
+            _check_finite(f"forecast (step {k + 2} of {horizon}, fed its prediction)",
+                          [hs, *hT, *cT], params, ys[-1][None], hs=hs)
     ys = np.stack(ys)
     return ys[:, 0] if single else ys
 
 
-def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None):
+def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None,
+          hs_out=None):
     """The loss of :func:`mse` on arguments validated by :func:`loss_arguments`; the final
-    states (plain arrays) are appended to ``state_out`` when given."""
+    states (plain arrays) are appended to ``state_out`` when given, the hidden states
+    (plain) to ``hs_out``."""
     hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
     if state_out is not None:
         state_out.append(([untraced(h) for h in hT], [untraced(c) for c in cT]))
+    if hs_out is not None:
+        hs_out.append(untraced(hs))
     params = as_traced_dict(params)
     traced = any(is_traced(a) for a in (params, hs, targets, weights))
     loss = readout_mse_primitive if method == "fast" and traced else readout_mse
@@ -202,7 +304,13 @@ def mse(params: dict, xs: Any, targets: Any, state: Any = None, *, mask: Any = N
     Returns a scalar.
     """
     check_method(method, ("fast", "autograd"))
-    return _loss(params, *loss_arguments(params, xs, targets, state, mask, lengths), method)
+    arrays = loss_arguments(params, xs, targets, state, mask, lengths)
+    out: list = []
+    with _quiet():
+        loss = _loss(params, *arrays, method, hs_out=out)
+    _check_finite("mse", [loss], params, arrays[0], hs=out[0], targets=arrays[3],
+                  weights=arrays[4])
+    return loss
 
 
 def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
@@ -236,12 +344,24 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
         params = dict(params)             # an OrderedDict, say: autograd differentiates dicts
     arrays = loss_arguments(params, xs, targets, state, mask, lengths)     # validated once
     single = onp.ndim(untraced(xs)) < 3           # (T, D), a list of vectors, or (T,)
-    if method == "bptt":
-        loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True)
-    else:
-        out: list = []
-        loss, grads = _loss_and_gradient(params, *arrays, method, out)
-        hT, cT = out[0]
+    with _quiet():
+        if method == "bptt":
+            loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True)
+        else:
+            out: list = []
+            loss, grads = _loss_and_gradient(params, *arrays, method, out)
+            hT, cT = out[0]
+    if not _finite(loss, *flatten(tree_map(untraced, grads)).values(), *hT, *cT):
+        with _quiet():                   # which stage: the forward again, on plain arrays
+            hs = _hidden(tree_map(untraced, untraced(params)), untraced(arrays[0]),
+                         *initial_states(untraced(arrays[1]), untraced(arrays[2]),
+                                         tree_map(untraced, untraced(params))),
+                         arrays[5], "fast")[0]
+        _check_finite("value_and_grad", [loss], params, arrays[0], hs=hs, targets=arrays[3],
+                      weights=arrays[4])
+        _check_finite("value_and_grad", [*hT, *cT], params, arrays[0], hs=hs)
+        _check_finite("value_and_grad", [*flatten(tree_map(untraced, grads)).values()],
+                      params, arrays[0], hs=hs, targets=arrays[3], grads=grads)
     return (loss, grads, _final_state(hT, cT, single)) if return_state else (loss, grads)
 
 

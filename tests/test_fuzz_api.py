@@ -163,7 +163,7 @@ def test_public_api_fuzz_long(data):
                                      np.ones((2, 1)), state=5), "state"),
     (lambda: lstm_ag.check_gradients(lstm_ag.init_params(1, 2, 1), np.ones((2, 1)),
                                      np.ones((2, 1)), backward=1), "backward"),
-    (lambda: lstm_ag.layouts.from_keras(np.zeros((0, 12)), np.zeros((3, 12))), "Wx"),
+    (lambda: lstm_ag.layouts.from_keras(np.zeros((0, 12)), np.zeros((3, 12))), "kernel"),
 ])
 def test_secondary_arguments_are_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):

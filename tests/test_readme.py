@@ -24,6 +24,7 @@ README = ROOT / "README.md"
 TIMINGS = [(re.compile(r"\d+(\.\d+)? steps/s"), "_ steps/s"),
            (re.compile(r" in \d+\.\d+ s\b"), " in _ s"),
            (re.compile(r"\(\d+\.\d+ s\)"), "(_ s)"),
+           (re.compile(r"eta (\d+:)?\d+:\d\d|eta \?"), "eta _"),
            (re.compile(r"^(  \S.*\s)\d+\.\d\d$"), r"\1_")]     # a table's seconds column
 MARK = "@@readme-status"
 

@@ -15,8 +15,8 @@ stdout. A directory holding a model is replaced only with ``--overwrite`` (or co
 Exit status: 0 done; 1 the loss became non-finite (the last good checkpoint is kept);
 2 bad arguments or checkpoint, a run directory holding a model or in use, sizes too large for
 the memory; 3 the run's files cannot be written (disk full, read-only, not a directory: the
-last good checkpoint is kept); 130 interrupted by Ctrl-C (a checkpoint was saved). Every
-failure is one line, never a traceback.
+last good checkpoint is kept); 130 interrupted by Ctrl-C, 143 by SIGTERM (a checkpoint was
+saved either way). Every failure is one line, never a traceback.
 
 Ctrl-C is handled from the first line of :func:`main` on: this module imports only the
 standard library at the top, the trainer (numpy, autograd) inside the functions, after the
@@ -34,6 +34,8 @@ from .options import _option, _prog, build_parser
 __all__ = ["main", "build_parser"]
 
 EXIT_DIVERGED, EXIT_USAGE, EXIT_UNWRITABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+#: The exit status after a SIGTERM (128 + 15, as a shell reports a process it ended).
+EXIT_TERMINATED = 143
 PLOT_HINT = ("--plot needs matplotlib, which is not installed; install it with "
              "pip install 'lstm-ag[plot]' (or pip install matplotlib)")
 
@@ -286,6 +288,7 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
             for old in (run_dir.plot, os.path.join(run_dir.path, BEST_NAME)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old)                      # the replaced run's picture and best
+        _raise_if_stopped()
         with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as log:
             result = fit(params, task, config, start=start, checkpoint=run_dir.checkpoint,
                          metrics=run_dir.metrics, callback=callback, log=log)
@@ -313,26 +316,84 @@ def run(args: argparse.Namespace, prog: str, *, callback=None) -> int:
     return 0
 
 
+#: The :class:`_CtrlC` of the command line running in this process, if any.
+_ACTIVE: list = []
+
+
+def _raise_if_stopped():
+    """Raise KeyboardInterrupt if a signal already came. Called after the heavy imports: the
+    KeyboardInterrupt its handler raised may have been swallowed by a library's start-up code
+    (measured: 2 of 80 SIGINTs 0.1-0.25 s into start-up, inside autograd's import, were lost
+    and the run went on to exit 0)."""
+    if _ACTIVE and _ACTIVE[-1].count:
+        raise KeyboardInterrupt
+
+
 class _CtrlC:
-    """SIGINT while the command line runs: the first Ctrl-C raises KeyboardInterrupt (the run
-    stops, saving its checkpoint); later ones are ignored, the program being on its way out
-    (:func:`train.fit` also defers a Ctrl-C until a checkpoint being written is complete).
-    Installed only in the main thread; the previous handler is restored on exit."""
+    """SIGINT or SIGTERM while the command line runs: the first raises KeyboardInterrupt (the
+    run stops, saving its checkpoint); later ones are ignored, the program being on its way
+    out (:func:`train.fit` also defers them until a checkpoint being written is complete).
+    ``signum`` is the first one's; one ``held`` at start-up (before this was installed,
+    :mod:`train.__main__`) is raised on entry. Installed only in the main thread; the previous
+    handlers are restored on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, held=()):
+        self.held = held                  # read once installed: none slips in between
 
     def __enter__(self):
-        self.count, self.previous = 0, None
+        self.count, self.previous, self.signum = 0, {}, None
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self.handle)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self.handle)
+        _ACTIVE.append(self)
         return self
 
+    def raise_held(self):
+        if self.held:
+            signum = self.held[0]
+            del self.held[:]
+            self.handle(signum, None)
+
+    #: Seconds after which a signal that came inside the import machinery is sent again.
+    RETRY = 0.05
+
     def handle(self, signum, frame):
+        if self.count == 0 and frame is not None \
+                and frame.f_code.co_filename.startswith("<frozen importlib"):
+            # Raised in there, KeyboardInterrupt can land in a weakref callback of the module
+            # locks, which Python prints as "Exception ignored ... Traceback" and swallows:
+            # send the signal again in a moment, out of the import machinery.
+            timer = threading.Timer(self.RETRY, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
         self.count += 1
         if self.count == 1:
+            self.signum = signum
             raise KeyboardInterrupt
 
+    def interrupted(self):
+        """Stopped outside the training loop: one line, exit 130 (143 for SIGTERM)."""
+        self.count += 1                   # from now on signals are ignored: we are leaving
+        print(f"{_prog()}: interrupted; any checkpoint on disk is the last complete one",
+              file=sys.stderr)
+        return self.status(EXIT_INTERRUPTED)
+
+    def status(self, code):
+        """The exit status: 143 for a run interrupted by SIGTERM, else ``code``."""
+        if code == EXIT_INTERRUPTED and self.signum == signal.SIGTERM:
+            return EXIT_TERMINATED
+        return code
+
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        _ACTIVE.remove(self)
+        if self.signum is not None and _ACTIVE and _ACTIVE[-1].signum is None:
+            _ACTIVE[-1].signum = self.signum     # a run inside a sweep (--jobs 1): its signal
+        for signum, previous in self.previous.items():
+            if previous is not None:
+                signal.signal(signum, previous)
 
 
 def _report(prog, message, status, usage=None):
@@ -354,6 +415,7 @@ def _main(argv, callback):
     from .config import ConfigError
     from .rundir import RunError, unwritable
     from .series import SeriesError
+    _raise_if_stopped()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -379,7 +441,7 @@ def _main(argv, callback):
         return _report(prog, str(unwritable(where, err)), EXIT_UNWRITABLE)
 
 
-def main(argv: list[str] | None = None, *, callback=None, command=None) -> int:
+def main(argv: list[str] | None = None, *, callback=None, command=None, held=()) -> int:
     """The trainer's command line (``lstm-ag-train`` and ``python -m train`` call it through
     :mod:`train.__main__`).
 
@@ -387,13 +449,19 @@ def main(argv: list[str] | None = None, *, callback=None, command=None) -> int:
       (``callback(step, params, info)`` after every step; tests raise KeyboardInterrupt there).
     - command: ``command(argv, callback) -> status`` to run instead of the trainer, under the
       same Ctrl-C handling (the ``sweep`` subcommand).
-    Returns the exit status (0, 1, 2, 3 or 130; see the module docstring).
+    - held: signals that came during start-up, before this ran (:mod:`train.__main__` holds
+      them): the first stops the program at once, as it would have.
+    Returns the exit status (0, 1, 2, 3, 130 or 143; see the module docstring).
     """
-    with _CtrlC() as ctrl_c:
+    with _CtrlC(held) as ctrl_c:
         try:
-            return (command or _main)(argv, callback)
+            ctrl_c.raise_held()
+            return ctrl_c.status((command or _main)(argv, callback))
         except KeyboardInterrupt:         # outside the training loop: start-up, plot, ...
-            ctrl_c.count += 1             # from now on Ctrl-C is ignored: we are leaving
-            print(f"{_prog()}: interrupted; any checkpoint on disk is the last complete one",
-                  file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return ctrl_c.interrupted()
+        except Exception:
+            if ctrl_c.signum is None:
+                raise
+            # The signal's KeyboardInterrupt inside an import that turned it into another
+            # error (numpy's __init__ reraises anything as ImportError): still a stop.
+            return ctrl_c.interrupted()

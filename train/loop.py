@@ -18,10 +18,16 @@ checkpoints, and clean stops.
   atomically, the checkpoint first. A progress line averages the training losses and gradient
   norms since the previous evaluation; a checkpoint written between evaluations (on Ctrl-C)
   holds those, so that after a resume the progress lines equal an uninterrupted run's.
-* ``metrics.json`` always describes the checkpoint on disk: its ``step`` is the checkpoint's,
-  its ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"``
-  (a file could not be written). Should metrics.json itself fail to be written after the
-  checkpoint was, it is one evaluation behind (and fit raises the ``OSError``).
+* ``metrics.json`` describes the checkpoint on disk: its ``step`` is the checkpoint's, its
+  ``status`` ``"running"``, ``"done"``, ``"interrupted"``, ``"diverged"`` or ``"failed"`` (a
+  file could not be written). Two files cannot be replaced in one atomic step: the checkpoint
+  is written first, and it is the truth. Should the process die between the two writes
+  (SIGKILL, a power cut) or metrics.json fail to be written (fit raises the ``OSError``),
+  metrics.json is one evaluation behind, and its ``step`` says which checkpoint it describes;
+  a resumed run then says so and rewrites it from the checkpoint before it trains (and a
+  ``"done"`` is only ever written after the final checkpoint).
+* Each progress line ends with an ETA (``eta 1:05``): the median seconds per step of this
+  session's evaluation windows times the steps left (``eta ?`` before any step is timed).
 * Validation-driven: at every evaluation whose validation MSE is the lowest so far, the
   parameters are saved to ``best.npz`` beside the checkpoint (a checkpoint of that step,
   atomically). With ``config.patience`` P > 0 the run stops early after P evaluations without
@@ -30,10 +36,15 @@ checkpoints, and clean stops.
   resumed run stops where an uninterrupted one would.
 * ``config.threads`` limits numpy's BLAS threads (threadpoolctl) while training; 0 leaves them.
 * Ctrl-C (KeyboardInterrupt, also from a callback) saves a checkpoint of the last completed
-  step and returns with ``status="interrupted"``. A Ctrl-C that arrives while a file is being
-  written waits until the write is complete.
-* A non-finite loss or gradient stops training before the update, with
-  ``status="diverged"``; the checkpoint on disk is the last good one.
+  step and returns with ``status="interrupted"``. So does SIGTERM (batch schedulers, ``kill``,
+  ``docker stop``): the command line handles it as Ctrl-C, and fit itself does when SIGTERM
+  is left at the system's default. A signal that arrives while a file is being written waits
+  until the write is complete. One that comes while an evaluation runs loses that
+  evaluation's row, not for long: a run resumed at an evaluation step whose row its history
+  lacks evaluates it first, so that its history is an uninterrupted run's.
+* A non-finite loss or gradient (or lstm_ag's ``FloatOverflowError``, an ``OverflowError``)
+  stops training before the update, with ``status="diverged"``; the checkpoint on disk is the
+  last good one.
 * A file that cannot be written (disk full, read-only) raises ``OSError`` naming it; the
   checkpoint on disk is the last good one.
 """
@@ -44,6 +55,7 @@ import math
 import numbers
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -96,6 +108,9 @@ class Progress:
     losses: list = field(default_factory=list)
     norms: list = field(default_factory=list)
     carry: dict | None = None
+    #: The lstm_ag version that wrote the checkpoint resumed from ("" when it recorded none;
+    #: None for a fresh run or this version): a resumed run says so in a line of its log.
+    written_by: str | None = None
 
 
 @dataclass
@@ -233,7 +248,10 @@ def evaluate(params: dict, task: Task) -> float:
     """The validation MSE of ``params`` on ``task`` (with its validation weights,
     ``task.val_weights``), a float."""
     with np.errstate(all="ignore"):
-        return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.val_weights))
+        try:
+            return float(lstm_ag.mse(params, task.val_x, task.val_y, mask=task.val_weights))
+        except OverflowError:             # lstm_ag names an overflow: not finite, diverged
+            return math.inf
 
 
 def save_checkpoint(path, params: dict, progress: Progress, config: TrainConfig,
@@ -267,37 +285,72 @@ HISTORY_KEYS = ("step", "train_loss", "val_mse", "baseline_mse", "grad_norm", "l
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`, validating every field.
 
-    Returns a :class:`Checkpoint` ``(params, config, progress, task_spec)``. Raises
+    The metadata's fields, their names and the config are checked before any array of the
+    file is inflated (``lstm_ag.load(check=...)``): a foreign file costs no memory. A file of
+    another lstm_ag version is read when its fields are this version's (``progress.
+    written_by`` names that version, and the resumed run says so); where they differ, the
+    error names both versions. Returns a :class:`Checkpoint` ``(params, config, progress,
+    task_spec)``. Raises
     ``lstm_ag.CheckpointError`` naming the file and the field when it lacks the trainer's
     metadata or has other fields, its config is not a valid :class:`TrainConfig`, its step,
     history, seconds or window are not what this trainer writes, the task's spec does not
     describe the config's task, or the parameters or momentum buffers do not fit the config.
     """
     name = os.fspath(path)
-    params, meta = lstm_ag.load(path)
-    missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
-    if missing:
-        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
-                                      f"lacks {missing})")
-    unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (unknown "
-                                      f"metadata {unknown})")
-    try:
-        config = TrainConfig.from_dict(meta["config"])
-        nulls = sorted(k for k, v in meta["config"].items() if v is None)
-        if nulls:                         # None means "the task's default"; never written
-            raise ValueError(f"{nulls} must hold values, got null")
-    except ValueError as err:
-        raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}") from None
+    params, meta = lstm_ag.load(path, check=lambda meta, layouts: _check_fields(name, meta))
+    version = meta.get("lstm_ag_version", "")
+    config = _checked_config(name, meta["config"], version)
     try:
         progress = _checked_progress(params, meta, config)
         task_spec = _checked_task_spec(meta["task_spec"], config)
     except _BadField as err:
-        raise lstm_ag.CheckpointError(f"{name}: {err.field} {err.problem} (a checkpoint of "
-                                      "this trainer never has that; the file was altered)"
-                                      ) from None
+        why = _other_version(version) or (" (a checkpoint of this trainer never has that; "
+                                          "the file was altered)")
+        raise lstm_ag.CheckpointError(f"{name}: {err.field} {err.problem}{why}") from None
     return Checkpoint(params, config, progress, task_spec)
+
+
+def _other_version(version):
+    """Why a checkpoint of another lstm_ag version may be refused: its format differs."""
+    if version == lstm_ag.__version__ or not isinstance(version, str):
+        return ""
+    who = f"lstm_ag {version}" if version else "an lstm_ag that did not record its version"
+    return (f" (written by {who}; this is lstm_ag {lstm_ag.__version__}, whose checkpoints "
+            "differ there: resume it with that version, or start a new run)")
+
+
+def _check_fields(name, meta):
+    """The checks of the metadata that :func:`lstm_ag.load` runs before inflating any array:
+    the trainer's fields, none other, and the version as a string."""
+    version = meta.get("lstm_ag_version", "")
+    if not isinstance(version, str):
+        raise lstm_ag.CheckpointError(f"{name}: lstm_ag_version must be a string, got "
+                                      f"{repr(version)[:60]}")
+    missing = [k for k in CHECKPOINT_FIELDS if k not in meta]
+    if missing:
+        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (its metadata "
+                                      f"lacks {missing})"
+                                      f"{_other_version(version) if version else ''}")
+    unknown = sorted(set(meta) - set(CHECKPOINT_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        shown = unknown[:5] + (["..."] if len(unknown) > 5 else [])
+        raise lstm_ag.CheckpointError(f"{name}: not a checkpoint of this trainer (unknown "
+                                      f"metadata {shown}){_other_version(version)}")
+    _checked_config(name, meta["config"], version)
+
+
+def _checked_config(name, raw, version):
+    """The :class:`TrainConfig` of a checkpoint's ``config`` (plain JSON: checked before any
+    array is read), or a CheckpointError naming the file."""
+    try:
+        config = TrainConfig.from_dict(raw)
+        nulls = sorted(k for k, v in raw.items() if v is None)
+        if nulls:                         # None means "the task's default"; never written
+            raise ValueError(f"{nulls} must hold values, got null")
+    except ValueError as err:
+        raise lstm_ag.CheckpointError(f"{name}: its config is not valid: {err}"
+                                      f"{_other_version(version)}") from None
+    return config
 
 
 class _BadField(Exception):
@@ -365,11 +418,10 @@ def _checked_progress(params, meta, config):
     if len(window["losses"]) != len(window["norms"]):
         raise _BadField("window", "must hold as many losses as norms")
     version = meta.get("lstm_ag_version", "")
-    if not isinstance(version, str):
-        raise _BadField("lstm_ag_version", f"must be a string, got {version!r}")
     return Progress(step=step, velocity=velocity, history=list(history), seconds=seconds,
                     losses=window["losses"].tolist(), norms=window["norms"].tolist(),
-                    carry=_checked_carry(meta.get("carry"), params, config))
+                    carry=_checked_carry(meta.get("carry"), params, config),
+                    written_by=None if version == lstm_ag.__version__ else version)
 
 
 def _checked_carry(carry, params, config):
@@ -475,8 +527,27 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
         limits = threadpool_limits(limits=config.threads, user_api="blas")
     else:
         limits = contextlib.nullcontext()
-    with limits:
+    with limits, _sigterm_as_ctrl_c():
         return _fit(params, task, config, start, checkpoint, metrics, callback, log)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """While :func:`fit` runs in the main thread, a SIGTERM left at the system's default (which
+    would end the process without a word) acts as Ctrl-C: the run stops with its checkpoint
+    saved. A handler set by the caller (the command line's) is left alone."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
+        yield
+        return
+
+    def handle(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fit(params, task, config, start, checkpoint, metrics, callback, log):
@@ -489,6 +560,18 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
         velocity = init_moments(params)
     run.restore_best(start, params)
     state = _State(start.step, params, velocity, start.carry)
+    run.resumed_notes(start)
+    if _evaluation_missing(start, config):       # stopped during the evaluation of its step
+        run.saved_step = None                    # its checkpoint is rewritten with the row
+        lr = (learning_rate(config.lr, start.step - 1, config.lr_decay)
+              if config.lr_decay and config.optimizer != "lbfgs" else None)
+        try:
+            if not run.evaluate_and_save(state, lr=lr):
+                return run.diverged(state, "the validation MSE")
+        except KeyboardInterrupt:
+            return run.interrupted(state)
+        if run.patience_spent():
+            return run.done(state)
     if state.step >= config.steps:
         message = f"already at step {state.step} (>= steps={config.steps}); nothing to do"
         run.save(state, status="done", message=message)
@@ -503,17 +586,12 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
             step, params, velocity, carry = state
             batch, chunk = divmod(step, len(plan))
             idx = batch_indices(config.seed, batch, task.train_x.shape[1], config.batch)
-            warm, start, stop = plan[chunk]
-            initial = None if carry is None else (carry["h"], carry["c"])
             with np.errstate(all="ignore"):           # non-finite values are handled below
-                if warm < start:                      # chunks without loss weight: forward
-                    initial = lstm_ag.predict(params, task.train_x[warm:start, idx], initial,
-                                              method=config.method, return_state=True)[1]
-                carried = {"return_state": True} if config.tbptt else {}   # the final state
-                out = lstm_ag.value_and_grad(
-                    params, task.train_x[start:stop, idx], task.train_y[start:stop, idx],
-                    initial, method=config.method,
-                    mask=None if task.mask is None else task.mask[start:stop], **carried)
+                try:
+                    out = _step(params, task, config, idx, plan[chunk], carry)
+                except OverflowError as err:          # lstm_ag names an overflow
+                    return run.diverged(state, "the gradient norm" if "in the gradient"
+                                        in str(err) else "the loss")
                 loss, grads = float(out[0]), out[1]
                 carry = None
                 if chunk + 1 < len(plan):             # the batch goes on: carry its state
@@ -543,6 +621,34 @@ def _fit(params, task, config, start, checkpoint, metrics, callback, log):
     except KeyboardInterrupt:
         return run.interrupted(state)
     return run.done(state)
+
+
+def _step(params, task, config, idx, chunk, carry):
+    """The loss and gradient of one step: ``value_and_grad`` on the batch ``idx`` over the
+    time steps of ``chunk = (warm, start, stop)`` of :func:`chunk_plan`, from the carried
+    state (the chunks between ``warm`` and ``start``, without loss weight, run forward only);
+    with ``tbptt`` also the final state."""
+    warm, start, stop = chunk
+    initial = None if carry is None else (carry["h"], carry["c"])
+    if warm < start:
+        initial = lstm_ag.predict(params, task.train_x[warm:start, idx], initial,
+                                  method=config.method, return_state=True)[1]
+    carried = {"return_state": True} if config.tbptt else {}   # the final state
+    return lstm_ag.value_and_grad(
+        params, task.train_x[start:stop, idx], task.train_y[start:stop, idx], initial,
+        method=config.method, mask=None if task.mask is None else task.mask[start:stop],
+        **carried)
+
+
+def _evaluation_missing(start, config):
+    """True when ``start`` is at an evaluation step (every ``eval_every``, and the last) whose
+    row the history lacks: the run was stopped while evaluating it (a Ctrl-C, SIGTERM or
+    SIGKILL between the step and its row), and a resumed run evaluates it first, so that its
+    history is an uninterrupted run's ([50, 100], never [100])."""
+    step = start.step
+    if step == 0 or not (step % config.eval_every == 0 or step == config.steps):
+        return False
+    return not start.history or start.history[-1]["step"] != step
 
 
 def _check_fit(params, task, config, start):
@@ -576,7 +682,14 @@ def _check_fit(params, task, config, start):
                          f"(config.make_task() makes its task)")
 
 
-def _format_row(row, steps):
+def _clock(seconds):
+    """``m:ss`` (``h:mm:ss`` from an hour on) of a duration in seconds."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _format_row(row, steps, eta=None):
     width = len(str(steps))
     ratio = row["baseline_mse"] / row["val_mse"] if row["val_mse"] > 0 else math.inf
     train = "-" if row["train_loss"] is None else f"{row['train_loss']:.3e}"
@@ -586,7 +699,7 @@ def _format_row(row, steps):
             f"baseline {row['baseline_mse']:.3e} ({ratio:.1f}x)  |g| {norm}")
     if row.get("lr") is not None:
         text += f"  lr {row['lr']:.3g}"
-    return text
+    return text + f"  eta {'?' if eta is None else _clock(eta)}"   # ?: no step timed yet
 
 
 class _Run:
@@ -608,6 +721,37 @@ class _Run:
         self.window_start, self.window_step = time.perf_counter(), start.step
         self.best = None                 # (row, params) of the lowest validation MSE
         self.best_file = None if checkpoint is None else best_path(checkpoint)
+        self.step_seconds = []           # seconds per step of each window, for the ETA
+
+    def resumed_notes(self, start):
+        """The lines a resumed run starts its log with: a checkpoint of another lstm_ag
+        version, and a metrics.json that lags its checkpoint (the trainer was killed between
+        the two writes: the checkpoint is the truth, and metrics.json is rewritten from it
+        when the run starts)."""
+        version = start.written_by
+        if version is not None and version != lstm_ag.__version__:
+            who = f"lstm_ag {version}" if version else "an lstm_ag that did not record its version"
+            print(f"note: {self.checkpoint or 'the checkpoint'} was written by {who}; this is "
+                  f"lstm_ag {lstm_ag.__version__} (its fields were checked and are read as "
+                  "this version writes them)", file=self.log, flush=True)
+        if self.metrics is None or self.checkpoint is None or self.saved_step is None:
+            return
+        try:
+            with open(self.metrics, encoding="utf-8") as file:
+                step = json.load(file).get("step")
+        except (OSError, ValueError, AttributeError):
+            step = "unreadable"
+        if step != start.step:
+            print(f"note: {self.metrics} described step {step}, the checkpoint holds step "
+                  f"{start.step} (the trainer was stopped between the two writes); it is "
+                  "rewritten from the checkpoint", file=self.log, flush=True)
+
+    def eta(self, step):
+        """Seconds left until ``config.steps``: the median seconds per step of the windows so
+        far (this session's), times the steps left; None before the first window."""
+        if not self.step_seconds:
+            return None
+        return statistics.median(self.step_seconds) * max(self.config.steps - step, 0)
 
     def restore_best(self, start, params):
         """The best evaluation before ``start``: its parameters from best.npz (or ``params``
@@ -653,8 +797,11 @@ class _Run:
                "seconds": self.seconds(), "steps_per_second": done / elapsed if done else 0.0}
         if not math.isfinite(row["val_mse"]):
             return False
+        if done:
+            self.step_seconds.append(elapsed / done)
         self.history.append(row)
-        print(_format_row(row, self.config.steps), file=self.log, flush=True)
+        print(_format_row(row, self.config.steps, self.eta(state.step)), file=self.log,
+              flush=True)
         self.losses, self.norms = [], []
         self.window_step = state.step
         self.save(state)
@@ -745,26 +892,38 @@ class _Run:
         return self.result(state, "done", message)
 
 
+#: The signals that stop a run cleanly: Ctrl-C, and SIGTERM (what batch schedulers, ``kill``
+#: and ``docker stop`` send), which the command line handles as Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _ctrl_c_deferred(replay):
-    """Hold a Ctrl-C (SIGINT) back while files are written: no file is left half done by a
-    Ctrl-C (nor by a second one while stopping). Afterwards, if one came and ``replay``, it
-    goes to the handler in place before (by default: KeyboardInterrupt is raised). Only in
-    the main thread (where Python runs signal handlers), and only over a Python handler."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
+    """Hold a Ctrl-C (SIGINT) or SIGTERM back while files are written: no file is left half
+    done by one (nor by a second one while stopping). Afterwards, if one came and ``replay``,
+    it goes to the handler in place before for its signal (SIGINT's default: KeyboardInterrupt
+    is raised). Only in the main thread (where Python runs signal handlers), and only for a
+    signal with a Python handler (or SIGINT's default); a SIGTERM left at the system's default
+    ends the process as before."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     held = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    for signum, handler in previous.items():
+        if callable(handler) or (signum == signal.SIGINT and handler == signal.SIG_DFL):
+            signal.signal(signum, lambda number, frame: held.append((number, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     if held and replay:
-        if callable(previous):
-            previous(signal.SIGINT, held[0])
-        elif previous == signal.SIG_DFL:
+        signum, frame = held[0]
+        if callable(previous[signum]):
+            previous[signum](signum, frame)
+        else:
             raise KeyboardInterrupt
 
 
@@ -801,8 +960,11 @@ def _fit_lbfgs(state, task, config, run, callback):
 
     def objective(x):
         with np.errstate(all="ignore"):
-            loss, grads = lstm_ag.value_and_grad(unflatten(x), task.train_x, task.train_y,
-                                                 method=config.method, mask=task.mask)
+            try:
+                loss, grads = lstm_ag.value_and_grad(unflatten(x), task.train_x, task.train_y,
+                                                     method=config.method, mask=task.mask)
+            except OverflowError:          # lstm_ag names an overflow: the loss, say
+                raise NonFinite("the loss") from None
         loss = float(loss)
         g, _ = flatten({k: grads[k] for k in keys})
         norm = float(np.linalg.norm(g))

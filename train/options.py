@@ -79,7 +79,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    + ". A DIR holding a model is replaced only with --overwrite.", 79)
                + "\nExit status: 0 done, 1 non-finite loss, 2 usage error, bad checkpoint or "
                "DIR in use,\n3 DIR cannot be written, 130 interrupted (Ctrl-C saves a "
-               "checkpoint).")
+               "checkpoint), 143 SIGTERM (the same).")
     for f in fields(TrainConfig):
         meta = f.metadata
         default = "per task, below" if f.name in PER_TASK else f.default

@@ -23,8 +23,8 @@ try:
 except ImportError:                       # not on Windows: runs there are not locked
     fcntl = None
 
-__all__ = ["RunError", "RunDir", "open_run_dir", "check_memory", "available_memory",
-           "memory_estimate", "LOCK_NAME"]
+__all__ = ["RunError", "RunDir", "open_run_dir", "lock_holder", "check_memory",
+           "available_memory", "memory_estimate", "LOCK_NAME"]
 
 #: The lock file inside a run directory.
 LOCK_NAME = ".lock"
@@ -143,6 +143,30 @@ def _lock(path):
         os.close(fd)
         raise
     return fd
+
+
+def lock_holder(path) -> int | None:
+    """Who holds the lock of the run directory ``path``: the pid written in its lock file
+    (0 when it cannot be read), or None when no process holds it (or there is none, or no
+    locks on this platform). Takes nothing: the lock is only tried, shared, and let go."""
+    if fcntl is None:
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(os.path.join(os.fspath(path), LOCK_NAME), flags)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- memory

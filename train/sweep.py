@@ -33,7 +33,21 @@ loky processes or on a Dask cluster, and one summary of them::
   ``"session"`` and ``"seconds"`` entries it depends only on the runs' results.
 * One progress line on stderr (runs done, running, failed, ETA). A failed run (the trainer's
   exit 1, 2 or 3, or an exception) is recorded with its error and the others go on; the sweep
-  then exits 1. Exit 2: usage (one line); 3: ``DIR`` cannot be written; 130: Ctrl-C.
+  then exits 1. Exit 2: usage (one line); 3: ``DIR`` cannot be written; 130: Ctrl-C; 143:
+  SIGTERM.
+* Stops. A Ctrl-C or SIGTERM stops the sweep and its loky workers: each is sent SIGTERM, the
+  run it trains saves its checkpoint (as the trainer does on Ctrl-C), queued runs never start,
+  and the sweep says how many it stopped. A sweep killed outright (SIGKILL) cannot: its
+  workers notice within a quarter of a second that their parent is gone and stop the same
+  way (:class:`_ParentWatch`); the next sweep waits for them to let go of their run
+  directories. A worker killed while it trains (SIGKILL, the out-of-memory killer) breaks
+  loky's pool, which kills the other workers: that run is failed (its last checkpoint kept,
+  resumed by the next sweep), the others are planned again and go on in a new pool.
+* Limits. More than ``RUN_LIMIT`` (100) runs are refused without ``--yes`` (counted before
+  the plan is built: a grid of 10^6 combinations is refused at once). ``--scheduler`` is
+  probed before distributed connects (a peer that says nothing within ``--timeout``, or
+  something other than a Dask handshake, is refused), and distributed's own handshake is
+  bounded by ``--timeout`` too.
 """
 import argparse
 import contextlib
@@ -42,6 +56,7 @@ import difflib
 import io
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -59,12 +74,20 @@ from .options import build_parser as build_train_parser
 __all__ = ["main", "build_parser", "parse_grid", "Run", "plan", "run_one", "summarize",
            "format_table", "write_summary", "plot_summary", "SweepError", "RUN_FILES"]
 
-EXIT_FAILED, EXIT_USAGE, EXIT_UNWRITABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_UNWRITABLE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 #: The files of a run that travel back from a Dask worker, in the order they are written
 #: (the checkpoint first: metrics.json describes the checkpoint on disk).
 RUN_FILES = ("model.npz", "best.npz", "metrics.json")
 #: Seconds to wait for a Dask scheduler's first worker.
 WORKER_WAIT = 60
+#: Default of --timeout: seconds to connect to a Dask scheduler and complete its handshake.
+CONNECT_TIMEOUT = 20.0
+#: The most runs a sweep starts without --yes (a grid of every combination grows fast).
+RUN_LIMIT = 100
+#: The largest first message a Dask scheduler's handshake may announce (bytes; it sends a
+#: few hundred): anything larger is not a Dask scheduler (an HTTP server's "HTTP/1.1" read
+#: as a length is 3.5e18 bytes, which distributed would try to allocate).
+HANDSHAKE_MAX = 16 << 20
 PLOT_HINT = ("--plot needs matplotlib, which is not installed (pip install 'lstm-ag[plot]'); "
              "the sweep runs, without summary.png")
 DASK_HINT = ("needs Dask's distributed, which is not installed; install it with "
@@ -94,7 +117,7 @@ def build_parser(prog: str = "lstm-ag-train sweep") -> argparse.ArgumentParser:
                "give the same\ncommand again after a Ctrl-C. Writes DIR/summary.json, "
                "DIR/summary.csv (and DIR/summary.png).\nExit status: 0 every run done, 1 a "
                "run failed (see the summary), 2 usage error,\n3 DIR cannot be written, 130 "
-               "interrupted.")
+               "interrupted, 143 SIGTERM (the workers stopped, each run saved).")
     parser.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
                         help="settings to vary: a TrainConfig field (hidden, lr, seq_len, "
                              "...) and its comma-separated values; several keys make every "
@@ -115,6 +138,12 @@ def build_parser(prog: str = "lstm-ag-train sweep") -> argparse.ArgumentParser:
     parser.add_argument("--plot", action="store_true",
                         help="write DIR/summary.png: the metric of every seed per setting "
                              "(needs matplotlib)")
+    parser.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                        help="with --scheduler: the most seconds to connect to the scheduler "
+                             f"and complete its handshake (default: {CONNECT_TIMEOUT:g})")
+    parser.add_argument("--yes", action="store_true",
+                        help=f"start a sweep of more than {RUN_LIMIT} runs (refused without "
+                             "it)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
@@ -317,7 +346,8 @@ def _call_trainer(argv):
 def _run_here(job, out):
     argv = job["argv"] + ["--out", out] + (["--resume"] if job["resume"] else [])
     code, error = _call_trainer(argv)
-    metrics = _read_metrics(out) if code in (0, EXIT_FAILED, EXIT_INTERRUPTED) else None
+    metrics = _read_metrics(out) if code in (0, EXIT_FAILED, EXIT_INTERRUPTED,
+                                              EXIT_TERMINATED) else None
     return {"code": code, "error": error, "metrics": metrics, "files": None}
 
 
@@ -345,7 +375,7 @@ def _run_elsewhere(job):
         finally:
             if previous is not None:
                 os.chdir(previous)
-        if result["code"] in (0, EXIT_FAILED, EXIT_INTERRUPTED):
+        if result["code"] in (0, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED):
             files = {}
             for name in RUN_FILES:
                 with contextlib.suppress(FileNotFoundError), \
@@ -378,10 +408,61 @@ def run_one(job: dict) -> dict:
         _ignore_ctrl_c()
     if job["transfer"]:
         _undo_malloc_trim()
-    with _RUN_LOCK:
-        result = _run_elsewhere(job) if job["transfer"] else _run_here(job, job["out"])
+    watch = None
+    if not job["transfer"] and job["parent"] != os.getpid():
+        watch = _ParentWatch(job["parent"])        # a loky worker: the sweep may be killed
+        watch.start()
+    try:
+        with _RUN_LOCK:
+            result = _run_elsewhere(job) if job["transfer"] else _run_here(job, job["out"])
+    finally:
+        if watch is not None:
+            watch.stop()
+    if watch is not None and (watch.orphaned
+                              or result["code"] in (EXIT_INTERRUPTED, EXIT_TERMINATED)):
+        # Stopped (a Ctrl-C at the terminal, the sweep's SIGTERM when it stops its workers,
+        # or the sweep's death noticed): the run saved its checkpoint; end the process now,
+        # before it takes a queued run. The sweep learns it from the process's end.
+        os._exit(result["code"] if result["code"] in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+                 else EXIT_TERMINATED)
     result.update(label=job["label"], wall=time.perf_counter() - start)
     return result
+
+
+class _ParentWatch(threading.Thread):
+    """In a worker process of this machine: when the sweep that started it is gone (killed,
+    SIGKILL included: the worker is then another process's child), send this process SIGTERM,
+    which the trainer handles as Ctrl-C (the run saves its checkpoint and stops), and mark it
+    ``orphaned`` so that :func:`run_one` then ends the process instead of taking a queued run."""
+
+    POLL = 0.25
+
+    def __init__(self, parent):
+        super().__init__(daemon=True, name="lstm-ag-parent-watch")
+        self.parent, self.orphaned = parent, False
+        self.child = os.getppid() == parent        # else: the sweep is further up
+        self._stop_event = threading.Event()
+
+    def gone(self):
+        if self.child:
+            return os.getppid() != self.parent
+        try:
+            os.kill(self.parent, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def run(self):
+        while not self._stop_event.wait(self.POLL):
+            if self.gone():
+                self.orphaned = True
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def stop(self):
+        self._stop_event.set()
 
 
 def _ignore_ctrl_c():
@@ -438,7 +519,7 @@ def _record(run, metrics, code=0, error=None):
            "val_mse": None, "test_mse": None, "baseline": None, "beat": None, "seconds": None}
     if metrics is not None:
         row["seconds"] = metrics.get("seconds")
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         row["status"] = "interrupted"
     elif metrics is not None and metrics.get("status") == "diverged":
         row["error"] = metrics.get("message") or error
@@ -719,7 +800,7 @@ def _engine(args, pending):
                 _check_workers(client, local=True)
             where = f"Dask LocalCluster, {_count(args.dask_local, 'process')}"
         else:
-            client = _connect(Client, args.scheduler)
+            client = _connect(Client, args.scheduler, args.timeout)
             where = f"Dask scheduler {args.scheduler}"
         workers = sum(client.nthreads().values())
         with joblib.parallel_config(backend="dask"):
@@ -732,13 +813,33 @@ def _engine(args, pending):
                 cluster.close()
 
 
-def _connect(Client, address):
-    """A client of the scheduler at ``address`` with at least one worker, checked."""
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, ValueError, TimeoutError) as err:
+def _connect(Client, address, timeout=CONNECT_TIMEOUT):
+    """A client of the scheduler at ``address`` with at least one worker, checked. Every step
+    of the handshake is bounded by ``timeout`` seconds: first a probe of a ``tcp://`` address
+    (:func:`_probe_scheduler`: a peer that says nothing, or something other than Dask's
+    protocol, is refused before distributed reads it), then distributed's own connection,
+    in a thread given ``timeout`` and a little more."""
+    _probe_scheduler(address, timeout)
+    found, done = {}, threading.Event()
+
+    def connect():
+        try:
+            found["client"] = Client(address, timeout=f"{timeout}s")
+        except BaseException as err:              # reported by the caller's thread
+            found["error"] = err
+        finally:
+            done.set()
+    threading.Thread(target=connect, daemon=True, name="lstm-ag-connect").start()
+    if not done.wait(2 * timeout + 1):
+        raise SweepError(f"--scheduler {address}: no Dask handshake within --timeout "
+                         f"{timeout:g} s; is a Dask scheduler listening there?")
+    err = found.get("error")
+    if isinstance(err, (OSError, ValueError, TimeoutError, MemoryError, EOFError)):
         raise SweepError(f"--scheduler {address}: cannot connect: "
-                         f"{' '.join(str(err).split())}") from None
+                         f"{' '.join(str(err).split())[:300]}") from None
+    if err is not None:
+        raise err
+    client = found["client"]
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT)
         _check_workers(client, local=False)
@@ -750,6 +851,47 @@ def _connect(Client, address):
         client.close()
         raise
     return client
+
+
+def _probe_scheduler(address, timeout):
+    """Refuse a ``tcp://HOST:PORT`` (or ``HOST:PORT``) address where no Dask scheduler
+    speaks, within ``timeout`` seconds: one that refuses the connection, says nothing (a
+    scheduler sends its handshake first, unasked), or starts with a length no handshake has.
+    Other schemes (tls://, ...) are left to distributed."""
+    import socket
+    import struct
+    scheme, sep, rest = address.rpartition("://")
+    if sep and scheme != "tcp":
+        return
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit():
+        return                                    # distributed says what is wrong with it
+    host = host.strip("[]") or "127.0.0.1"
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            head = b""
+            while len(head) < 8:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    raise SweepError(f"--scheduler {address}: the server there closed the "
+                                     "connection without a Dask handshake: not a Dask "
+                                     "scheduler")
+                head += chunk
+    except TimeoutError:
+        raise SweepError(f"--scheduler {address}: no Dask handshake within --timeout "
+                         f"{timeout:g} s (a server accepted the connection but said nothing: "
+                         "not a Dask scheduler, or one too busy to answer)") from None
+    except OSError as err:
+        raise SweepError(f"--scheduler {address}: cannot connect: "
+                         f"{err.strerror or err}") from None
+    (length,) = struct.unpack("Q", head)           # distributed's framing: native order
+    if not 0 < length <= HANDSHAKE_MAX:
+        text = head.decode("ascii", "replace")
+        raise SweepError(f"--scheduler {address}: the server there is not a Dask scheduler (it "
+                         f"began with {text!r}; a scheduler begins with the length of its "
+                         "handshake)")
 
 
 @contextlib.contextmanager
@@ -876,6 +1018,14 @@ def _runs(args, rest, prog):
         if value is not None and value < 1:
             raise SweepError(f"{option} must be >= 1, got {value}")
     grid = parse_grid(args.grid, fixed)
+    combinations = math.prod(len(values) for values in grid.values())
+    if combinations * args.seeds > RUN_LIMIT and not args.yes:    # before building the plan
+        raise SweepError(f"--grid makes {combinations * args.seeds} runs ({combinations} "
+                         f"setting{'s' if combinations > 1 else ''} x {args.seeds} seed"
+                         f"{'s' if args.seeds > 1 else ''}), more than {RUN_LIMIT}: give --yes "
+                         "to start them all, or fewer values or seeds")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise SweepError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
     settings = [dict(zip(grid, values, strict=True))
                 for values in itertools.product(*grid.values())]
     names = [setting_name(setting) for setting in settings]
@@ -898,6 +1048,28 @@ def _runs(args, rest, prog):
     return runs, grid, fixed
 
 
+#: Seconds a sweep waits for the runs of a stopped sweep (killed: its workers notice and
+#: save their runs' checkpoints, :class:`_ParentWatch`) to let go of their directories.
+STOPPED_WAIT = 60
+
+
+def _wait_for_stopped_runs(runs, stream, wait=STOPPED_WAIT):
+    """Before planning: a run directory still locked is a run of a sweep that was just
+    stopped (its sweep directory is ours now), saving its checkpoint; wait for it (saying so)
+    rather than failing the run as "in use by another trainer". Returns the seconds waited."""
+    from .rundir import lock_holder
+    started = time.monotonic()
+    held = [run for run in runs if lock_holder(run.path) is not None]
+    if held:
+        stream.write(f"sweep: waiting up to {wait} s for {_count(len(held), 'run')} of a stopped "
+                     "sweep to save and let go of their directories\n")
+        stream.flush()
+    while held and time.monotonic() - started < wait:
+        time.sleep(0.1)
+        held = [run for run in held if lock_holder(run.path) is not None]
+    return time.monotonic() - started
+
+
 def _lock_sweep_dir(out):
     from .rundir import RunError, open_run_dir
     if os.path.exists(os.path.join(out, "model.npz")):
@@ -912,9 +1084,7 @@ def _lock_sweep_dir(out):
 
 def _execute(runs, args, rows, progress_stream, callback):
     """Run the pending runs; fill ``rows``. Returns the session's figures."""
-    import joblib
     pending = [run for run in runs if run.action != "skip"]
-    by_label = {run.label: run for run in pending}
     session = {"engine": None, "workers": 0, "skipped": len(runs) - len(pending),
                "resumed": sum(run.action == "resume" for run in pending),
                "new": sum(run.action == "new" for run in pending), "run_wall_seconds": 0.0}
@@ -925,36 +1095,197 @@ def _execute(runs, args, rows, progress_stream, callback):
         progress = _Progress(len(runs), session["skipped"], engine.workers, progress_stream,
                              not args.quiet)
         progress.show()
-        data_cache = {}
-        jobs = (joblib.delayed(run_one)(_job(run, engine.transfer, data_cache))
-                for run in pending)
-        parallel = joblib.Parallel(n_jobs=engine.n_jobs, return_as="generator_unordered")
+        data_cache, todo = {}, pending
+        while todo:                 # more than one round only after a worker was killed
+            todo = _round(todo, engine, rows, progress, session, callback, data_cache,
+                          len(pending))
+    return session
+
+
+def _round(todo, engine, rows, progress, session, callback, data_cache, total):
+    """Run ``todo`` on the engine, recording each result in ``rows``. Returns the runs to run
+    again: none, unless a loky worker process died (killed: SIGKILL, the out-of-memory
+    killer), which breaks loky's pool and kills its other workers; then the run that the
+    dead worker held is failed, and the others are planned again (resumed from their
+    checkpoints, as after a Ctrl-C), in a new pool."""
+    import joblib
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+    by_label = {run.label: run for run in todo}
+    local = engine.n_jobs > 1 and not engine.transfer          # loky processes here
+    watch = _WorkerWatch() if local else None
+    jobs = (joblib.delayed(run_one)(_job(run, engine.transfer, data_cache)) for run in todo)
+    parallel = joblib.Parallel(n_jobs=engine.n_jobs, return_as="generator_unordered")
+    returned, results = set(), None
+    try:
         # loky starts its processes here: they are born ignoring Ctrl-C (see _ctrl_c_ignored)
         with _ctrl_c_ignored() if engine.n_jobs > 1 else contextlib.nullcontext():
             results = parallel(jobs)
-        try:
-            for result in results:
-                run = by_label[result["label"]]
-                session["run_wall_seconds"] += result["wall"]
-                code, error = result["code"], result["error"]
-                if result["files"]:
-                    try:
-                        _store(run, result["files"])
-                    except Exception as err:          # the run failed here, not the sweep
-                        code, error = None, f"cannot store the run's files: {err}"
-                row = _record(run, result["metrics"], code, error)
-                if row["status"] == "interrupted":
-                    raise KeyboardInterrupt
-                rows[run.label] = row
-                progress.done += row["status"] == "done"
-                progress.failed += row["status"] != "done"
-                progress.show(final=progress.done + progress.failed == len(pending))
-                if callback is not None:
-                    callback(run, row)
-        finally:
+        if watch is not None:
+            watch.start()
+        with _stop_workers_on_signal(progress.stream) if local else contextlib.nullcontext():
+            _collect(results, by_label, returned, rows, progress, session, callback, total)
+    except TerminatedWorkerError:
+        lost = [run for run in todo if run.label not in returned]
+        return _after_a_killed_worker(lost, watch, rows, progress, callback, total)
+    except KeyboardInterrupt:
+        if local:
+            _stop_workers(progress.stream)
+        raise
+    finally:
+        if watch is not None:
+            watch.stop()
+        if results is not None:
             with contextlib.suppress(Exception), _quiet_warnings():
                 results.close()
-    return session
+    return []
+
+
+def _collect(results, by_label, returned, rows, progress, session, callback, total):
+    """Record each result as it comes; a run interrupted in its worker stops the sweep."""
+    for result in results:
+        run = by_label[result["label"]]
+        returned.add(run.label)
+        session["run_wall_seconds"] += result["wall"]
+        code, error = result["code"], result["error"]
+        if result["files"]:
+            try:
+                _store(run, result["files"])
+            except Exception as err:          # the run failed here, not the sweep
+                code, error = None, f"cannot store the run's files: {err}"
+        row = _record(run, result["metrics"], code, error)
+        if row["status"] == "interrupted":
+            raise KeyboardInterrupt
+        _count_row(run, row, rows, progress, callback, total)
+
+
+def _count_row(run, row, rows, progress, callback, total):
+    rows[run.label] = row
+    progress.done += row["status"] == "done"
+    progress.failed += row["status"] != "done"
+    progress.show(final=progress.done + progress.failed == total)
+    if callback is not None:
+        callback(run, row)
+
+
+def _after_a_killed_worker(lost, watch, rows, progress, callback, total):
+    """The runs without a result when loky's pool broke: the one a killed worker held (its
+    lock file names the worker) failed; the others are planned again."""
+    from .rundir import LOCK_NAME
+    first, seen = (watch.first_dead, watch.seen) if watch is not None else (set(), set())
+    holders = {}
+    for run in lost:
+        with contextlib.suppress(OSError, ValueError), \
+                open(os.path.join(run.path, LOCK_NAME), encoding="ascii") as file:
+            holders[run.label] = int(file.read().strip() or 0)
+    killed = [run for run in lost if holders.get(run.label) in first]
+    if not killed:                 # the first to die not seen: every run a worker held
+        killed = [run for run in lost if holders.get(run.label) in seen] or lost
+    for run in killed:             # its worker was interrupted, and ended after saving it
+        if (_read_metrics(run.path) or {}).get("status") == "interrupted":
+            raise KeyboardInterrupt                     # a stop, as a Ctrl-C of the sweep
+    for run in killed:
+        row = _record(run, None, None, "its worker process was killed while it ran (SIGKILL, "
+                                       "or the out-of-memory killer); its last checkpoint is "
+                                       "kept, and the next sweep resumes it")
+        _count_row(run, row, rows, progress, callback, total)
+    again = plan([run for run in lost if run not in killed])
+    for run in again:
+        if run.action == "skip":                   # done, its result lost with the pool
+            _count_row(run, _record(run, run.metrics), rows, progress, callback, total)
+    return [run for run in again if run.action != "skip"]
+
+
+class _WorkerWatch(threading.Thread):
+    """Watches this process's worker processes (loky's, children of this one): ``seen``, the
+    pids of every worker seen, and ``first_dead``, those found dead at the first death (loky
+    kills the others right after it: the killed worker is told from them by being first)."""
+
+    POLL = 0.05
+
+    def __init__(self):
+        super().__init__(daemon=True, name="lstm-ag-sweep-watch")
+        self.first_dead, self.seen = set(), set()
+        self._stop_event = threading.Event()
+
+    def run(self):
+        import multiprocessing
+        from multiprocessing import connection
+        while not self._stop_event.is_set() and not self.first_dead:
+            workers = {p.sentinel: p.pid for p in multiprocessing.active_children()}
+            self.seen.update(workers.values())
+            if not workers:
+                self._stop_event.wait(self.POLL)
+                continue
+            ready = connection.wait(list(workers), timeout=self.POLL)
+            if ready:
+                self.first_dead = {workers[sentinel] for sentinel in ready}
+
+    def stop(self):
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(1.0)
+
+
+@contextlib.contextmanager
+def _stop_workers_on_signal(stream):
+    """While results are awaited: a Ctrl-C or SIGTERM first stops the workers (their runs
+    saving their checkpoints, :func:`_stop_workers`), then goes to the handler before (the
+    command line's, which raises KeyboardInterrupt). Raised straight away, it would reach
+    joblib first, which kills its workers at once (SIGKILL: the runs' progress since their
+    last evaluation lost). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    stopped = []
+
+    def handle(signum, frame):
+        if not stopped:
+            stopped.append(signum)
+            _stop_workers(stream)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        raise KeyboardInterrupt
+    for signum in signums:
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+#: Seconds that stopped workers have to save their runs' checkpoints before they are killed.
+STOP_GRACE = 60
+
+
+def _stop_workers(stream, grace=STOP_GRACE):
+    """A stopped sweep stops its loky workers: each is sent SIGTERM, so that the run it is
+    training saves its checkpoint and exits (a worker between runs just ends, and queued runs
+    never start); those still alive after ``grace`` seconds are killed. Says so on ``stream``."""
+    import multiprocessing
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        with contextlib.suppress(OSError):
+            os.kill(worker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(deadline - time.monotonic(), 0))
+    killed = [worker for worker in workers if worker.is_alive()]
+    for worker in killed:
+        with contextlib.suppress(OSError):
+            os.kill(worker.pid, signal.SIGKILL)
+        worker.join(5)
+    if workers:
+        newline = "\n" if getattr(stream, "isatty", lambda: False)() else ""
+        stream.write(f"{newline}sweep: stopped {_count(len(workers), 'worker process')}; the "
+                     "runs in progress saved their checkpoints"
+                     + (f" ({len(killed)} killed after {grace} s)" if killed else "")
+                     + ", the queued runs were not started\n")
+        stream.flush()
 
 
 @contextlib.contextmanager
@@ -979,6 +1310,7 @@ def run_sweep(args: argparse.Namespace, rest: list, prog: str, *, callback=None)
             print(f"{prog}: {PLOT_HINT}", file=sys.stderr)
             plot = False
     with _lock_sweep_dir(args.out):
+        _wait_for_stopped_runs(runs, sys.stderr)
         plan(runs)
         rows = {run.label: _record(run, run.metrics) for run in runs if run.action == "skip"}
         session = _execute(runs, args, rows, sys.stderr, callback)
@@ -1006,7 +1338,8 @@ def run_sweep(args: argparse.Namespace, rest: list, prog: str, *, callback=None)
 
 
 def main(argv: list, prog: str = "lstm-ag-train", *, callback=None) -> int:
-    """``lstm-ag-train sweep ARGV``: returns the exit status (0, 1, 2, 3 or 130).
+    """``lstm-ag-train sweep ARGV``: returns the exit status (0, 1, 2, 3 or 130; 143 after a
+    SIGTERM, through :func:`train.cli.main`).
 
     - prog: how the trainer was called (for messages); callback: ``callback(run, row)`` after
       each run's result is recorded (a :class:`Run` and its summary row); a KeyboardInterrupt
