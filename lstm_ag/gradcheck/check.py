@@ -43,8 +43,10 @@ import numpy as np
 from ..bptt import (
     bptt,
     hidden_grads,
+    local_derivatives,
     loss_and_grads,
     lstm_backward,
+    lstm_step_backward,
     readout_mse_backward,
     weight_gradients,
     weight_product,
@@ -52,7 +54,7 @@ from ..bptt import (
 from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
 from ..model import lstm_forward, mse
-from ..params import check_params, flatten, structure, unflatten
+from ..params import GATES, check_params, flatten, structure, unflatten
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
@@ -68,6 +70,7 @@ from .compare import (
     where,
 )
 from .diagnosis import CLOSE, changed_in_place, diagnose
+from .local import local_mistakes
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -128,6 +131,25 @@ MISTAKES = {
         "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
         "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
         "only because the batch has {size}."),
+    "dx at the wrong step": (
+        "Your dx is stored at the wrong step: the gradient of x_t is written at step T - 1 - t "
+        "(its time axis reversed); store what step t computes at t."),
+    "upstream at every step": (
+        "The upstream gradient dL/dh_T is added at every step: it reaches the last hidden "
+        "state only, so add it once, before the loop, and carry dh_next alone to the steps "
+        "before."),
+    "dc0 without f": (
+        "Your dc0 is missing the forget gate: the gradient of the initial cell state is "
+        "dc * f of step 0 (c_1 = f * c_0 + i * g), not dc."),
+    "dWh from c_prev": (
+        "dWh is built from c_{t-1}, the cell state, where it needs h_{t-1}, the hidden state "
+        "the step started from: dWh = h_prev^T dz."),
+    "dh_prev without a gate": (
+        "dh_prev, the gradient carried back to h_{t-1}, leaves out the {gate} gate: "
+        "dh_prev = dz @ Wh.T sums the contributions of all four gates' dz."),
+    "dc_prev with f's derivative": (
+        "Your dc_prev is multiplied by the forget gate's derivative f * (1 - f) where f itself "
+        "is needed: c = f * c_prev + i * g, so dc_prev = dc * f."),
     "dh0 from the upstream": (
         "Your dh0 is the upstream gradient of step 0 (dhs[0], da[:, :, 0]): the gradient of "
         "the initial state is the one carried back out of step 0 (dh_prev after the loop's "
@@ -388,7 +410,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     elif styled is not None:
         diagnosis = diagnose_in_style(styled, "sequence", located, diagnose,
                                       first_bad_length=first_bad, first_tested=first_tested,
-                                      candidates=candidates, counts=counts, loss=at_problem)
+                                      candidates=_styled_candidates(candidates), counts=counts,
+                                      loss=at_problem, close=CLOSE[dtype])
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
@@ -621,7 +644,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     else:
         dhs = third64[:length]
 
-    def backward(dhs=dhs, dh_last=dh_last, **mistake):
+    def backward(dhs=dhs, dh_last=dh_last, cache=cache, **mistake):
         return lstm_backward(dhs, cache, dh_last=dh_last, **mistake)
     right = backward()
     dZ = right["z"]
@@ -673,7 +696,75 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         add(MISTAKES["db from one row"], {"b": dZ[:, 0].sum(axis=0)})
     if upstream != "last":                      # dh0 from the upstream, not carried
         out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
+    _more_candidates(add, backward, right, cache, dhs, dh_last, p)
     return out
+
+
+def _more_candidates(add, backward, right, cache, dhs, dh_last, p):
+    """The mistakes of :func:`_candidates` after the products: where dx, dc0 and dh_prev
+    are taken from, what dWh multiplies, and a gate's local derivative
+    (:data:`~lstm_ag.gradcheck.local.LOCAL_MISTAKES`), simulated by the one backward."""
+    T, B, H = dhs.shape
+    f = cache.f
+    if T > 1:
+        add(MISTAKES["dx at the wrong step"], {"xs": right["xs"][::-1]})
+        if dh_last is not None:                 # dL/dh_T added at every step
+            add(MISTAKES["upstream at every step"],
+                backward(np.broadcast_to(dh_last, dhs.shape) + dhs, None))
+    add(MISTAKES["dc0 without f"], {"c0": right["c0"] / f[0]})
+    add(MISTAKES["dWh from c_prev"], weight_gradients(cache, right["z"], inputs=False,
+                                                     h_prev=cache.c_prev))
+    for k, gate in enumerate(GATES):
+        weights = p["Wh"].copy()
+        weights[:, k * H:(k + 1) * H] = 0
+        add(MISTAKES["dh_prev without a gate"].replace("{gate}", gate),
+            backward(carry_weights=weights))
+    # dc_prev = dc * f * (1 - f): the forget gate f' = f * (1 - f) carried, with c_prev made
+    # up for it so that dz_f is right
+    carried = f * (1 - f)
+    add(MISTAKES["dc_prev with f's derivative"], backward(cache=_with_gates(
+        cache, f=carried, c_prev=cache.c_prev * carried / (carried * (1 - carried)))))
+    acts = {"i": cache.i, "f": f, "g": cache.g, "o": cache.o, "tanh_c": cache.tanh_c,
+            "c": cache.c[1:], "c_prev": cache.c_prev}
+    h_c, c_z, h_zo, _ = local_derivatives(cache)
+    for sentence, alternative in local_mistakes(acts):
+        if set(alternative) == {"f"}:           # through dz_f = dc * c_prev * f * (1 - f)
+            made_up = alternative["f"] / (f * (1 - f))
+            add(sentence, backward(cache=_with_gates(cache, c_prev=made_up)))
+        elif T == 1:                            # the other gates show at length 1
+            step = (p["Wh"], alternative.get("h_c", h_c)[0],
+                    _gate_derivatives(c_z[0], alternative), alternative.get("o", h_zo)[0], f[0])
+            dz, dh_prev, dc_prev = lstm_step_backward(dhs[0] + (0 if dh_last is None
+                                                                else dh_last), 0 * f[0], step)
+            add(sentence, {**weight_gradients(cache, dz[None]), "h0": dh_prev,
+                           "c0": dc_prev})
+
+
+def _gate_derivatives(c_z, alternative):
+    """``c_z (B, 3, H)`` (dc_t/dz of the gates i, f, g) with ``alternative``'s in place."""
+    c_z = c_z.copy()
+    for k, gate in enumerate("ifg"):
+        if gate in alternative:
+            c_z[:, k] = alternative[gate][0]
+    return c_z
+
+
+def _with_gates(cache, **fields):
+    """A copy of ``cache`` with some of its steps' fields (``f``, ``c_prev``: ``(T, B, H)``)
+    replaced: a forward whose local derivatives make a known mistake."""
+    store = cache.store.copy()
+    rows = {"f": (3, slice(1, None)), "c_prev": (1, slice(None, -1))}
+    for name, value in fields.items():
+        field, steps = rows[name]
+        store[field, steps] = value
+    return SequenceCache(cache.xs, cache.Wx, cache.Wh, store)
+
+
+def _styled_candidates(candidates):
+    """The candidates keyed by a styled check's rows: the inputs' gradient is its row ``dx``
+    (``dxs`` in :data:`_STATE_ROWS`)."""
+    return [(sentence, {"dx" if k == "dxs" else k: v for k, v in predicted.items()})
+            for sentence, predicted in candidates]
 
 
 #: The rows of a backward's initial state's and inputs' gradients, by lstm_backward's keys.

@@ -59,6 +59,7 @@ from .compare import (
     permute_gates,
 )
 from .diagnosis import CLOSE, changed_in_place, diagnose
+from .local import local_mistakes
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -203,7 +204,22 @@ def _simulated(arrays, dnext_h, dnext_c):
         c_z2[:, k] = twice[gate]
         out.append((_TWICE[gate], variant(c_z=c_z2)))
     out.append((_TWICE["o"], variant(h_zo=tanh_c * sig_twice(o))))
+    acts = {"i": i, "f": f, "g": g, "o": o, "tanh_c": tanh_c, "c": cache.c[1],
+            "c_prev": a["prev_c"]}
+    for sentence, alternative in local_mistakes(acts):
+        out.append((sentence, variant(**_local(alternative, h_c, c_z, h_zo))))
     return out + _split_and_products(a, cache, right["z"])
+
+
+def _local(alternative, h_c, c_z, h_zo):
+    """The local derivatives ``(h_c, c_z, h_zo)`` of one step (:func:`lstm_ag.bptt.
+    local_derivatives`' ``(B, H)``, ``(B, 3, H)``, ``(B, H)``) with those of a
+    :data:`~lstm_ag.gradcheck.local.LOCAL_MISTAKES` entry in place of the right ones."""
+    c_z = c_z.copy()
+    for k, gate in enumerate("ifg"):
+        if gate in alternative:
+            c_z[:, k] = alternative[gate]
+    return {"h_c": alternative.get("h_c", h_c), "c_z": c_z, "h_zo": alternative.get("o", h_zo)}
 
 
 def _split_and_products(a, cache, dZ):
