@@ -131,6 +131,13 @@ MISTAKES = {
         "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
         "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
         "only because the batch has {size}."),
+    "no gradient at all": (
+        "Every gradient of yours is 0 at every length, where the expected ones are not: the "
+        "upstream gradient (dhs[t], da[:, :, t]) never enters your backward (dh = dhs[t] + "
+        "dh_next at every step), or nothing is added into the arrays you return."),
+    "db to one number": (
+        "Your {rows} {is} summed to one number (dz.sum(), over every axis) where the sum runs "
+        "over the batch and the time steps only, one entry per unit: sum over those axes."),
     "dx at the wrong step": (
         "Your dx is stored at the wrong step: the gradient of x_t is written at step T - 1 - t "
         "(its time axis reversed); store what step t computes at t."),
@@ -394,6 +401,10 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     located = bad_rows or rows
     candidates = () if agrees or nested else _candidates(params, x64, third64, h64, c64, w64,
                                                       upstream, first_bad or T, names)
+    if T > 1 and not agrees and all(r.given is not None and not np.any(r.given)
+                                    for r in rows if r.status != "not tested"):
+        candidates = [(MISTAKES["no gradient at all"],       # 0 at every length, not only 1
+                       {r.name: np.zeros_like(r.expected) for r in located}), *candidates]
     L = first_bad or T                  # the sizes where the diagnosis measures
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
@@ -411,7 +422,8 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
         diagnosis = diagnose_in_style(styled, "sequence", located, diagnose,
                                       first_bad_length=first_bad, first_tested=first_tested,
                                       candidates=_styled_candidates(candidates), counts=counts,
-                                      loss=at_problem, close=CLOSE[dtype])
+                                      loss=at_problem, close=CLOSE[dtype],
+                                      notes=list(style_notes))
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
@@ -673,7 +685,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
             add(MISTAKES["upstream not added"], backward(only_last))
     for sentence, weights in _wrong_rows(p["Wx"], p["Wh"]):
         add(sentence, backward(carry_weights=weights))
-    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x"):
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x", p["b"]):
         add(sentence, {"xs": dZ @ weights.T})
     for a, what in ((cache.xs, "x"), (cache.h_prev, "h_prev")):
         if a.shape[2] == B:
@@ -694,6 +706,10 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         add(MISTAKES["first step only"], first)
     if B > 1:
         add(MISTAKES["db from one row"], {"b": dZ[:, 0].sum(axis=0)})
+    for k in range(4):                          # one gate's db summed to one number
+        b = right["b"].copy()
+        b[k * H:(k + 1) * H] = b[k * H:(k + 1) * H].sum()
+        add(MISTAKES["db to one number"], {"b": b})
     if upstream != "last":                      # dh0 from the upstream, not carried
         out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
     _more_candidates(add, backward, right, cache, dhs, dh_last, p)
@@ -771,17 +787,20 @@ def _styled_candidates(candidates):
 _STATE_ROWS = {"h0": "dh0", "c0": "dc0", "xs": "dxs"}
 
 
-def _wrong_rows(Wx, Wh, of="h"):
+def _wrong_rows(Wx, Wh, of="h", b=None):
     """``(sentence, weights)`` for each way of taking dh_prev (``of="h"``) or dx (``"x"``)
-    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``):
-    dh_prev (dx) = dz @ weights.T."""
+    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``,
+    and ``[1; x; h]`` with the bias ``b`` as a row, Karpathy's): dh_prev (dx) = dz @ weights.T."""
     H, D = Wh.shape[0], Wx.shape[0]
     width, right_weights = (H, Wh) if of == "h" else (D, Wx)
     out, seen = [], [right_weights]
-    for order, stacked in (("[h; x]", np.concatenate((Wh, Wx))),
-                           ("[x; h]", np.concatenate((Wx, Wh)))):
-        right = 0 if (order == "[h; x]") == (of == "h") else H + D - width
-        for start in sorted({0, H, D}):
+    orders = [("[h; x]", np.concatenate((Wh, Wx))), ("[x; h]", np.concatenate((Wx, Wh)))]
+    if b is not None:
+        orders.append(("[1; x; h]", np.concatenate((b[None], Wx, Wh))))
+    for order, stacked in orders:
+        right = (0 if (order == "[h; x]") == (of == "h") else H + D - width) + (
+            order == "[1; x; h]")
+        for start in sorted({0, 1, H, D, 1 + D} if b is not None else {0, H, D}):
             weights = stacked[start:start + width]
             if len(weights) < width or any(np.array_equal(weights, w) for w in seen):
                 continue

@@ -324,7 +324,9 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     # 6. patterns of gates and arrays
     # i, f, g all use dc (a gate not tested here, as f from a zero state, cannot object)
     untested = {r.gate for r in rows if r.gate is not None and r.status == "not tested"}
-    if (len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
+    # (in a sequence, a wrong dc shows at length 1: from length 2 it is what is carried)
+    if ((kind == "step" or (first_bad_length or 1) < 2)
+            and len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
             and set(wrong_gates) | untested >= {"i", "f", "g"}
             and all(r.name == "dprev_c" for r in others)):
         blocks = ("The i, f and g blocks are wrong" if len(wrong_gates) == 3 else
@@ -390,9 +392,10 @@ def _recurrent(kind, first_bad_length, wrong, first_tested):
     gates = {r.gate for r in wrong if r.gate is not None}
     path = ""
     if gates and "o" not in gates:
-        path = (" At that length the o gate is right and i, f, g are not: the cell's path, "
-                "dc_prev = dc * f carried into the previous step's dc, is the likely culprit "
-                "(dc_next).")
+        path = (" At that length the o gate is right and i, f, g are not: the cell's path "
+                "is the likely culprit (dc_next): what is carried into the previous step's dc "
+                "is not dc_prev = dc * f (the forget gate's factor f missing, or another "
+                "factor in its place).")
     elif "o" in gates:
         path = (" The o gate is wrong too, which the cell's path alone cannot do: the hidden "
                 "path, dh_prev = dz @ Wh.T added to the previous step's dh, is the likely "

@@ -379,7 +379,7 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     elif styled is not None:
         diagnosis = [] if ok else diagnose_in_style(
             styled, "step", rows, diagnose, candidates=_simulated(arrays, dnext_h, dnext_c),
-            counts={"N": batch})
+            counts={"N": batch}, notes=notes)
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
