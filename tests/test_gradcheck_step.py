@@ -22,7 +22,7 @@ def rows_of(gates, arrays=("Wx", "Wh", "b")):
 STEP_BUGS = [
     ("sigmoid derivative of o missing",
      "do = dnext_h * tanh_c * o * (1 - o)", "do = dnext_h * tanh_c",
-     DZ | rows_of("o"), (None, "o"), "Only the o gate is wrong"),
+     DZ | rows_of("o"), (None, "o"), "Your dz_o is missing the sigmoid's derivative"),
     ("tanh derivative of c taken of tanh(c)",
      "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
      "dc = dnext_c + dnext_h * o * (1 - np.tanh(tanh_c) ** 2)",
@@ -53,7 +53,7 @@ STEP_BUGS = [
      {"dprev_c"}, ("dprev_c", None), "check dprev_c = dc * f"),
     ("df from next_c instead of prev_c",
      "df = dc * prev_c * f * (1 - f)", "df = dc * next_c * f * (1 - f)",
-     DZ | rows_of("f"), (None, "f"), "Only the f gate is wrong"),
+     DZ | rows_of("f"), (None, "f"), "Your dz_f uses c_t where c_{t-1} is needed"),
     ("dc without o",
      "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
      "dc = dnext_c + dnext_h * (1 - tanh_c ** 2)",

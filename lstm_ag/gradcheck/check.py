@@ -662,9 +662,9 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     dZ = right["z"]
     out = []
 
-    def add(sentence, grads):
+    def add(sentence, grads, strict=False):
         out.append((sentence, {b.name: b.view(grads[b.param])
-                               for b in blocks([n for n in names if n in grads])}))
+                               for b in blocks([n for n in names if n in grads])}, strict))
         for key, name in _STATE_ROWS.items():  # a backward that returns these is compared too
             if key in grads:
                 out[-1][1][name] = grads[key]
@@ -709,7 +709,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     for k in range(4):                          # one gate's db summed to one number
         b = right["b"].copy()
         b[k * H:(k + 1) * H] = b[k * H:(k + 1) * H].sum()
-        add(MISTAKES["db to one number"], {"b": b})
+        add(MISTAKES["db to one number"], {"b": b}, True)
     if upstream != "last":                      # dh0 from the upstream, not carried
         out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
     _more_candidates(add, backward, right, cache, dhs, dh_last, p)
@@ -729,31 +729,31 @@ def _more_candidates(add, backward, right, cache, dhs, dh_last, p):
                 backward(np.broadcast_to(dh_last, dhs.shape) + dhs, None))
     add(MISTAKES["dc0 without f"], {"c0": right["c0"] / f[0]})
     add(MISTAKES["dWh from c_prev"], weight_gradients(cache, right["z"], inputs=False,
-                                                     h_prev=cache.c_prev))
+                                                     h_prev=cache.c_prev), True)
     for k, gate in enumerate(GATES):
         weights = p["Wh"].copy()
         weights[:, k * H:(k + 1) * H] = 0
         add(MISTAKES["dh_prev without a gate"].replace("{gate}", gate),
-            backward(carry_weights=weights))
+            backward(carry_weights=weights), True)
     # dc_prev = dc * f * (1 - f): the forget gate f' = f * (1 - f) carried, with c_prev made
     # up for it so that dz_f is right
     carried = f * (1 - f)
     add(MISTAKES["dc_prev with f's derivative"], backward(cache=_with_gates(
-        cache, f=carried, c_prev=cache.c_prev * carried / (carried * (1 - carried)))))
+        cache, f=carried, c_prev=cache.c_prev * carried / (carried * (1 - carried)))), True)
     acts = {"i": cache.i, "f": f, "g": cache.g, "o": cache.o, "tanh_c": cache.tanh_c,
             "c": cache.c[1:], "c_prev": cache.c_prev}
     h_c, c_z, h_zo, _ = local_derivatives(cache)
     for sentence, alternative in local_mistakes(acts):
         if set(alternative) == {"f"}:           # through dz_f = dc * c_prev * f * (1 - f)
             made_up = alternative["f"] / (f * (1 - f))
-            add(sentence, backward(cache=_with_gates(cache, c_prev=made_up)))
+            add(sentence, backward(cache=_with_gates(cache, c_prev=made_up)), True)
         elif T == 1:                            # the other gates show at length 1
             step = (p["Wh"], alternative.get("h_c", h_c)[0],
                     _gate_derivatives(c_z[0], alternative), alternative.get("o", h_zo)[0], f[0])
             dz, dh_prev, dc_prev = lstm_step_backward(dhs[0] + (0 if dh_last is None
                                                                 else dh_last), 0 * f[0], step)
             add(sentence, {**weight_gradients(cache, dz[None]), "h0": dh_prev,
-                           "c0": dc_prev})
+                           "c0": dc_prev}, True)
 
 
 def _gate_derivatives(c_z, alternative):
@@ -779,8 +779,8 @@ def _with_gates(cache, **fields):
 def _styled_candidates(candidates):
     """The candidates keyed by a styled check's rows: the inputs' gradient is its row ``dx``
     (``dxs`` in :data:`_STATE_ROWS`)."""
-    return [(sentence, {"dx" if k == "dxs" else k: v for k, v in predicted.items()})
-            for sentence, predicted in candidates]
+    return [(sentence, {"dx" if k == "dxs" else k: v for k, v in predicted.items()}, *strict)
+            for sentence, predicted, *strict in candidates]
 
 
 #: The rows of a backward's initial state's and inputs' gradients, by lstm_backward's keys.

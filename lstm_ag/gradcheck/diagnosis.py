@@ -210,8 +210,10 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
     - kind: ``"step"`` or ``"sequence"``; first_bad_length: for a sequence.
     - first_tested: block name -> the shortest length at which it is not exactly zero.
     - candidates: ``(sentence, {block name: predicted given block})`` pairs, known mistakes
-      the checker simulated; the first whose prediction reproduces every wrong block (and
-      only those) is reported.
+      the checker simulated; the first whose prediction reproduces every wrong block is
+      reported. A third element ``True`` makes a candidate strict: it must also leave right
+      every block it predicts that is right (a mistake that changes a gate's dz changes its
+      db too, so it does not explain a wrong dW beside a right db).
     - counts: sizes that normalisations divide by, e.g. ``{"T*B*O": 24, "B": 2}``.
     - loss: ``(expected, given)`` when the backward returned a loss that disagrees.
     - close: how exactly a fingerprint must fit (:data:`CLOSE` by the dtype judged).
@@ -259,12 +261,15 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     derived = {"dx", "dprev_h"} if kind == "step" else set()
     # 1. a known mistake the checker simulated, reproduced exactly (and told apart from the
     # right gradient: a prediction equal to it would "reproduce" any tiny error)
-    for sentence, predicted in candidates:
+    for sentence, predicted, *strict in candidates:
         if set(predicted) >= wrong_names and all(
                 by_name[name].given is not None
                 and _rel(by_name[name].given, predicted[name]) <= close
                 and _rel(by_name[name].expected, predicted[name]) > 100 * close
-                for name in wrong_names):
+                for name in wrong_names) and not (strict and strict[0] and any(
+                    _rel(by_name[name].expected, value) > 100 * close
+                    for name, value in predicted.items()
+                    if name in by_name and by_name[name].status == "ok")):
             return fill(sentence, wrong)
     # 2. nothing where something is expected (a ratio of 0 is no constant factor)
     zeros = [r for r in wrong if r.given is not None and not np.any(r.given)]

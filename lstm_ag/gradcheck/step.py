@@ -207,7 +207,7 @@ def _simulated(arrays, dnext_h, dnext_c):
     acts = {"i": i, "f": f, "g": g, "o": o, "tanh_c": tanh_c, "c": cache.c[1],
             "c_prev": a["prev_c"]}
     for sentence, alternative in local_mistakes(acts):
-        out.append((sentence, variant(**_local(alternative, h_c, c_z, h_zo))))
+        out.append((sentence, variant(**_local(alternative, h_c, c_z, h_zo)), True))
     return out + _split_and_products(a, cache, right["z"])
 
 

@@ -331,7 +331,8 @@ STYLES = {s.name: s for s in (
                  "db[{g}]": "bias_ih[{g}]", "db_hh[{g}]": "bias_hh[{g}]", "dx": "x",
                  "dh0": "h0", "dc0": "c0"},
           words={"dWx": "weight_ih.grad", "dWh": "weight_hh.grad", "db": "bias_ih.grad",
-                 "Wx": "weight_ih.T", "Wh": "weight_hh.T", "dz": "dgates"},
+                 "Wx": "weight_ih.T", "Wh": "weight_hh.T", "Wx.T": "weight_ih",
+                 "Wh.T": "weight_hh", "dz": "dgates"},
           aliases={"b_hh": "b"}),
 )}
 
