@@ -101,6 +101,11 @@ MISTAKES = {
     "no dh_next": (
         "Your gradients are the right ones with dh_next left out: the gradient of h_{t-1}, "
         "dh_prev = dz @ Wh.T, is not added to the previous step's dh."),
+    "nothing carried": (
+        "Your gradients are the right ones with nothing carried from a step to the one before "
+        "(neither dh_prev nor dc_prev reaches step t - 1): a loop that runs forward in time, "
+        "t = 0, 1, ..., adds what step t passes back into a step it has already visited; run "
+        "it from the last step to the first, for t in reversed(range(T))."),
     "first step only": (
         "Your gradients are those of the first step alone: the forward's loop stops after one "
         "step (a `return h` inside the loop, as in notebook 001) or the backward visits only "
@@ -671,6 +676,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     add(MISTAKES["dWh from h_t"], weight_gradients(cache, dZ, inputs=False, h_prev=cache.hs))
     add(MISTAKES["no dc_next"], backward(carry="h"))
     add(MISTAKES["no dh_next"], backward(carry="c"))
+    add(MISTAKES["nothing carried"], backward(carry=""))
     if T > 1:
         add(MISTAKES["one step's contribution"], weight_gradients(cache, dZ, inputs=False,
                                                                  steps=slice(0, 1)))

@@ -265,7 +265,8 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
         if set(predicted) >= wrong_names and all(
                 by_name[name].given is not None
                 and _rel(by_name[name].given, predicted[name]) <= close
-                and _rel(by_name[name].expected, predicted[name]) > 100 * close
+                and _rel(by_name[name].expected, predicted[name])
+                > max(100 * _CLOSE, 10 * _rel(by_name[name].given, predicted[name]))
                 for name in wrong_names) and not (strict and strict[0] and any(
                     _rel(by_name[name].expected, value) > 100 * close
                     for name, value in predicted.items()

@@ -8,7 +8,15 @@ a step's activations ``a`` (``i, f, g, o, tanh_c, c, c_prev``, each ``(..., B, H
 """
 from __future__ import annotations
 
+import numpy as np
+from scipy.special import expit
+
 __all__ = ["LOCAL_MISTAKES", "local_mistakes"]
+
+
+def _twice(y):
+    """sigmoid(y) * (1 - sigmoid(y)): a sigmoid's derivative taken of its output again."""
+    return expit(y) * (1 - expit(y))
 
 
 def _sig(gate, what, wrong):
@@ -57,6 +65,14 @@ LOCAL_MISTAKES = [
     ("Your dz_g is missing tanh's derivative 1 - g**2: g is tanh(z_g), so "
      "dz_g = dc * i * (1 - g**2).",
      lambda a: {"g": a["i"]}),
+    ("Your dz_g takes the derivative of tanh(g): g is already tanh(z_g), so its derivative "
+     "is 1 - g**2, not 1 - tanh(g)**2.",
+     lambda a: {"g": a["i"] * (1 - np.tanh(a["g"]) ** 2)}),
+    *((f"Your dz_{gate} takes the derivative of sigmoid({gate}): {gate} is already "
+       f"sigmoid(z_{gate}), so its derivative is {gate} * (1 - {gate}), not sigmoid({gate}) * "
+       f"(1 - sigmoid({gate})).",
+       lambda a, gate=gate, k=k: {gate: a[k] * _twice(a[gate])})
+      for gate, k in (("i", "g"), ("f", "c_prev"), ("o", "tanh_c"))),
     ("Your gate derivatives use y where the sigmoid's y * (1 - y) is needed (i, f and o "
      "each miss the factor 1 - y): the derivative of y = sigmoid(z) is y * (1 - y).",
      lambda a: {"i": a["g"] * a["i"], "f": a["c_prev"] * a["f"],

@@ -372,6 +372,8 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                                   tol_ag, fd=fd, fd_tolerance=tol_fd))
     ok = all(r.ok for r in rows)
     order = None if ok or styled else _return_order(grads, reference, gate_order, tol_ag)
+    close = CLOSE[max({d for d in computed if d.kind == "f"} | {dtype},
+                      key=lambda d: np.finfo(d).eps)]
     if order is not None:
         diagnosis = [(f"Your step_backward returns its gradients in another order: "
                       f"({', '.join(order)}) where (dx, dprev_h, dprev_c, dWx, dWh, db) is "
@@ -379,14 +381,11 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     elif styled is not None:
         diagnosis = [] if ok else diagnose_in_style(
             styled, "step", rows, diagnose, candidates=_simulated(arrays, dnext_h, dnext_c),
-            counts={"N": batch}, notes=notes)
+            counts={"N": batch}, notes=notes, close=close)
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
-                                           counts={"N": batch},
-                                           close=CLOSE[max({d for d in computed
-                                                            if d.kind == "f"} | {dtype},
-                                                           key=lambda d: np.finfo(d).eps)])
+                                           counts={"N": batch}, close=close)
     ok = ok and not wrote
     diagnosis = [*wrote, *diagnosis]
     wrong = [r for r in rows if not r.ok]
