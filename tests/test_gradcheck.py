@@ -142,7 +142,7 @@ SEQ_BUGS = [
     ("no dh_next, loss at the last step", "last", "dh = dhs[t] + dh_next", "dh = dhs[t]",
      2, rows_of("igo", ["Wx", "b"]), (None, "igo"), "with dh_next left out"),
     ("dc_next without f", "all", "dc_next = dc * f", "dc_next = dc",
-     2, rows_of("ig", ["Wx", "b"]), (None, "ig"), "is not dc_prev = dc * f (the forget gate's factor f missing"),
+     2, rows_of("ig", ["Wx", "b"]), (None, "ig"), "(the forget gate's factor f missing"),
     ("dh_next halved", "all", "dh_next = da @ Wh.T", "dh_next = da @ Wh.T * 0.5",
      2, rows_of("igo", ["Wx", "b"]), (None, "igo"), "the hidden path, dh_prev = dz @ Wh.T"),
     ("dWh from h_t", None, "dWh += h_prev.T @ da", "dWh += h.T @ da",

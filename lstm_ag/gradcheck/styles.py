@@ -714,12 +714,13 @@ def diagnose_in_style(style: Style, kind: str, rows: list, diagnose: Callable,
                if s]
         instead = {meant: given for given, meant in
                    re.findall(r"(\S+) \(did you mean (\S+)\?\)", " ".join(notes))}
+        missing = [p.split(" ")[0] for p in said if p.endswith(" missing")]
         why += [f"Your backward returned {instead[k]} where the {style.name} style reads {k}: "
-                f"return it as {k}." for k in (p.split(" ")[0] for p in said
-                                               if p.endswith(" missing")) if k in instead]
-        out.append(" ".join([f"Your backward's gradients could not be compared "
-                             f"({'; '.join(said)}). Return every gradient the {style.name} "
-                             "style reads, each with the shape given.", *why]))
+                f"return it as {k}." for k in missing if k in instead]
+        said = (f"Your backward's gradients could not be compared ({'; '.join(said)}). "
+                f"Return every gradient the {style.name} style reads, each with the shape "
+                "given.")
+        out.append(" ".join([said, *why]))
     usable = [r for r in rows if r not in unusable and not _is_echo(r, rows)]
     if kind == "sequence" and any(not r.ok and r.param in GATE_WIDE for r in usable):
         usable = [r for r in usable if r.param in GATE_WIDE]
