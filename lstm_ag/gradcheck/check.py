@@ -718,7 +718,8 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         add(MISTAKES["db to one number"], {"b": b}, True)
     if upstream != "last":                      # dh0 from the upstream, not carried
         out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
-    _more_candidates(add, backward, right, cache, dhs, dh_last, p)
+    with np.errstate(all="ignore"):         # a saturated gate divides by 0: no fit, no noise
+        _more_candidates(add, backward, right, cache, dhs, dh_last, p)
     return out
 
 
