@@ -57,7 +57,7 @@ STEP_BUGS = [
     ("dc without o",
      "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
      "dc = dnext_c + dnext_h * (1 - tanh_c ** 2)",
-     DZ | {"dprev_c"} | rows_of("ifg"), (None, "ifg"), "the o blocks are right"),
+     DZ | {"dprev_c"} | rows_of("ifg"), (None, "ifg"), "Your dc is missing o"),
     ("dc without dnext_c",
      "dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)", "dc = dnext_h * o * (1 - tanh_c ** 2)",
      DZ | {"dprev_c"} | rows_of("ifg"), (None, "ifg"), "i, f and g all come from dc"),

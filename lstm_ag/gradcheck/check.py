@@ -150,6 +150,13 @@ MISTAKES = {
         "The upstream gradient dL/dh_T is added at every step: it reaches the last hidden "
         "state only, so add it once, before the loop, and carry dh_next alone to the steps "
         "before."),
+    "dc_prev with another gate": (
+        "Your dc_prev is multiplied by {gate} where the forget gate f is needed: "
+        "c = f * c_prev + i * g, so dc_prev = dc * f."),
+    "dh0 plus the upstream": (
+        "Your dh0 adds the upstream gradient of step 0 (dhs[0], da[:, :, 0]) to the one "
+        "carried back out of step 0, which already holds it: dh0 is dh_prev after the loop's "
+        "last iteration alone."),
     "dc0 without f": (
         "Your dc0 is missing the forget gate: the gradient of the initial cell state is "
         "dc * f of step 0 (c_1 = f * c_0 + i * g), not dc."),
@@ -735,6 +742,18 @@ def _more_candidates(add, backward, right, cache, dhs, dh_last, p):
             add(MISTAKES["upstream at every step"],
                 backward(np.broadcast_to(dh_last, dhs.shape) + dhs, None))
     add(MISTAKES["dc0 without f"], {"c0": right["c0"] / f[0]})
+    gates = {"i": cache.i, "g": cache.g, "o": cache.o}
+    for gate, y in gates.items():               # dc_prev = dc * (another gate)
+        sentence = MISTAKES["dc_prev with another gate"].replace("{gate}", gate)
+        add(sentence.replace("dc_prev", "dc0"), {"c0": right["c0"] / f[0] * y[0]})
+        add(sentence, backward(cache=_with_gates(
+            cache, f=y, c_prev=cache.c_prev * f * (1 - f) / (y * (1 - y)))), True)
+    if dh_last is None:                         # the upstream of step 0 added to dh0 again
+        add(MISTAKES["dh0 plus the upstream"], {"h0": right["h0"] + dhs[0]})
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "h", p["b"]):
+        add(sentence.replace("dh_prev, the gradient carried back to h_{t-1}",
+                             "dh0, the gradient of the initial state"),
+            {"h0": right["z"][0] @ weights.T})
     add(MISTAKES["dWh from c_prev"], weight_gradients(cache, right["z"], inputs=False,
                                                      h_prev=cache.c_prev), True)
     for k, gate in enumerate(GATES):

@@ -165,11 +165,16 @@ def _ratio_hint(k, counts, loss=True):
         hints.append("the opposite sign: err = target - prediction instead of prediction - "
                      "target, or a minus sign lost" if loss else
                      "the opposite sign: a minus sign lost or added")
+    same = {}                           # sizes equal here are named together
     for what, n in counts.items():
+        same.setdefault(n, []).append(what)
+    for n, names in same.items():
+        what = names[-1] + (f" (or {', '.join(names[:-1])}, equal here)" if len(names) > 1
+                            else "")
         if loss and n > 1 and abs(k - n) < 1e-9 * n:
-            hints.append(f"{n} = {what}: the division by {what} of the mean is missing")
+            hints.append(f"{n} = {what}: the division by {names[-1]} of the mean is missing")
         elif n > 1 and abs(k * n - 1) < 1e-9:
-            hints.append(f"1/{n} = 1/{what}: an extra division by {what}")
+            hints.append(f"1/{n} = 1/{what}: an extra division by {names[-1]}")
     return hints
 
 

@@ -24,6 +24,11 @@ def _sig(gate, what, wrong):
             f"{gate}) ({gate} is sigmoid(z_{gate})), yours has {wrong}.")
 
 
+def _tanh_for(gate):
+    return (f"Your dz_{gate} uses tanh's derivative 1 - {gate}**2 where the sigmoid's "
+            f"{gate} * (1 - {gate}) is needed: {gate} is sigmoid(z_{gate}).")
+
+
 #: ``(sentence, alternatives)``: ``alternatives(a)`` the local derivatives that mistake uses.
 LOCAL_MISTAKES = [
     (_sig("o", "is missing the sigmoid's derivative", "no factor of it"),
@@ -73,6 +78,20 @@ LOCAL_MISTAKES = [
        f"(1 - sigmoid({gate}))."),
        lambda a, gate=gate, k=k: {gate: a[k] * _twice(a[gate])})
       for gate, k in (("i", "g"), ("f", "c_prev"), ("o", "tanh_c"))),
+    ("Your dz_i is missing g: c = f * c_prev + i * g, so dz_i = dc * g * i * (1 - i).",
+     lambda a: {"i": a["i"] * (1 - a["i"])}),
+    ("Your dz_f is missing c_prev: c = f * c_prev + i * g, so dz_f = dc * c_prev * f * (1 - f).",
+     lambda a: {"f": a["f"] * (1 - a["f"])}),
+    ("Your dz_g is missing i: c = f * c_prev + i * g, so dz_g = dc * i * (1 - g**2).",
+     lambda a: {"g": 1 - a["g"] ** 2}),
+    (_tanh_for("i"), lambda a: {"i": a["g"] * (1 - a["i"] ** 2)}),
+    (_tanh_for("o"), lambda a: {"o": a["tanh_c"] * (1 - a["o"] ** 2)}),
+    (("Your gradients of the weights miss every gate's derivative: they multiply the gradient "
+      "of the gates' outputs (i, f, g, o) where the gradient of their pre-activations is "
+      "needed, dz = d(gate) * (its nonlinearity's derivative: y * (1 - y), 1 - g**2)."),
+     lambda a: {"i": a["g"], "f": a["c_prev"], "g": a["i"], "o": a["tanh_c"]}),
+    ("Your dc is missing o: h = o * tanh(c), so dc = dc_next + dh * o * (1 - tanh(c)**2).",
+     lambda a: {"h_c": 1 - a["tanh_c"] ** 2}),
     (("Your gate derivatives use y where the sigmoid's y * (1 - y) is needed (i, f and o "
      "each miss the factor 1 - y): the derivative of y = sigmoid(z) is y * (1 - y)."),
      lambda a: {"i": a["g"] * a["i"], "f": a["c_prev"] * a["f"],

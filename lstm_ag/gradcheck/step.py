@@ -87,6 +87,10 @@ MISTAKES = {
     "dprev_c without f": (
         "dprev_c is missing the forget gate: the cell's gradient passes to the previous cell "
         "through c = f * prev_c + i * g, so dprev_c = dc * f."),
+    "dprev_c with another gate": (
+        "dprev_c is multiplied by {gate} where the forget gate f is needed: the cell's "
+        "gradient passes to the previous cell through c = f * prev_c + i * g, so "
+        "dprev_c = dc * f."),
     "wrong rows": (
         "Your {row} is rows {got} of the gradient of the concatenated input {order} "
         "(dz @ W.T with W the weights stacked as {order}): {row} is rows {want}; check the "
@@ -196,7 +200,10 @@ def _simulated(arrays, dnext_h, dnext_c):
             {blk.name: blk.view(dz[0]) for blk in blocks(["b"])}),
            (MISTAKES["dprev_c without f"],
             {"dprev_c": dnext_c + dnext_h * h_c}),
-           (MISTAKES["dtanh twice c"], variant(h_c=o * (1 - np.tanh(tanh_c) ** 2)))]
+           (MISTAKES["dtanh twice c"], variant(h_c=o * (1 - np.tanh(tanh_c) ** 2))),
+           *((MISTAKES["dprev_c with another gate"].replace("{gate}", gate),
+              {"dprev_c": (dnext_c + dnext_h * h_c) * y}) for gate, y in (("i", i), ("g", g),
+                                                                           ("o", o)))]
     twice = {"i": g * sig_twice(i), "f": a["prev_c"] * sig_twice(f),
              "g": i * (1 - np.tanh(g) ** 2)}
     for k, gate in enumerate("ifg"):
