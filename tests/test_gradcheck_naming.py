@@ -160,3 +160,77 @@ def test_bugs_are_named_in_float32_too(style):
     assert share >= BAR, (share, misses)
     if style != "dls-cell":
         assert not misses, misses
+
+
+#: Bugs written after the fingerprints were made for BUGS (a check that they generalise):
+#: style -> (the line of the correct file, the student's line, words, or None: not named)
+LATER = {
+    "dls-cell": [
+        ("dcct = dc * it * (1 - cct ** 2)", "dcct = dc * it",
+         ["dz_g is missing tanh's derivative 1 - cct**2"]),
+        ("dc_prev = dc * ft", "dc_prev = dc * it", ["dc_prev is multiplied by i where"]),
+        ("dot = da_next * np.tanh(c_next) * ot * (1 - ot)",
+         "dot = da_next * c_next * ot * (1 - ot)", ["dz_o uses c where tanh(c) is needed"]),
+        ("dWf = np.dot(dft, concat.T)", "dWf = np.dot(dit, concat.T)",
+         ["wrong while dbf is right", "the line that multiplies dz_f into dWf"]),
+    ],
+    "dls": [
+        ('da_prevt = gradients["da_prev"]', 'da_prevt += gradients["da_prev"]', None),
+        ('dWc += gradients["dWc"]', 'dWc += gradients["dWi"]',
+         ["wrong while dbc is right", "the line that multiplies dz_g into dWc"]),
+        ("da0 = da_prevt", "da0 = da_prevt + da[:, :, 0]",
+         ["Your da0 adds the upstream gradient of step 0"]),
+    ],
+    "notebook": [
+        ("dzo = do * dsigmoid(o)", "dzo = do * dtanh(o)",
+         ["dz_o uses tanh's derivative 1 - o**2"]),
+        ("di = dco * g", "di = dco * i", ["dz_i multiplies dc by i where g is needed"]),
+        ("dc_next = dc_prev", "dc_next = dco", ["the forget gate's factor f missing"]),
+        ("dWo += dzo @ z.T", "dWo += dzo @ z.T * 2", ["your gradient is 2 times the expected"]),
+    ],
+    "torch": [
+        ("dc_next = dc * f", "dc_next = dc * i", ["Your c0 is multiplied by i where"]),
+        ("dg = dc * i * (1 - g ** 2)", "dg = dc * i * (1 - g)",
+         ["dz_g has 1 - g where 1 - g**2 is needed"]),
+        ("dweight_ih += dgates.T @ x_t", "dweight_ih += dgates.T @ x_t / B",
+         ["0.5 times the expected one", "an extra division by B"]),
+        ("di = dc * g * i * (1 - i)", "di = dc * g * (1 - i)",
+         ["dz_i has 1 - i where i * (1 - i) is needed"]),
+    ],
+    "cs231n": [
+        ("dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)",
+         "dc = dnext_c + dnext_h * (1 - tanh_c ** 2)", ["Your dc is missing o"]),
+        ("di = dc * g * i * (1 - i)", "di = dc * i * (1 - i)", ["Your dz_i is missing g"]),
+        ("db = da.sum(axis=0)", "db = da.mean(axis=0)",
+         ["0.5 times the expected one", "an extra division by B"]),
+        ("step = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[t])",
+         "step = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[T - 1 - t])", None),
+    ],
+    "karpathy": [
+        ("dIFOGf[t, :, 3 * d:] = IFOGf[t, :, :d] * dC[t]", "dIFOGf[t, :, 3 * d:] = dC[t]",
+         ["Your dz_g is missing i"]),
+        ("dWLSTM += np.dot(Hin[t].transpose(), dIFOG[t])",
+         "dWLSTM += np.dot(Hin[t].transpose(), dIFOGf[t])", ["miss every gate's derivative"]),
+        ("dC[t] += (1 - tanhCt ** 2) * (IFOGf[t, :, 2 * d:3 * d] * dHout[t])",
+         "dC[t] = (1 - tanhCt ** 2) * (IFOGf[t, :, 2 * d:3 * d] * dHout[t])",
+         ["with dc_next left out"]),
+        ("dh0 += dHin[t, :, input_size + 1:]", "dh0 += dHin[t, :, input_size:-1]",
+         ["dh0, the gradient of the initial state, is taken from the wrong rows", "[1; x; h]"]),
+    ],
+}
+
+
+def test_bugs_written_later_are_named_too():
+    """Every later bug is detected; those listed with words are named; 80% of them in all."""
+    named = total = 0
+    for style, bugs in LATER.items():
+        for old, new, words in bugs:
+            report = check(style, mutate(FILES[style], old, new))
+            assert not report.ok, (style, new)
+            first = report.diagnosis[0]
+            if words is not None:
+                assert all(w in first for w in words), (style, new, first)
+                assert not any(g in first for g in GENERIC), (style, new, first)
+            named += words is not None
+            total += 1
+    assert named / total >= BAR
