@@ -132,7 +132,7 @@ def test_it_runs_as_a_module_with_its_exit_status(tmp_path):
                            "--gate-order", "ifog"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
-    assert "Only the o gate is wrong" in done.stdout
+    assert "Your dz_o is missing the sigmoid's derivative" in done.stdout
 
 
 def test_sys_exit_is_never_a_pass(tmp_path, capsys):
@@ -185,7 +185,7 @@ SUBMISSIONS = {
 OUTCOMES = {       # file -> (ok, first wrong row, start of the diagnosis or outcome)
     "correct.py": (True, None, "OK: worst vs autograd"),
     "forgets_f.py": (False, "dprev_c", "dprev_c is missing the forget gate"),
-    "no_sigmoid_derivative.py": (False, "dx", "Only the o gate is wrong"),
+    "no_sigmoid_derivative.py": (False, "dx", "Your dz_o is missing the sigmoid's derivative"),
     "raises.py": (False, None, "your code raised ValueError"),
     "hangs.py": (False, None, "timed out after 2 s in lstm_step_backward"),
     "greedy.py": (False, None, "exhausted memory (limit 2048 MB) in lstm_step_backward"),

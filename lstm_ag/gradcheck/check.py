@@ -42,8 +42,10 @@ import numpy as np
 
 from ..bptt import (
     hidden_grads,
+    local_derivatives,
     loss_and_grads,
     lstm_backward,
+    lstm_step_backward,
     readout_mse_backward,
     weight_gradients,
     weight_product,
@@ -51,7 +53,7 @@ from ..bptt import (
 from ..cell import SequenceCache
 from ..inputs import as_mask, as_sequence, as_state, as_targets
 from ..model import bptt, lstm_forward, mse
-from ..params import check_params, flatten, structure, unflatten
+from ..params import GATES, check_params, flatten, structure, unflatten
 from .adapters import LAYOUTS, from_user, split_output, to_user
 from .compare import (
     TOLERANCES,
@@ -67,6 +69,7 @@ from .compare import (
     where,
 )
 from .diagnosis import CLOSE, changed_in_place, diagnose
+from .local import local_mistakes
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -97,6 +100,11 @@ MISTAKES = {
     "no dh_next": (
         "Your gradients are the right ones with dh_next left out: the gradient of h_{t-1}, "
         "dh_prev = dz @ Wh.T, is not added to the previous step's dh."),
+    "nothing carried": (
+        "Your gradients are the right ones with nothing carried from a step to the one before "
+        "(neither dh_prev nor dc_prev reaches step t - 1): a loop that runs forward in time, "
+        "t = 0, 1, ..., adds what step t passes back into a step it has already visited; run "
+        "it from the last step to the first, for t in reversed(range(T))."),
     "first step only": (
         "Your gradients are those of the first step alone: the forward's loop stops after one "
         "step (a `return h` inside the loop, as in notebook 001) or the backward visits only "
@@ -127,6 +135,39 @@ MISTAKES = {
         "Your {rows}: the weight product is missing its transpose, {a} @ dz where "
         "{a}.T @ dz is needed (dW = dz @ {a}.T with the batch in columns); the shapes fit "
         "only because the batch has {size}."),
+    "no gradient at all": (
+        "Every gradient of yours is 0 at every length, where the expected ones are not: the "
+        "upstream gradient (dhs[t], da[:, :, t]) never enters your backward (dh = dhs[t] + "
+        "dh_next at every step), or nothing is added into the arrays you return."),
+    "db to one number": (
+        "Your {rows} {is} summed to one number (dz.sum(), over every axis) where the sum runs "
+        "over the batch and the time steps only, one entry per unit: sum over those axes."),
+    "dx at the wrong step": (
+        "Your dx is stored at the wrong step: the gradient of x_t is written at step T - 1 - t "
+        "(its time axis reversed); store what step t computes at t."),
+    "upstream at every step": (
+        "The upstream gradient dL/dh_T is added at every step: it reaches the last hidden "
+        "state only, so add it once, before the loop, and carry dh_next alone to the steps "
+        "before."),
+    "dc_prev with another gate": (
+        "Your dc_prev is multiplied by {gate} where the forget gate f is needed: "
+        "c = f * c_prev + i * g, so dc_prev = dc * f."),
+    "dh0 plus the upstream": (
+        "Your dh0 adds the upstream gradient of step 0 (dhs[0], da[:, :, 0]) to the one "
+        "carried back out of step 0, which already holds it: dh0 is dh_prev after the loop's "
+        "last iteration alone."),
+    "dc0 without f": (
+        "Your dc0 is missing the forget gate: the gradient of the initial cell state is "
+        "dc * f of step 0 (c_1 = f * c_0 + i * g), not dc."),
+    "dWh from c_prev": (
+        "dWh is built from c_{t-1}, the cell state, where it needs h_{t-1}, the hidden state "
+        "the step started from: dWh = h_prev^T dz."),
+    "dh_prev without a gate": (
+        "dh_prev, the gradient carried back to h_{t-1}, leaves out the {gate} gate: "
+        "dh_prev = dz @ Wh.T sums the contributions of all four gates' dz."),
+    "dc_prev with f's derivative": (
+        "Your dc_prev is multiplied by the forget gate's derivative f * (1 - f) where f itself "
+        "is needed: c = f * c_prev + i * g, so dc_prev = dc * f."),
     "dh0 from the upstream": (
         "Your dh0 is the upstream gradient of step 0 (dhs[0], da[:, :, 0]): the gradient of "
         "the initial state is the one carried back out of step 0 (dh_prev after the loop's "
@@ -371,6 +412,10 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     located = bad_rows or rows
     candidates = () if agrees or nested else _candidates(params, x64, third64, h64, c64, w64,
                                                       upstream, first_bad or T, names)
+    if T > 1 and not agrees and all(r.given is not None and not np.any(r.given)
+                                    for r in rows if r.status != "not tested"):
+        candidates = [(MISTAKES["no gradient at all"],       # 0 at every length, not only 1
+                       {r.name: np.zeros_like(r.expected) for r in located}), *candidates]
     L = first_bad or T                  # the sizes where the diagnosis measures
     counts = {"T*B*O": L * B * (O or 1), "T*B": L * B, "B": B, "T": L, "O": O or 1}
     if weights is not None:
@@ -387,7 +432,9 @@ def check_gradients(params: dict, xs: Any, targets: Any = None,
     elif styled is not None:
         diagnosis = diagnose_in_style(styled, "sequence", located, diagnose,
                                       first_bad_length=first_bad, first_tested=first_tested,
-                                      candidates=candidates, counts=counts, loss=at_problem)
+                                      candidates=_styled_candidates(candidates), counts=counts,
+                                      loss=at_problem, close=CLOSE[dtype],
+                                      notes=list(style_notes))
     else:
         diagnosis = diagnose(located, kind="sequence", first_bad_length=first_bad,
                              first_tested=first_tested, candidates=candidates, counts=counts,
@@ -620,21 +667,22 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
     else:
         dhs = third64[:length]
 
-    def backward(dhs=dhs, dh_last=dh_last, **mistake):
+    def backward(dhs=dhs, dh_last=dh_last, cache=cache, **mistake):
         return lstm_backward(dhs, cache, dh_last=dh_last, **mistake)
     right = backward()
     dZ = right["z"]
     out = []
 
-    def add(sentence, grads):
+    def add(sentence, grads, strict=False):
         out.append((sentence, {b.name: b.view(grads[b.param])
-                               for b in blocks([n for n in names if n in grads])}))
+                               for b in blocks([n for n in names if n in grads])}, strict))
         for key, name in _STATE_ROWS.items():  # a backward that returns these is compared too
             if key in grads:
                 out[-1][1][name] = grads[key]
     add(MISTAKES["dWh from h_t"], weight_gradients(cache, dZ, inputs=False, h_prev=cache.hs))
     add(MISTAKES["no dc_next"], backward(carry="h"))
     add(MISTAKES["no dh_next"], backward(carry="c"))
+    add(MISTAKES["nothing carried"], backward(carry=""))
     if T > 1:
         add(MISTAKES["one step's contribution"], weight_gradients(cache, dZ, inputs=False,
                                                                  steps=slice(0, 1)))
@@ -649,7 +697,7 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
             add(MISTAKES["upstream not added"], backward(only_last))
     for sentence, weights in _wrong_rows(p["Wx"], p["Wh"]):
         add(sentence, backward(carry_weights=weights))
-    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x"):
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "x", p["b"]):
         add(sentence, {"xs": dZ @ weights.T})
     for a, what in ((cache.xs, "x"), (cache.h_prev, "h_prev")):
         if a.shape[2] == B:
@@ -670,26 +718,114 @@ def _candidates(params, x64, third64, h64, c64, w64, upstream, length, names):
         add(MISTAKES["first step only"], first)
     if B > 1:
         add(MISTAKES["db from one row"], {"b": dZ[:, 0].sum(axis=0)})
+    for k in range(4):                          # one gate's db summed to one number
+        b = right["b"].copy()
+        b[k * H:(k + 1) * H] = b[k * H:(k + 1) * H].sum()
+        add(MISTAKES["db to one number"], {"b": b}, True)
     if upstream != "last":                      # dh0 from the upstream, not carried
         out.append((MISTAKES["dh0 from the upstream"], {"dh0": dhs[0]}))
+    with np.errstate(all="ignore"):         # a saturated gate divides by 0: no fit, no noise
+        _more_candidates(add, backward, right, cache, dhs, dh_last, p)
     return out
+
+
+def _more_candidates(add, backward, right, cache, dhs, dh_last, p):
+    """The mistakes of :func:`_candidates` after the products: where dx, dc0 and dh_prev
+    are taken from, what dWh multiplies, and a gate's local derivative
+    (:data:`~lstm_ag.gradcheck.local.LOCAL_MISTAKES`), simulated by the one backward."""
+    T, B, H = dhs.shape
+    f = cache.f
+    if T > 1:
+        add(MISTAKES["dx at the wrong step"], {"xs": right["xs"][::-1]})
+        if dh_last is not None:                 # dL/dh_T added at every step
+            add(MISTAKES["upstream at every step"],
+                backward(np.broadcast_to(dh_last, dhs.shape) + dhs, None))
+    add(MISTAKES["dc0 without f"], {"c0": right["c0"] / f[0]})
+    gates = {"i": cache.i, "g": cache.g, "o": cache.o}
+    for gate, y in gates.items():               # dc_prev = dc * (another gate)
+        sentence = MISTAKES["dc_prev with another gate"].replace("{gate}", gate)
+        add(sentence.replace("dc_prev", "dc0"), {"c0": right["c0"] / f[0] * y[0]})
+        add(sentence, backward(cache=_with_gates(
+            cache, f=y, c_prev=cache.c_prev * f * (1 - f) / (y * (1 - y)))), True)
+    if dh_last is None:                         # the upstream of step 0 added to dh0 again
+        add(MISTAKES["dh0 plus the upstream"], {"h0": right["h0"] + dhs[0]})
+    for sentence, weights in _wrong_rows(p["Wx"], p["Wh"], "h", p["b"]):
+        add(sentence.replace("dh_prev, the gradient carried back to h_{t-1}",
+                             "dh0, the gradient of the initial state"),
+            {"h0": right["z"][0] @ weights.T})
+    add(MISTAKES["dWh from c_prev"], weight_gradients(cache, right["z"], inputs=False,
+                                                     h_prev=cache.c_prev), True)
+    for k, gate in enumerate(GATES):
+        weights = p["Wh"].copy()
+        weights[:, k * H:(k + 1) * H] = 0
+        add(MISTAKES["dh_prev without a gate"].replace("{gate}", gate),
+            backward(carry_weights=weights), True)
+    # dc_prev = dc * f * (1 - f): the forget gate f' = f * (1 - f) carried, with c_prev made
+    # up for it so that dz_f is right
+    carried = f * (1 - f)
+    add(MISTAKES["dc_prev with f's derivative"], backward(cache=_with_gates(
+        cache, f=carried, c_prev=cache.c_prev * carried / (carried * (1 - carried)))), True)
+    acts = {"i": cache.i, "f": f, "g": cache.g, "o": cache.o, "tanh_c": cache.tanh_c,
+            "c": cache.c[1:], "c_prev": cache.c_prev}
+    h_c, c_z, h_zo, _ = local_derivatives(cache)
+    for sentence, alternative in local_mistakes(acts):
+        if set(alternative) == {"f"}:           # through dz_f = dc * c_prev * f * (1 - f)
+            made_up = alternative["f"] / (f * (1 - f))
+            add(sentence, backward(cache=_with_gates(cache, c_prev=made_up)), True)
+        elif T == 1:                            # the other gates show at length 1
+            step = (p["Wh"], alternative.get("h_c", h_c)[0],
+                    _gate_derivatives(c_z[0], alternative), alternative.get("o", h_zo)[0], f[0])
+            dz, dh_prev, dc_prev = lstm_step_backward(dhs[0] + (0 if dh_last is None
+                                                                else dh_last), 0 * f[0], step)
+            add(sentence, {**weight_gradients(cache, dz[None]), "h0": dh_prev,
+                           "c0": dc_prev}, True)
+
+
+def _gate_derivatives(c_z, alternative):
+    """``c_z (B, 3, H)`` (dc_t/dz of the gates i, f, g) with ``alternative``'s in place."""
+    c_z = c_z.copy()
+    for k, gate in enumerate("ifg"):
+        if gate in alternative:
+            c_z[:, k] = alternative[gate][0]
+    return c_z
+
+
+def _with_gates(cache, **fields):
+    """A copy of ``cache`` with some of its steps' fields (``f``, ``c_prev``: ``(T, B, H)``)
+    replaced: a forward whose local derivatives make a known mistake."""
+    store = cache.store.copy()
+    rows = {"f": (3, slice(1, None)), "c_prev": (1, slice(None, -1))}
+    for name, value in fields.items():
+        field, steps = rows[name]
+        store[field, steps] = value
+    return SequenceCache(cache.xs, cache.Wx, cache.Wh, store)
+
+
+def _styled_candidates(candidates):
+    """The candidates keyed by a styled check's rows: the inputs' gradient is its row ``dx``
+    (``dxs`` in :data:`_STATE_ROWS`)."""
+    return [(sentence, {"dx" if k == "dxs" else k: v for k, v in predicted.items()}, *strict)
+            for sentence, predicted, *strict in candidates]
 
 
 #: The rows of a backward's initial state's and inputs' gradients, by lstm_backward's keys.
 _STATE_ROWS = {"h0": "dh0", "c0": "dc0", "xs": "dxs"}
 
 
-def _wrong_rows(Wx, Wh, of="h"):
+def _wrong_rows(Wx, Wh, of="h", b=None):
     """``(sentence, weights)`` for each way of taking dh_prev (``of="h"``) or dx (``"x"``)
-    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``):
-    dh_prev (dx) = dz @ weights.T."""
+    from the wrong rows of the gradient of a concatenated input (``[h; x]`` or ``[x; h]``,
+    and ``[1; x; h]`` with the bias ``b`` as a row, Karpathy's): dh_prev (dx) = dz @ weights.T."""
     H, D = Wh.shape[0], Wx.shape[0]
     width, right_weights = (H, Wh) if of == "h" else (D, Wx)
     out, seen = [], [right_weights]
-    for order, stacked in (("[h; x]", np.concatenate((Wh, Wx))),
-                           ("[x; h]", np.concatenate((Wx, Wh)))):
-        right = 0 if (order == "[h; x]") == (of == "h") else H + D - width
-        for start in sorted({0, H, D}):
+    orders = [("[h; x]", np.concatenate((Wh, Wx))), ("[x; h]", np.concatenate((Wx, Wh)))]
+    if b is not None:
+        orders.append(("[1; x; h]", np.concatenate((b[None], Wx, Wh))))
+    for order, stacked in orders:
+        right = (0 if (order == "[h; x]") == (of == "h") else H + D - width) + (
+            order == "[1; x; h]")
+        for start in sorted({0, 1, H, D, 1 + D} if b is not None else {0, H, D}):
             weights = stacked[start:start + width]
             if len(weights) < width or any(np.array_equal(weights, w) for w in seen):
                 continue

@@ -165,11 +165,16 @@ def _ratio_hint(k, counts, loss=True):
         hints.append("the opposite sign: err = target - prediction instead of prediction - "
                      "target, or a minus sign lost" if loss else
                      "the opposite sign: a minus sign lost or added")
+    same = {}                           # sizes equal here are named together
     for what, n in counts.items():
+        same.setdefault(n, []).append(what)
+    for n, names in same.items():
+        what = names[-1] + (f" (or {', '.join(names[:-1])}, equal here)" if len(names) > 1
+                            else "")
         if loss and n > 1 and abs(k - n) < 1e-9 * n:
-            hints.append(f"{n} = {what}: the division by {what} of the mean is missing")
+            hints.append(f"{n} = {what}: the division by {names[-1]} of the mean is missing")
         elif n > 1 and abs(k * n - 1) < 1e-9:
-            hints.append(f"1/{n} = 1/{what}: an extra division by {what}")
+            hints.append(f"1/{n} = 1/{what}: an extra division by {names[-1]}")
     return hints
 
 
@@ -210,8 +215,10 @@ def diagnose(rows, *, kind, first_bad_length=None, bad_rows=None, first_tested=N
     - kind: ``"step"`` or ``"sequence"``; first_bad_length: for a sequence.
     - first_tested: block name -> the shortest length at which it is not exactly zero.
     - candidates: ``(sentence, {block name: predicted given block})`` pairs, known mistakes
-      the checker simulated; the first whose prediction reproduces every wrong block (and
-      only those) is reported.
+      the checker simulated; the first whose prediction reproduces every wrong block is
+      reported. A third element ``True`` makes a candidate strict: it must also leave right
+      every block it predicts that is right (a mistake that changes a gate's dz changes its
+      db too, so it does not explain a wrong dW beside a right db).
     - counts: sizes that normalisations divide by, e.g. ``{"T*B*O": 24, "B": 2}``.
     - loss: ``(expected, given)`` when the backward returned a loss that disagrees.
     - close: how exactly a fingerprint must fit (:data:`CLOSE` by the dtype judged).
@@ -259,12 +266,16 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     derived = {"dx", "dprev_h"} if kind == "step" else set()
     # 1. a known mistake the checker simulated, reproduced exactly (and told apart from the
     # right gradient: a prediction equal to it would "reproduce" any tiny error)
-    for sentence, predicted in candidates:
+    for sentence, predicted, *strict in candidates:
         if set(predicted) >= wrong_names and all(
                 by_name[name].given is not None
                 and _rel(by_name[name].given, predicted[name]) <= close
-                and _rel(by_name[name].expected, predicted[name]) > 100 * close
-                for name in wrong_names):
+                and _rel(by_name[name].expected, predicted[name])
+                > max(100 * _CLOSE, 10 * _rel(by_name[name].given, predicted[name]))
+                for name in wrong_names) and not (strict and strict[0] and any(
+                    _rel(by_name[name].expected, value) > 100 * close
+                    for name, value in predicted.items()
+                    if name in by_name and by_name[name].status == "ok")):
             return fill(sentence, wrong)
     # 2. nothing where something is expected (a ratio of 0 is no constant factor)
     zeros = [r for r in wrong if r.given is not None and not np.any(r.given)]
@@ -324,7 +335,9 @@ def _likely_mistake(rows, wrong, kind, first_bad_length, first_tested, candidate
     # 6. patterns of gates and arrays
     # i, f, g all use dc (a gate not tested here, as f from a zero state, cannot object)
     untested = {r.gate for r in rows if r.gate is not None and r.status == "not tested"}
-    if (len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
+    # (in a sequence, a wrong dc shows at length 1: from length 2 it is what is carried)
+    if ((kind == "step" or (first_bad_length or 1) < 2)
+            and len(wrong_gates) >= 2 and set(wrong_gates) <= {"i", "f", "g"}
             and set(wrong_gates) | untested >= {"i", "f", "g"}
             and all(r.name == "dprev_c" for r in others)):
         blocks = ("The i, f and g blocks are wrong" if len(wrong_gates) == 3 else
@@ -390,9 +403,10 @@ def _recurrent(kind, first_bad_length, wrong, first_tested):
     gates = {r.gate for r in wrong if r.gate is not None}
     path = ""
     if gates and "o" not in gates:
-        path = (" At that length the o gate is right and i, f, g are not: the cell's path, "
-                "dc_prev = dc * f carried into the previous step's dc, is the likely culprit "
-                "(dc_next).")
+        path = (" At that length the o gate is right and i, f, g are not: the cell's path "
+                "is the likely culprit (dc_next): what is carried into the previous step's dc "
+                "is not dc_prev = dc * f (the forget gate's factor f missing, or another "
+                "factor in its place).")
     elif "o" in gates:
         path = (" The o gate is wrong too, which the cell's path alone cannot do: the hidden "
                 "path, dh_prev = dz @ Wh.T added to the previous step's dh, is the likely "

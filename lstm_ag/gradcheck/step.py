@@ -59,6 +59,7 @@ from .compare import (
     permute_gates,
 )
 from .diagnosis import CLOSE, changed_in_place, diagnose
+from .local import local_mistakes
 from .report import GradientReport
 from .styles import (
     call_backward,
@@ -86,6 +87,10 @@ MISTAKES = {
     "dprev_c without f": (
         "dprev_c is missing the forget gate: the cell's gradient passes to the previous cell "
         "through c = f * prev_c + i * g, so dprev_c = dc * f."),
+    "dprev_c with another gate": (
+        "dprev_c is multiplied by {gate} where the forget gate f is needed: the cell's "
+        "gradient passes to the previous cell through c = f * prev_c + i * g, so "
+        "dprev_c = dc * f."),
     "wrong rows": (
         "Your {row} is rows {got} of the gradient of the concatenated input {order} "
         "(dz @ W.T with W the weights stacked as {order}): {row} is rows {want}; check the "
@@ -195,7 +200,10 @@ def _simulated(arrays, dnext_h, dnext_c):
             {blk.name: blk.view(dz[0]) for blk in blocks(["b"])}),
            (MISTAKES["dprev_c without f"],
             {"dprev_c": dnext_c + dnext_h * h_c}),
-           (MISTAKES["dtanh twice c"], variant(h_c=o * (1 - np.tanh(tanh_c) ** 2)))]
+           (MISTAKES["dtanh twice c"], variant(h_c=o * (1 - np.tanh(tanh_c) ** 2))),
+           *((MISTAKES["dprev_c with another gate"].replace("{gate}", gate),
+              {"dprev_c": (dnext_c + dnext_h * h_c) * y}) for gate, y in (("i", i), ("g", g),
+                                                                           ("o", o)))]
     twice = {"i": g * sig_twice(i), "f": a["prev_c"] * sig_twice(f),
              "g": i * (1 - np.tanh(g) ** 2)}
     for k, gate in enumerate("ifg"):
@@ -203,7 +211,22 @@ def _simulated(arrays, dnext_h, dnext_c):
         c_z2[:, k] = twice[gate]
         out.append((_TWICE[gate], variant(c_z=c_z2)))
     out.append((_TWICE["o"], variant(h_zo=tanh_c * sig_twice(o))))
+    acts = {"i": i, "f": f, "g": g, "o": o, "tanh_c": tanh_c, "c": cache.c[1],
+            "c_prev": a["prev_c"]}
+    for sentence, alternative in local_mistakes(acts):
+        out.append((sentence, variant(**_local(alternative, h_c, c_z, h_zo)), True))
     return out + _split_and_products(a, cache, right["z"])
+
+
+def _local(alternative, h_c, c_z, h_zo):
+    """The local derivatives ``(h_c, c_z, h_zo)`` of one step (:func:`lstm_ag.bptt.
+    local_derivatives`' ``(B, H)``, ``(B, 3, H)``, ``(B, H)``) with those of a
+    :data:`~lstm_ag.gradcheck.local.LOCAL_MISTAKES` entry in place of the right ones."""
+    c_z = c_z.copy()
+    for k, gate in enumerate("ifg"):
+        if gate in alternative:
+            c_z[:, k] = alternative[gate]
+    return {"h_c": alternative.get("h_c", h_c), "c_z": c_z, "h_zo": alternative.get("o", h_zo)}
 
 
 def _split_and_products(a, cache, dZ):
@@ -356,6 +379,8 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
                                   tol_ag, fd=fd, fd_tolerance=tol_fd))
     ok = all(r.ok for r in rows)
     order = None if ok or styled else _return_order(grads, reference, gate_order, tol_ag)
+    close = CLOSE[max({d for d in computed if d.kind == "f"} | {dtype},
+                      key=lambda d: np.finfo(d).eps)]
     if order is not None:
         diagnosis = [(f"Your step_backward returns its gradients in another order: "
                       f"({', '.join(order)}) where (dx, dprev_h, dprev_c, dWx, dWh, db) is "
@@ -363,14 +388,11 @@ def check_step(step_forward: Callable, step_backward: Callable, *, gate_order: s
     elif styled is not None:
         diagnosis = [] if ok else diagnose_in_style(
             styled, "step", rows, diagnose, candidates=_simulated(arrays, dnext_h, dnext_c),
-            counts={"N": batch})
+            counts={"N": batch}, notes=notes, close=close)
     else:
         diagnosis = [] if ok else diagnose(rows, kind="step",
                                            candidates=_simulated(arrays, dnext_h, dnext_c),
-                                           counts={"N": batch},
-                                           close=CLOSE[max({d for d in computed
-                                                            if d.kind == "f"} | {dtype},
-                                                           key=lambda d: np.finfo(d).eps)])
+                                           counts={"N": batch}, close=close)
     ok = ok and not wrote
     diagnosis = [*wrote, *diagnosis]
     wrong = [r for r in rows if not r.ok]

@@ -331,7 +331,8 @@ STYLES = {s.name: s for s in (
                  "db[{g}]": "bias_ih[{g}]", "db_hh[{g}]": "bias_hh[{g}]", "dx": "x",
                  "dh0": "h0", "dc0": "c0"},
           words={"dWx": "weight_ih.grad", "dWh": "weight_hh.grad", "db": "bias_ih.grad",
-                 "Wx": "weight_ih.T", "Wh": "weight_hh.T", "dz": "dgates"},
+                 "Wx": "weight_ih.T", "Wh": "weight_hh.T", "Wx.T": "weight_ih",
+                 "Wh.T": "weight_hh", "dz": "dgates"},
           aliases={"b_hh": "b"}),
 )}
 
@@ -701,18 +702,29 @@ def diagnose_in_style(style: Style, kind: str, rows: list, diagnose: Callable,
     terms. Arrays that could not be read are named first, in the student's names and shapes;
     for a sequence, dx and the initial states are left out when a weight is wrong (they follow
     from it), and so is a second bias that repeats the first."""
+    from .diagnosis import shape_mistake
+    notes = kwargs.pop("notes", ())
     unusable = [r for r in rows if r.status in ("missing", "bad shape")]
     out = []
     if unusable:
         said = dict.fromkeys(r.problem if r.status == "bad shape"
                              else f"{row_name(style, kind, r.name).split('[')[0]} missing"
                              for r in unusable)
-        out.append(f"Your backward's gradients could not be compared ({'; '.join(said)}). "
-                   f"Return every gradient the {style.name} style reads, each with the shape "
-                   "given.")
+        why = [s for s in (shape_mistake(problem.split(":")[0], problem) for problem in said)
+               if s]
+        instead = {meant: given for given, meant in
+                   re.findall(r"(\S+) \(did you mean (\S+)\?\)", " ".join(notes))}
+        missing = [p.split(" ")[0] for p in said if p.endswith(" missing")]
+        why += [f"Your backward returned {instead[k]} where the {style.name} style reads {k}: "
+                f"return it as {k}." for k in missing if k in instead]
+        said = (f"Your backward's gradients could not be compared ({'; '.join(said)}). "
+                f"Return every gradient the {style.name} style reads, each with the shape "
+                "given.")
+        out.append(" ".join([said, *why]))
     usable = [r for r in rows if r not in unusable and not _is_echo(r, rows)]
     if kind == "sequence" and any(not r.ok and r.param in GATE_WIDE for r in usable):
         usable = [r for r in usable if r.param in GATE_WIDE]
+    out = translate(style, kind, out, [], [])
     if not any(r.status == "WRONG" for r in usable) and kwargs.get("loss") is None:
         return out
     sentences = diagnose(usable, kind=kind, **kwargs)
