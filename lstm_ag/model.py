@@ -291,8 +291,8 @@ def _loss(params, xs, h0, c0, targets, weights, lengths, method, struct, state_o
     return loss(params, hs, targets, weights)
 
 
-#: :func:`_loss` and its gradient with respect to ``params``, built once: building autograd's
-#: wrapper on every call cost 34 k instructions (callgrind), 0.4% of a step at tiny.
+#: :func:`_loss` and its gradient with respect to ``params``, built once (building autograd's
+#: wrapper on every call cost a measurable part of a tiny step: benchmarks/README.md).
 _loss_and_gradient = _autograd_value_and_grad(_loss)
 
 
