@@ -23,11 +23,15 @@ The modules, each one job, importing one way (a module imports only those above 
     vjps          the fast path: two autograd primitives, each beside its gradient rule
     model         lstm_forward, predict, mse, value_and_grad: validate once, then dispatch
     gradcheck     the checker (a package; its command line is gradcheck/__main__.py)
-    layouts, checkpoint   other weight layouts; save and load
+    layouts       other weight layouts
+    atomic        the atomic file writer (imports nothing of lstm_ag)
+    npz_reader    the hardened reader of .npz archives (imports nothing of lstm_ag)
+    checkpoint    the checkpoint format: save and load (through npz_reader, atomic)
 """
 from . import layouts
+from .atomic import atomic_write
 from .cell import lstm_step
-from .checkpoint import CheckpointError, atomic_write, load, save
+from .checkpoint import CheckpointError, load, save
 from .gradcheck import GradientReport, check_gradients, check_step
 from .model import (
     METHODS,

@@ -238,18 +238,20 @@ def cached_runner(caches: list):
 
 
 def stack_backward(params: dict, caches: list, dhs: np.ndarray, dhT: list | None = None,
-                   dcT: list | None = None, lengths: np.ndarray | None = None) -> tuple:
+                   dcT: list | None = None, lengths: np.ndarray | None = None,
+                   struct: tuple[int, int] | None = None) -> tuple:
     """The backward of :func:`lstm_ag.stack.run_layers`: :func:`lstm_backward` for every layer
     and direction, wired in reverse (the input gradient of layer l is the ``dhs`` of layer
     l - 1; the reverse direction's gradients are put back in time by the same reversal).
 
     - params: the parameter dict; caches: the K caches of the forward, in PyTorch's order
       (:func:`cached_runner`); dhs: dL/d(top layer's hidden states) ``(T, B, dirs*H)``;
-      dhT, dcT: optional K gradients of the final states ``(B, H)``; lengths: as the forward.
+      dhT, dcT: optional K gradients of the final states ``(B, H)``; lengths: as the forward;
+      struct: ``structure(params)`` when the caller has it (computed when None).
     Returns ``(grads, dh0s, dc0s)``: a dict of the LSTM weights' gradients with the structure
     of ``params`` (without the readout), and the K initial states' gradients.
     """
-    num_layers, dirs = structure(params)
+    num_layers, dirs = structure(params) if struct is None else struct
     H = caches[0].Wh.shape[0]
     index = reverse_index(lengths, dhs.shape[0]) if dirs == 2 else None
     per_direction = [None] * len(caches)
@@ -290,24 +292,26 @@ def readout_mse_backward(hs: np.ndarray, Wy: np.ndarray, by: np.ndarray, targets
 
 
 def loss_and_grads(params: dict, xs, h0, c0, targets, weights, lengths=None,
-                   with_state: bool = False) -> tuple:
+                   with_state: bool = False, struct: tuple[int, int] | None = None) -> tuple:
     """:func:`bptt` on arguments already validated by :func:`lstm_ag.inputs.loss_arguments`
     (time-major ``xs (T, B, D)``, ``h0, c0`` ``(B, H)`` or ``(K, B, H)``, ``targets
     (T, B, O)``, ``weights (T, B, 1)`` or None, ``lengths (B,)`` or None). Returns
     ``(loss, grads)``, and with ``with_state`` also the K final states ``(hT, cT)`` as lists
-    of ``(B, H)`` arrays."""
+    of ``(B, H)`` arrays. ``struct``: ``structure(params)``, computed when None."""
+    struct = structure(params) if struct is None else struct
     caches: list = []
-    hs, hT, cT = run_layers(params, xs, *initial_states(h0, c0, params), lengths,
-                            cached_runner(caches))
+    hs, hT, cT = run_layers(params, xs, *initial_states(h0, c0, params, struct), lengths,
+                            cached_runner(caches), struct)
     loss, dhs, dWy, dby = readout_mse_backward(hs, params["Wy"], params["by"], targets,
                                                weights)
-    grads, _, _ = stack_backward(params, caches, dhs, lengths=lengths)
+    grads, _, _ = stack_backward(params, caches, dhs, lengths=lengths, struct=struct)
     grads.update(Wy=dWy, by=dby)
     grads = {k: grads[k] for k in params}            # the order of params
     return (loss, grads, (hT, cT)) if with_state else (loss, grads)
 
 
-def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None) -> dict:
+def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None,
+                 struct: tuple[int, int] | None = None) -> dict:
     """The LSTM weights' gradients of ``sum(dhs * hs) + sum_k sum(dhT[k] * h_T[k])``, a loss
     given by its gradients with respect to the hidden states, by the hand-written backward.
 
@@ -315,11 +319,14 @@ def hidden_grads(params: dict, xs, h0, c0, dhs=None, dhT=None) -> dict:
       h0, c0 ``(B, H)`` or ``(K, B, H)`` (as :func:`loss_and_grads`).
     - dhs: ``(T, B, dirs*H)``, the top layer's hidden states' gradients (None: zeros);
       dhT: None or K arrays ``(B, H)``, the final hidden states' gradients.
+    - struct: ``structure(params)`` when the caller has it (computed when None).
     Returns the gradients with the structure of ``params`` (without the readout).
     """
+    struct = structure(params) if struct is None else struct
     caches: list = []
-    hs, _, _ = run_layers(params, xs, *initial_states(h0, c0, params), None,
-                          cached_runner(caches))
-    grads, _, _ = stack_backward(params, caches, np.zeros_like(hs) if dhs is None else dhs, dhT)
+    hs, _, _ = run_layers(params, xs, *initial_states(h0, c0, params, struct), None,
+                          cached_runner(caches), struct)
+    grads, _, _ = stack_backward(params, caches, np.zeros_like(hs) if dhs is None else dhs, dhT,
+                                 struct=struct)
     return grads
 

@@ -45,48 +45,42 @@ Guarantees of :func:`load`:
 * every malformed file raises :class:`CheckpointError` (a ``ValueError``) naming the file;
   only a missing file raises ``FileNotFoundError``, and an unreadable one its ``OSError``.
 
-Guarantees of :func:`save` and :func:`atomic_write`:
+Guarantees of :func:`save`:
 
-* the write is atomic: the data goes to a temporary file ``.<first 16 characters of the
-  name>.<8 hex digits of its hash>.<12 random hex digits>.tmp`` in the same directory (short
-  enough beside any legal name), is fsynced, and moved into place with :func:`os.replace`;
-  a crash leaves the old file or the new one, never half a file; on an exception the
-  temporary file is removed;
-* a writer holds an advisory lock (``flock``) on its temporary file until it is moved into
-  place; temporary files that earlier saves of the same target left behind (a killed
-  process: its lock went with it) are removed by the next save once they are older than
-  ``LOCKED_GRACE_SECONDS`` (2 s) and their lock is free, and any older than
-  ``STALE_SECONDS`` (30 minutes; the only rule where there is no flock): only regular files
-  of this user whose names match that target's temporary-name pattern exactly, never one a
-  live writer holds;
-* a missing directory raises ``FileNotFoundError`` naming the target (not the temporary);
-* a directory (or a symbolic link to one) at the target is refused with
-  ``IsADirectoryError``, never replaced; a symbolic link to a file is replaced by the file;
+* the write is atomic (:func:`lstm_ag.atomic.atomic_write`: a temporary file beside the
+  target, fsynced, moved into place; a crash leaves the old file or the new one);
 * parameters must be finite and metadata plain JSON values or numpy arrays: NaN/inf
   parameters, numpy complex, datetime or bytes scalars, non-string keys and nesting deeper
   than ``MAX_DEPTH`` are refused with ``ValueError``/``TypeError`` naming the entry.
+
+The modules: this one holds the format (the header, the entry names, the metadata's
+encoding) and :func:`save`/:func:`load`; :mod:`lstm_ag.npz_reader` reads the zip and its
+``.npy`` entries defensively; :mod:`lstm_ag.atomic` writes files. ``atomic_write``,
+``STALE_SECONDS`` and ``LOCKED_GRACE_SECONDS`` are named here too, as before the split.
 """
-import contextlib
-import errno
-import hashlib
 import json
-import math
-import os
 import re
-import secrets
-import stat
-import time
-import zipfile
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as onp
 
-try:
-    import fcntl
-except ImportError:                      # Windows: stale temporaries go by age alone
-    fcntl = None
-
+from .atomic import LOCKED_GRACE_SECONDS, STALE_SECONDS, atomic_write, path_text
+from .npz_reader import (
+    ARRAY_KINDS,
+    MAX_ENTRIES,
+    MAX_NDIM,
+    CheckpointError,
+    check_layout,
+    entries,
+    npy_layout,
+    open_archive,
+    open_regular,
+    read_entry,
+    reading,
+    shorten,
+    shown,
+)
 from .params import (
     CORE_KEYS,
     LAYERS_KEY,
@@ -109,21 +103,9 @@ VERSION = 2
 MAX_BYTES = 4 << 30
 #: Deepest nesting of lists, dicts and arrays in the metadata (the ``meta`` dict is level 0).
 MAX_DEPTH = 64
-#: Age (seconds since the last write) after which a temporary file of a save is stale
-#: whatever its lock says (where locks are not kept, it is the only rule).
-STALE_SECONDS = 30 * 60
-#: Age after which a temporary file whose writer's lock is free is stale (its writer ended:
-#: a killed process); younger ones are spared, the instant between a writer's creating the
-#: file and locking it included.
-LOCKED_GRACE_SECONDS = 2
 
 _ARRAY = "__array__"
 _HEADER_MAX_BYTES = 64 << 20          # the JSON header entry (UTF-32 text)
-_NPY_HEADER_MAX = 4096                # an entry's .npy header dictionary
-_NPY_OVERHEAD = range(10, 12 + _NPY_HEADER_MAX + 1)   # magic, version, length, dictionary
-_MAX_ENTRIES = 65536
-_MAX_NDIM = 64
-_MAX_COUNT = 1 << 40
 # The names flatten() gives an LSTM's arrays: "Wx", "reverse.Wx", "layers.0.reverse.b", "Wy".
 _PARAM_TEXT = (rf"(?:{LAYERS_KEY}\.(?:0|[1-9][0-9]{{0,5}})\.)?(?:{REVERSE_KEY}\.)?"
                rf"(?:{'|'.join(CORE_KEYS)})|{'|'.join(READOUT_KEYS)}")
@@ -131,36 +113,13 @@ _PARAM_NAME = re.compile(_PARAM_TEXT)
 _META_NAME = re.compile(r"meta/(?:0|[1-9][0-9]{0,8})")
 _ENTRY_NAME = re.compile(rf"(__lstm_ag__|params/(?:{_PARAM_TEXT})|"
                          r"meta/(?:0|[1-9][0-9]{0,8}))\.npy")
+_ENTRY_TEXT = (f"an lstm_ag checkpoint holds only {HEADER!r}, 'params/<name>' and 'meta/<n>' "
+               "arrays, <name> one of Wx, Wh, b, Wy, by, reverse.Wx, layers.0.Wx, "
+               "layers.0.reverse.Wx, ...")
 _DTYPE_TEXT = re.compile(r"[<>|=][biufcSUmM][0-9]{1,9}(?:\[[0-9]{0,9}[A-Za-z]{1,2}\])?")
-_ARRAY_KINDS = "biufcSUmM"
-_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFLNK: "a symbolic link"}
-
-
-class CheckpointError(ValueError):
-    """A file is not a readable lstm_ag checkpoint (the message names the file)."""
 
 
 # ----------------------------------------------------------------------------- writing
-
-def _path_text(path, what="path"):
-    """``path`` as a str (bytes decoded as the OS does), refused when it names no file."""
-    try:
-        text = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"{what} must be a str or path-like, got {type(path).__name__}") from None
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    if not text:
-        raise ValueError(f"{what} must name a file, got ''")
-    if "\0" in text:
-        raise ValueError(f"{what} must not contain a NUL character, got {text!r}")
-    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
-    if text.endswith(seps) or os.path.basename(text) in (".", ".."):
-        raise ValueError(f"{what} must name a file, got {text!r} (a directory)")
-    return text
-
 
 def _layout(array):
     return {"dtype": array.dtype.str, "shape": [int(n) for n in array.shape]}
@@ -177,7 +136,7 @@ def _encode(value, arrays, table, where, depth):
                             "ndarray; pass np.asarray of it")
         if value.dtype.hasobject:
             raise TypeError(f"{where} is an object array; checkpoints hold numeric arrays only")
-        if (value.dtype.kind not in _ARRAY_KINDS or value.dtype.fields is not None
+        if (value.dtype.kind not in ARRAY_KINDS or value.dtype.fields is not None
                 or value.dtype.subdtype is not None):
             raise TypeError(f"{where} has dtype {value.dtype}; checkpoint arrays hold "
                             "booleans, numbers, strings, bytes or datetimes")
@@ -224,131 +183,6 @@ def _encode(value, arrays, table, where, depth):
                     "(str, int, float, bool, None, lists, dicts) or numpy arrays")
 
 
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:                      # not possible on every platform (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_patterns(base):
-    """(prefix of this save's temporary names, patterns of any save's temporary names)."""
-    digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:8]
-    prefix = f".{base[:16]}.{digest}."
-    return prefix, (re.compile(re.escape(prefix) + r"[0-9a-f]{12}\.tmp", re.DOTALL),
-                    # the names lstm_ag 0.1 used: .<whole name>.<12 hex>.tmp
-                    re.compile(re.escape(f".{base}.") + r"[0-9a-f]{12}\.tmp", re.DOTALL))
-
-
-def _hold(fd):
-    """Take an advisory lock (``flock``) on a temporary file being written: the kernel drops
-    it when its writer ends, however it ends. Where there is no flock, nothing."""
-    if fcntl is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _abandoned(path, info, now):
-    """True when the temporary file ``path`` (stat ``info``) is no live writer's: with flock,
-    one older than ``LOCKED_GRACE_SECONDS`` whose lock is free (its writer has ended: killed,
-    crashed); without flock, or a lock that cannot be tried, one older than STALE_SECONDS."""
-    age = now - info.st_mtime
-    if age > STALE_SECONDS:
-        return True
-    if fcntl is None or age <= LOCKED_GRACE_SECONDS:
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False
-    try:
-        if os.fstat(fd).st_ino != info.st_ino:
-            return False                 # replaced since the scan
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:                      # held by its writer (BlockingIOError), or untried
-        return False
-    else:
-        return True
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temps(directory, patterns, now):
-    """Remove this target's temporary files that no live writer holds (:func:`_abandoned`);
-    never fail."""
-    uid = os.geteuid() if hasattr(os, "geteuid") else None
-    try:
-        entries = os.scandir(directory)
-    except OSError:
-        return
-    with entries:
-        for entry in entries:
-            if not any(p.fullmatch(entry.name) for p in patterns):
-                continue
-            with contextlib.suppress(OSError):
-                info = entry.stat(follow_symlinks=False)
-                if (stat.S_ISREG(info.st_mode) and (uid is None or info.st_uid == uid)
-                        and _abandoned(entry.path, info, now)):
-                    os.unlink(entry.path)
-
-
-def atomic_write(path, write, *, mode: str = "wb"):
-    """Write a file atomically: all of it or, after a crash, none of it.
-
-    - path: the file to (re)write (str, bytes or path-like); its directory must exist.
-    - write: ``write(file)`` writes the content into an open file object.
-    - mode: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8).
-
-    The content goes to a new temporary file beside ``path`` (``O_EXCL``, a name of at most
-    91 bytes), is flushed and fsynced, then moved over ``path`` with :func:`os.replace`, and
-    the directory is fsynced; then temporary files of earlier writes to ``path`` older than
-    ``STALE_SECONDS`` are removed. On any exception (KeyboardInterrupt included) the
-    temporary file is removed and the old file, if any, is left as it was. A directory (or a
-    link to one) at ``path`` raises ``IsADirectoryError``. Returns ``path``.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    text = _path_text(path)
-    if os.path.isdir(text):
-        raise IsADirectoryError(errno.EISDIR, "is a directory (or a link to one); refusing "
-                                "to replace it with a file", text)
-    directory, base = os.path.split(os.path.abspath(text))
-    prefix, patterns = _temp_patterns(base)
-    tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
-    except OSError as err:               # name the file asked for, not the temporary one
-        reason = err.strerror or str(err)
-        if err.errno == errno.ENOENT:
-            reason = f"no such directory: {os.path.dirname(text) or '.'}"
-        elif err.errno == errno.ENOTDIR:
-            reason = f"not a directory: {os.path.dirname(text)}"
-        raise type(err)(err.errno, reason, text) from None
-    try:
-        _hold(fd)                        # while held, no other writer takes it for stale
-        kwargs = {"encoding": "utf-8"} if mode == "w" else {}
-        with os.fdopen(fd, mode, **kwargs) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, text)
-    except BaseException:                # KeyboardInterrupt included: never leave the temp
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    _remove_stale_temps(directory, patterns, time.time())
-    return os.fspath(path)
-
-
 def save(path, params: dict, **meta):
     """Write ``params`` and JSON metadata to ``path`` as an ``.npz``, atomically.
 
@@ -371,7 +205,7 @@ def save(path, params: dict, **meta):
     >>> sorted(params), meta
     (['Wh', 'Wx', 'b'], {'step': 20, 'config': {'hidden': 2}})
     """
-    _path_text(path)
+    path_text(path)
     check_params(params)
     flat = flatten(params)
     arrays, table = {}, {}
@@ -390,156 +224,6 @@ def save(path, params: dict, **meta):
 
 
 # ----------------------------------------------------------------------------- reading
-
-@contextlib.contextmanager
-def _reading(name, what):
-    """Whatever a corrupt zip or .npy raises while reading ``what`` -> CheckpointError."""
-    try:
-        yield
-    except CheckpointError:
-        raise
-    except Exception as err:        # BadZipFile, zlib.error, EOFError, OSError, ValueError,
-        # struct.error, NotImplementedError, MemoryError, ...: only reading runs in here
-        detail = str(err) if len(str(err)) <= 200 else str(err)[:197] + "..."
-        raise CheckpointError(f"{name}: not a readable checkpoint, truncated or corrupt "
-                              f"({what}: {type(err).__name__}: {detail})") from err
-
-
-@contextlib.contextmanager
-def _open_regular(name):
-    """The file ``name`` opened for reading, refused unless it is a regular file."""
-    try:
-        info = os.stat(name)
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "no checkpoint at this path", name) from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise CheckpointError(f"{name}: not a checkpoint ({kind}; a checkpoint is a regular "
-                              "file)")
-    # O_NONBLOCK: if a FIFO replaced the file since the stat, opening it must not block.
-    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-             | getattr(os, "O_NOCTTY", 0))
-    fd = os.open(name, flags)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CheckpointError(f"{name}: not a checkpoint (not a regular file)")
-        file = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with file:
-        yield file
-
-
-def _shown(names):
-    names = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
-    return ", ".join(_shorten(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
-
-
-def _directory(infos, name, max_bytes):
-    """The entries (name without .npy -> ZipInfo), checked before anything is inflated."""
-    if len(infos) > _MAX_ENTRIES:
-        raise CheckpointError(f"{name}: holds {len(infos)} entries, more than any checkpoint "
-                              f"({_MAX_ENTRIES})")
-    names = [info.filename for info in infos]
-    if f"{HEADER}.npy" not in names:
-        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (no {HEADER!r} entry; it "
-                              f"holds: {_shown(names) or 'nothing'})")
-    seen, twice = set(), set()
-    for entry in names:
-        (twice if entry in seen else seen).add(entry)
-    if twice:
-        raise CheckpointError(f"{name}: the archive holds {_shown(twice)} more than once; "
-                              "refused (which copy is meant is ambiguous)")
-    unknown = [n for n in names if not _ENTRY_NAME.fullmatch(n)]
-    if unknown:
-        raise CheckpointError(f"{name}: unexpected entries {_shown(unknown)} (an lstm_ag "
-                              f"checkpoint holds only {HEADER!r}, 'params/<name>' and "
-                              "'meta/<n>' arrays, <name> one of Wx, Wh, b, Wy, by, "
-                              "reverse.Wx, layers.0.Wx, layers.0.reverse.Wx, ...)")
-    for info in infos:
-        if info.flag_bits & 0x1:
-            raise CheckpointError(f"{name}: entry {info.filename!r} is encrypted; refused")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise CheckpointError(f"{name}: entry {info.filename!r} uses compression method "
-                                  f"{info.compress_type}; only stored and deflated are read")
-    total = sum(info.file_size for info in infos)
-    if total > max_bytes:
-        raise CheckpointError(f"{name}: its entries declare {total} bytes in all, more than "
-                              f"the limit of {max_bytes} (load(..., max_bytes=...) raises "
-                              "it); refused before inflating anything")
-    header = infos[names.index(f"{HEADER}.npy")]
-    if header.file_size > _HEADER_MAX_BYTES:
-        raise CheckpointError(f"{name}: its header entry declares {header.file_size} bytes, "
-                              f"more than any header ({_HEADER_MAX_BYTES}); refused")
-    return {info.filename[:-4]: info for info in infos}
-
-
-class _Counted:
-    """A reader that counts the bytes read through it."""
-
-    def __init__(self, file):
-        self.file, self.count = file, 0
-
-    def read(self, size=-1):
-        data = self.file.read(size)
-        self.count += len(data)
-        return data
-
-
-def _check_layout(name, entry, info, shape, dtype):
-    """Refuse a dtype or shape no checkpoint holds, or a declared size that disagrees."""
-    if dtype.hasobject:
-        raise CheckpointError(f"{name}: entry {entry!r} is a pickled object array; refused "
-                              "(checkpoints are never unpickled)")
-    if (dtype.kind not in _ARRAY_KINDS or dtype.fields is not None
-            or dtype.subdtype is not None):
-        raise CheckpointError(f"{name}: entry {entry!r} has dtype {dtype}, which no "
-                              "checkpoint holds")
-    if len(shape) > _MAX_NDIM or not all(type(n) is int and n >= 0 for n in shape):
-        raise CheckpointError(f"{name}: entry {entry!r} has an invalid shape {shape!r}")
-    count = math.prod(shape)
-    if count > _MAX_COUNT:
-        raise CheckpointError(f"{name}: entry {entry!r} has shape {tuple(shape)}, more "
-                              "elements than any checkpoint holds")
-    nbytes = dtype.itemsize * count
-    if info.file_size - nbytes not in _NPY_OVERHEAD:
-        raise CheckpointError(f"{name}: entry {entry!r} declares {info.file_size} bytes, but "
-                              f"its dtype {dtype} and shape {tuple(shape)} take {nbytes}; "
-                              "refused before inflating it")
-    return nbytes
-
-
-def _npy_layout(zf, info, name, entry):
-    """(shape, dtype) from an entry's .npy header, read before any of its data."""
-    with _reading(name, f"the .npy header of {entry!r}"), zf.open(info) as member:
-        counted = _Counted(member)
-        version = onp.lib.format.read_magic(counted)
-        if version == (1, 0):
-            read_header = onp.lib.format.read_array_header_1_0
-        elif version == (2, 0):
-            read_header = onp.lib.format.read_array_header_2_0
-        else:
-            raise CheckpointError(f"{name}: entry {entry!r} is .npy version {version}, "
-                                  "which no checkpoint uses")
-        shape, _, dtype = read_header(counted, max_header_size=_NPY_HEADER_MAX)
-    nbytes = _check_layout(name, entry, info, shape, dtype)
-    if info.file_size != counted.count + nbytes:
-        raise CheckpointError(f"{name}: entry {entry!r} declares {info.file_size} bytes, but "
-                              f"its .npy header and data take {counted.count + nbytes}")
-    return tuple(shape), dtype
-
-
-def _read_entry(zf, info, name, entry, shape, dtype):
-    """The array of an entry whose layout was checked; read no further than declared."""
-    with _reading(name, f"entry {entry!r}"), zf.open(info) as member:
-        array = onp.lib.format.read_array(member, allow_pickle=False,
-                                          max_header_size=_NPY_HEADER_MAX)
-        rest = member.read(1)              # b"" at the end; reaching it checks the CRC
-    if array.dtype != dtype or array.shape != shape or rest:
-        raise CheckpointError(f"{name}: entry {entry!r} changed while it was read")
-    return array
-
 
 def _depth(value):
     """How deeply lists and dicts nest in a parsed JSON value (iteratively)."""
@@ -568,31 +252,31 @@ def _parse_header(text, name):
 
 def _dtype(text, name, entry):
     if not isinstance(text, str) or not _DTYPE_TEXT.fullmatch(text):
-        raise CheckpointError(f"{name}: the header's dtype of {_shorten(entry)} is "
-                              f"{_shorten(text)}, not a dtype a checkpoint holds")
+        raise CheckpointError(f"{name}: the header's dtype of {shorten(entry)} is "
+                              f"{shorten(text)}, not a dtype a checkpoint holds")
     try:
         return onp.dtype(text)
     except (TypeError, ValueError):
-        raise CheckpointError(f"{name}: the header's dtype of {_shorten(entry)} is "
-                              f"{_shorten(text)}, not a dtype numpy knows") from None
+        raise CheckpointError(f"{name}: the header's dtype of {shorten(entry)} is "
+                              f"{shorten(text)}, not a dtype numpy knows") from None
 
 
 def _check_header(header, name):
     """(version, parameter names, arrays table or None, meta) of a well-formed header."""
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (format {_shorten(found)}, "
+        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (format {shorten(found)}, "
                               f"expected {FORMAT!r})")
     version = header.get("version")
     if type(version) is not int or not 1 <= version <= VERSION:
-        raise CheckpointError(f"{name}: format version {_shorten(version)} is not supported "
+        raise CheckpointError(f"{name}: format version {shorten(version)} is not supported "
                               f"(this lstm_ag reads versions 1 to {VERSION})")
     fields = {"format", "version", "params", "meta"} | ({"arrays"} if version >= 2 else set())
     if set(header) != fields:
         raise CheckpointError(f"{name}: the header lacks {sorted(fields - set(header))} and "
-                              f"has unexpected {_shown(set(header) - fields)} fields")
+                              f"has unexpected {shown(set(header) - fields)} fields")
     keys = header["params"]
-    if (not isinstance(keys, list) or not keys or len(keys) > _MAX_ENTRIES
+    if (not isinstance(keys, list) or not keys or len(keys) > MAX_ENTRIES
             or not all(isinstance(k, str) and _PARAM_NAME.fullmatch(k) for k in keys)
             or len(set(keys)) != len(keys)):
         raise CheckpointError(f"{name}: the header's 'params' is not a list of distinct "
@@ -608,9 +292,9 @@ def _check_header(header, name):
         for entry, layout in raw.items():
             if (not isinstance(layout, dict) or set(layout) != {"dtype", "shape"}
                     or not isinstance(layout["shape"], list)
-                    or len(layout["shape"]) > _MAX_NDIM
+                    or len(layout["shape"]) > MAX_NDIM
                     or not all(type(n) is int and n >= 0 for n in layout["shape"])):
-                raise CheckpointError(f"{name}: the header's layout of {_shorten(entry)} is not "
+                raise CheckpointError(f"{name}: the header's layout of {shorten(entry)} is not "
                                       "{'dtype': ..., 'shape': [...]}")
             table[entry] = (tuple(layout["shape"]), _dtype(layout["dtype"], name, entry))
     return version, keys, table, header["meta"]
@@ -626,7 +310,7 @@ def _references(meta, name):
                 key = item[_ARRAY]
                 if len(item) != 1 or not isinstance(key, str) or not _META_NAME.fullmatch(key):
                     raise CheckpointError(f"{name}: the header holds a malformed array "
-                                          f"reference {_shorten(item)}")
+                                          f"reference {shorten(item)}")
                 found.append(key)
             else:
                 stack.extend(item.values())
@@ -635,12 +319,6 @@ def _references(meta, name):
     if len(set(found)) != len(found):
         raise CheckpointError(f"{name}: the header refers to one array twice")
     return set(found)
-
-
-def _shorten(value, width=60):
-    """repr(value), cut to ``width`` characters: file contents never flood a message."""
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _decode(value, arrays):
@@ -654,45 +332,40 @@ def _decode(value, arrays):
 
 
 def _read_header(zf, info, name):
-    shape, dtype = _npy_layout(zf, info, name, HEADER)
+    shape, dtype = npy_layout(zf, info, name, HEADER)
     if dtype.kind != "U" or shape != ():
         raise CheckpointError(f"{name}: the {HEADER!r} entry is not a JSON string "
                               f"(dtype {dtype}, shape {shape})")
-    raw = _read_entry(zf, info, name, HEADER, shape, dtype)
-    with _reading(name, "the header text"):
+    raw = read_entry(zf, info, name, HEADER, shape, dtype)
+    with reading(name, "the header text"):
         return str(raw[()])
 
 
 def _load(file, name, max_bytes, check=None):
-    head = file.read(8)
-    file.seek(0)
-    if head.startswith(b"\x93NUMPY"):
-        raise CheckpointError(f"{name}: not an lstm_ag checkpoint (a single .npy array, not "
-                              "an .npz archive)")
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        raise CheckpointError(f"{name}: holds pickled data; refused (checkpoints are never "
-                              "unpickled)")
-    with _reading(name, "the zip directory"):
-        zf = zipfile.ZipFile(file)
-    with zf:
-        infos = _directory(zf.infolist(), name, max_bytes)
+    with open_archive(file, name) as zf:
+        infos = entries(zf.infolist(), name, max_bytes, required=f"{HEADER}.npy",
+                        known=_ENTRY_NAME, known_text=_ENTRY_TEXT)
+        if infos[HEADER].file_size > _HEADER_MAX_BYTES:
+            raise CheckpointError(f"{name}: its header entry declares "
+                                  f"{infos[HEADER].file_size} bytes, more than any header "
+                                  f"({_HEADER_MAX_BYTES}); refused")
         header = _parse_header(_read_header(zf, infos[HEADER], name), name)
         version, keys, table, meta = _check_header(header, name)
         expected = {f"params/{k}" for k in keys} | _references(meta, name)
         held = set(infos) - {HEADER}
         if held != expected:
             raise CheckpointError(f"{name}: entries do not match the header (missing "
-                                  f"[{_shown(expected - held)}], unexpected "
-                                  f"[{_shown(held - expected)}])")
+                                  f"[{shown(expected - held)}], unexpected "
+                                  f"[{shown(held - expected)}])")
         if table is not None and set(table) != expected:
-            raise CheckpointError(f"{name}: the header's 'arrays' lists {_shown(table)}, "
-                                  f"its params and meta use {_shown(expected)}")
+            raise CheckpointError(f"{name}: the header's 'arrays' lists {shown(table)}, "
+                                  f"its params and meta use {shown(expected)}")
         if table is not None:        # sizes against the header, before opening any entry
             for entry, (shape, dtype) in table.items():
-                _check_layout(name, entry, infos[entry], shape, dtype)
+                check_layout(name, entry, infos[entry], shape, dtype)
         layouts = {}
         for entry in sorted(expected, key=lambda e: (not e.startswith("params/"), e)):
-            layouts[entry] = _npy_layout(zf, infos[entry], name, entry)
+            layouts[entry] = npy_layout(zf, infos[entry], name, entry)
             if table is not None and (layouts[entry][0] != table[entry][0]
                                       or layouts[entry][1] != table[entry][1]):
                 raise CheckpointError(f"{name}: entry {entry!r} holds dtype "
@@ -706,14 +379,14 @@ def _load(file, name, max_bytes, check=None):
         if bad:
             raise CheckpointError(f"{name}: invalid parameters: params[{bad[0]!r}] must be "
                                   f"float32 or float64, got {layouts[f'params/{bad[0]}'][1]}")
-        flat = {k: _read_entry(zf, infos[f"params/{k}"], name, f"params/{k}",
-                               *layouts[f"params/{k}"]) for k in keys}
+        flat = {k: read_entry(zf, infos[f"params/{k}"], name, f"params/{k}",
+                              *layouts[f"params/{k}"]) for k in keys}
         try:
             params = unflatten(flat)
             check_params(params)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{name}: invalid parameters: {err}") from None
-        arrays = {entry: _read_entry(zf, infos[entry], name, entry, *layouts[entry])
+        arrays = {entry: read_entry(zf, infos[entry], name, entry, *layouts[entry])
                   for entry in sorted(expected) if entry.startswith("meta/")}
     return params, _decode(meta, arrays)
 
@@ -745,12 +418,12 @@ def load(path, *, max_bytes: int = MAX_BYTES,
     not a regular file, truncated, foreign, pickled, of a newer format version, too large,
     inconsistent with its header, or holds invalid parameters.
     """
-    name = _path_text(path)
+    name = path_text(path)
     if type(max_bytes) is not int:
         raise TypeError(f"max_bytes must be an int, got {type(max_bytes).__name__}")
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
     if check is not None and not callable(check):
         raise TypeError(f"check must be callable or None, got {type(check).__name__}")
-    with _open_regular(name) as file:
+    with open_regular(name) as file:
         return _load(file, name, max_bytes, check)

@@ -205,14 +205,14 @@ def valid_steps(lengths: onp.ndarray, T: int) -> onp.ndarray:
 
 def _arguments(params, xs, state, readout, lengths):
     """Validate params, xs, state and lengths once:
-    ``(xs, h0, c0, lengths, single, O, dtype)``."""
+    ``(xs, h0, c0, lengths, single, O, dtype, struct)``."""
     D, H, O = check_params(params, readout=readout)
-    num_layers, dirs = structure(params)
+    struct = structure(params)                     # the one call of a public call
     dtype = param_dtype(params)
     xs, single = as_sequence(xs, D, dtype)
     T, B, _ = xs.shape
-    h0, c0 = as_state(state, B, H, dtype, single, num_layers * dirs)
-    return xs, h0, c0, as_lengths(lengths, T, B, single), single, O, dtype
+    h0, c0 = as_state(state, B, H, dtype, single, struct[0] * struct[1])
+    return xs, h0, c0, as_lengths(lengths, T, B, single), single, O, dtype, struct
 
 
 def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool,
@@ -221,24 +221,27 @@ def forward_arguments(params: dict, xs: Any, state: Any, *, readout: bool,
 
     - params: the parameter dict (validated; with ``readout`` it must hold ``Wy``, ``by``).
     - xs, state, lengths: as :func:`lstm_ag.lstm_forward` takes them.
-    Returns ``(xs, h0, c0, lengths, single)``: xs ``(T, B, D)``; h0 and c0 ``(B, H)``, or
-    ``(K, B, H)`` for K = layers * directions > 1, in the parameters' dtype; lengths ``(B,)``
-    or None (every sequence runs all T steps); and whether xs was one sequence ``(T, D)``
-    (the outputs then drop the batch axis).
+    Returns ``(xs, h0, c0, lengths, single, struct)``: xs ``(T, B, D)``; h0 and c0
+    ``(B, H)``, or ``(K, B, H)`` for K = layers * directions > 1, in the parameters' dtype;
+    lengths ``(B,)`` or None (every sequence runs all T steps); whether xs was one sequence
+    ``(T, D)`` (the outputs then drop the batch axis); and ``struct = (num_layers, dirs)``
+    (:func:`lstm_ag.params.structure`, computed here once for the whole call).
     """
-    return _arguments(params, xs, state, readout, lengths)[:5]
+    xs, h0, c0, lengths, single, _, _, struct = _arguments(params, xs, state, readout, lengths)
+    return xs, h0, c0, lengths, single, struct
 
 
 def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
                    mask: Any = None, lengths: Any = None) -> tuple:
     """Validate the arguments of :func:`lstm_ag.mse` once.
 
-    Returns ``(xs, h0, c0, targets, weights, lengths)``, all time-major: xs ``(T, B, D)``, h0
-    and c0 as :func:`forward_arguments` gives them, targets ``(T, B, O)``, weights
-    ``(T, B, 1)`` or None, lengths ``(B,)`` or None. With lengths the weights are zero past
-    each sequence's length (the padding is not part of the loss).
+    Returns ``((xs, h0, c0, targets, weights, lengths), struct)``, all time-major: xs
+    ``(T, B, D)``, h0 and c0 as :func:`forward_arguments` gives them, targets ``(T, B, O)``,
+    weights ``(T, B, 1)`` or None, lengths ``(B,)`` or None (with lengths the weights are
+    zero past each sequence's length: the padding is not part of the loss); and
+    ``struct = (num_layers, dirs)`` as :func:`forward_arguments` gives it.
     """
-    xs, h0, c0, lengths, single, O, dtype = _arguments(params, xs, state, True, lengths)
+    xs, h0, c0, lengths, single, O, dtype, struct = _arguments(params, xs, state, True, lengths)
     T, B, _ = xs.shape
     targets = as_targets(targets, (T, B, O), dtype, single)
     weights = as_mask(mask, T, B, dtype, single)
@@ -248,4 +251,4 @@ def loss_arguments(params: dict, xs: Any, targets: Any, state: Any = None,
         if not is_traced(weights) and not weights.any():
             raise ValueError("mask is zero on every step within lengths: the loss would "
                              "have no terms")
-    return xs, h0, c0, targets, weights, lengths
+    return (xs, h0, c0, targets, weights, lengths), struct

@@ -29,7 +29,7 @@ from .bptt import cached_runner, loss_and_grads
 from .cell import SequenceCache, readout_mse, scan
 from .inputs import forward_arguments, loss_arguments
 from .ops import plain_ops
-from .params import flatten, is_traced, structure, tree_map, untraced
+from .params import flatten, is_traced, tree_map, untraced
 from .stack import initial_states, run_layers
 from .vjps import as_traced_dict, lstm_sequence, readout_mse_primitive
 
@@ -148,13 +148,14 @@ def _runner(traced, method, batch_units):
     return lambda w, xs, h0, c0, lengths: lstm_sequence(as_traced_dict(w), xs, h0, c0, lengths)
 
 
-def _hidden(params, xs, h0s, c0s, lengths, method):
+def _hidden(params, xs, h0s, c0s, lengths, method, struct):
     """``(hs (T, B, dirs*H), hT, cT)``: the top layer's hidden states and the K final states
-    (lists of ``(B, H)``), from the K initial states ``h0s, c0s``."""
+    (lists of ``(B, H)``), from the K initial states ``h0s, c0s``; ``struct`` is
+    ``structure(params)``, computed once by the validation of the public call."""
     params = as_traced_dict(params)
     traced = is_traced(params) or is_traced(xs) or any(map(is_traced, h0s + c0s))
     B, H = untraced(h0s[0]).shape
-    return run_layers(params, xs, h0s, c0s, lengths, _runner(traced, method, B * H))
+    return run_layers(params, xs, h0s, c0s, lengths, _runner(traced, method, B * H), struct)
 
 
 def _final_state(hT, cT, single):
@@ -190,10 +191,11 @@ def lstm_forward(params: dict, xs: Any, state: Any = None, *, lengths: Any = Non
     ((5, 4), (4,))
     """
     check_method(method, ("fast", "autograd"))
-    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=False,
-                                                    lengths=lengths)
+    xs, h0, c0, lengths, single, struct = forward_arguments(params, xs, state, readout=False,
+                                                            lengths=lengths)
     with _quiet():
-        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params, struct), lengths,
+                             method, struct)
     _check_finite("lstm_forward", [hs, *hT, *cT], params, xs, hs=hs)
     return (hs[:, 0] if single else hs), _final_state(hT, cT, single)
 
@@ -210,10 +212,11 @@ def predict(params: dict, xs: Any, state: Any = None, *, lengths: Any = None,
     ``(ys, (h, c))`` in the layout of :func:`lstm_forward`.
     """
     check_method(method, ("fast", "autograd"))
-    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=True,
-                                                    lengths=lengths)
+    xs, h0, c0, lengths, single, struct = forward_arguments(params, xs, state, readout=True,
+                                                            lengths=lengths)
     with _quiet():
-        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params, struct), lengths,
+                             method, struct)
         ys = hs @ params["Wy"] + params["by"]
     _check_finite("predict", [hs, *hT, *cT, ys], params, xs, hs=hs)
     ys = ys[:, 0] if single else ys
@@ -241,9 +244,9 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *, lengths:
     check_method(method, ("fast", "autograd"))
     if isinstance(horizon, bool) or not isinstance(horizon, (int, onp.integer)) or horizon < 1:
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
-    xs, h0, c0, lengths, single = forward_arguments(params, xs, state, readout=True,
-                                                    lengths=lengths)
-    if structure(params)[1] == 2:
+    xs, h0, c0, lengths, single, struct = forward_arguments(params, xs, state, readout=True,
+                                                            lengths=lengths)
+    if struct[1] == 2:
         raise ValueError("forecast feeds each prediction forward in time, but params is "
                          "bidirectional: its reverse direction reads the future, which a "
                          "forecast does not have; train a one-direction model to forecast")
@@ -253,7 +256,8 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *, lengths:
                          f"readout's outputs must be the inputs: params has O = {O} outputs "
                          f"but xs has D = {D} features")
     with _quiet():
-        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+        hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params, struct), lengths,
+                             method, struct)
     _check_finite("forecast", [hs, *hT, *cT], params, xs, hs=hs)
     ys = []
     for k in range(horizon):
@@ -263,19 +267,20 @@ def forecast(params: dict, xs: Any, horizon: int, state: Any = None, *, lengths:
                       hs=hT[-1][None])
         if k + 1 < horizon:
             with _quiet():
-                hs, hT, cT = _hidden(params, ys[-1][None], hT, cT, None, method)
+                hs, hT, cT = _hidden(params, ys[-1][None], hT, cT, None, method, struct)
             _check_finite(f"forecast (step {k + 2} of {horizon}, fed its prediction)",
                           [hs, *hT, *cT], params, ys[-1][None], hs=hs)
     ys = np.stack(ys)
     return ys[:, 0] if single else ys
 
 
-def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None,
+def _loss(params, xs, h0, c0, targets, weights, lengths, method, struct, state_out=None,
           hs_out=None):
-    """The loss of :func:`mse` on arguments validated by :func:`loss_arguments`; the final
-    states (plain arrays) are appended to ``state_out`` when given, the hidden states
-    (plain) to ``hs_out``."""
-    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params), lengths, method)
+    """The loss of :func:`mse` on arguments validated by :func:`loss_arguments` (``struct``
+    too); the final states (plain arrays) are appended to ``state_out`` when given, the
+    hidden states (plain) to ``hs_out``."""
+    hs, hT, cT = _hidden(params, xs, *initial_states(h0, c0, params, struct), lengths, method,
+                         struct)
     if state_out is not None:
         state_out.append(([untraced(h) for h in hT], [untraced(c) for c in cT]))
     if hs_out is not None:
@@ -286,8 +291,8 @@ def _loss(params, xs, h0, c0, targets, weights, lengths, method, state_out=None,
     return loss(params, hs, targets, weights)
 
 
-#: :func:`_loss` and its gradient with respect to ``params``, built once: building autograd's
-#: wrapper on every call cost 34 k instructions (callgrind), 0.4% of a step at tiny.
+#: :func:`_loss` and its gradient with respect to ``params``, built once (building autograd's
+#: wrapper on every call cost a measurable part of a tiny step: benchmarks/README.md).
 _loss_and_gradient = _autograd_value_and_grad(_loss)
 
 
@@ -304,10 +309,10 @@ def mse(params: dict, xs: Any, targets: Any, state: Any = None, *, mask: Any = N
     Returns a scalar.
     """
     check_method(method, ("fast", "autograd"))
-    arrays = loss_arguments(params, xs, targets, state, mask, lengths)
+    arrays, struct = loss_arguments(params, xs, targets, state, mask, lengths)
     out: list = []
     with _quiet():
-        loss = _loss(params, *arrays, method, hs_out=out)
+        loss = _loss(params, *arrays, method, struct, hs_out=out)
     _check_finite("mse", [loss], params, arrays[0], hs=out[0], targets=arrays[3],
                   weights=arrays[4])
     return loss
@@ -342,21 +347,22 @@ def value_and_grad(params: dict, xs: Any, targets: Any, state: Any = None, *,
     check_method(method)
     if isinstance(params, dict) and type(params) is not dict:
         params = dict(params)             # an OrderedDict, say: autograd differentiates dicts
-    arrays = loss_arguments(params, xs, targets, state, mask, lengths)     # validated once
+    arrays, struct = loss_arguments(params, xs, targets, state, mask, lengths)  # validated once
     single = onp.ndim(untraced(xs)) < 3           # (T, D), a list of vectors, or (T,)
     with _quiet():
         if method == "bptt":
-            loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True)
+            loss, grads, (hT, cT) = loss_and_grads(params, *arrays, with_state=True,
+                                                   struct=struct)
         else:
             out: list = []
-            loss, grads = _loss_and_gradient(params, *arrays, method, out)
+            loss, grads = _loss_and_gradient(params, *arrays, method, struct, out)
             hT, cT = out[0]
     if not _finite(loss, *flatten(tree_map(untraced, grads)).values(), *hT, *cT):
         with _quiet():                   # which stage: the forward again, on plain arrays
             hs = _hidden(tree_map(untraced, untraced(params)), untraced(arrays[0]),
-                         *initial_states(untraced(arrays[1]), untraced(arrays[2]),
-                                         tree_map(untraced, untraced(params))),
-                         arrays[5], "fast")[0]
+                         *initial_states(untraced(arrays[1]), untraced(arrays[2]), None,
+                                         struct),
+                         arrays[5], "fast", struct)[0]
         _check_finite("value_and_grad", [loss], params, arrays[0], hs=hs, targets=arrays[3],
                       weights=arrays[4])
         _check_finite("value_and_grad", [*hT, *cT], params, arrays[0], hs=hs)
@@ -386,9 +392,9 @@ def forward_cache(params: dict, xs: Any, state: Any = None, *, lengths: Any = No
     >>> cache.h.shape, cache.f.shape
     ((5, 1, 3), (4, 1, 3))
     """
-    xs, h0, c0, lengths, _ = forward_arguments(params, xs, state, readout=False,
-                                               lengths=lengths)
-    num_layers, dirs = structure(params)
+    xs, h0, c0, lengths, _, struct = forward_arguments(params, xs, state, readout=False,
+                                                       lengths=lengths)
+    num_layers, dirs = struct
     if isinstance(layer, bool) or not isinstance(layer, (int, onp.integer)) \
             or not -num_layers <= layer < num_layers:
         raise ValueError(f"layer must be an integer in [{-num_layers}, {num_layers - 1}] "
@@ -399,8 +405,8 @@ def forward_cache(params: dict, xs: Any, state: Any = None, *, lengths: Any = No
         raise ValueError(f"direction must be {allowed}, got {direction!r}")
     plain = tree_map(untraced, {k: untraced(v) for k, v in untraced(params).items()})
     caches: list = []
-    run_layers(plain, untraced(xs), *initial_states(untraced(h0), untraced(c0), plain),
-               lengths, cached_runner(caches))
+    run_layers(plain, untraced(xs), *initial_states(untraced(h0), untraced(c0), plain, struct),
+               lengths, cached_runner(caches), struct)
     return caches[(layer % num_layers) * dirs + (direction == "reverse")]
 
 
@@ -414,4 +420,5 @@ def bptt(params: dict, xs: Any, targets: Any, state: Any = None, *,
       lengths: as for :func:`lstm_ag.mse` (the loss is the readout's MSE at every step).
     Returns ``(loss, grads)``, grads a dict with the keys and shapes of ``params``.
     """
-    return loss_and_grads(params, *loss_arguments(params, xs, targets, state, mask, lengths))
+    arrays, struct = loss_arguments(params, xs, targets, state, mask, lengths)
+    return loss_and_grads(params, *arrays, struct=struct)

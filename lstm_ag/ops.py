@@ -14,18 +14,18 @@ Why not the alternatives:
 * ``1 / (1 + exp(-x))`` overflows in ``exp`` at x = -1000 (a warning, and NaN gradients);
 * ``0.5 * (tanh(x) + 1)`` is sigma(2x), not sigma(x): a known trap.
 
-The sigmoid's values: :func:`scipy.special.expit` is exact but a scalar loop (11 ns an element
-on this project's 2-core machine), so from :data:`VECTOR_SIZE` elements on the sigmoid is
-``1 / (1 + exp(-x))`` in numpy's vectorised ufuncs, with ``-x`` first capped where ``exp``
-would overflow (709 in float64, 88 in float32; past them the value is below the smallest
-normal number): five calls instead of one, 1.6 to 1.8 times faster than expit from
-B * H = 16384 on (measured: ``tests/test_forward.py`` holds the accuracy). Against expit
-computed in float64, over the whole float range where the value is a normal number: at most
-2.05 eps relative in float32 and 0 in float64 here (numpy's float64 exp is the C library's on
-this machine; its vectorised one is within 1 ulp), 0.75 eps absolute everywhere. Smaller
-arrays keep expit: one call, where numpy's per-call cost outweighs its speed.
+The sigmoid's values: :func:`scipy.special.expit` is exact but a scalar loop, so from
+:data:`VECTOR_SIZE` elements on the sigmoid is ``1 / (1 + exp(-x))`` in numpy's vectorised
+ufuncs, with ``-x`` first capped where ``exp`` would overflow (709 in float64, 88 in float32;
+past them the value is below the smallest normal number): five calls instead of one, but
+vectorised, and faster than expit on large gates (the timings: ``benchmarks/README.md``,
+"Figures behind the code's choices"; ``tests/test_forward.py`` holds the accuracy). Against
+expit computed in float64, over the whole float range where the value is a normal number: at
+most 2.05 eps relative in float32, and in float64 0 where numpy's exp is the C library's
+(numpy's vectorised exp is within 1 ulp), 0.75 eps absolute everywhere. Smaller arrays keep
+expit: one call, where numpy's per-call cost outweighs its speed.
 ``0.5 * tanh(x / 2) + 0.5`` is not used: it loses all relative accuracy below x = -30
-(float64) or -10 (float32), and numpy's tanh is no faster than expit here.
+(float64) or -10 (float32), and numpy's tanh is no faster than expit.
 
 The rules are written with autograd's numpy, so they can themselves be differentiated
 (second order). :data:`TRACEABLE` holds the step's elementwise functions for code autograd may
@@ -45,7 +45,7 @@ __all__ = ["sigmoid", "tanh", "sigmoid_values", "Elementwise", "TRACEABLE", "PLA
            "PLAIN_SMALL", "plain_ops", "VECTOR_SIZE"]
 
 #: From this many elements on, the sigmoid's values come from numpy's vectorised exp
-#: (measured: at B * H = 2048 expit is as fast or faster, at 16384 the exp form wins).
+#: (between the sizes where expit and the exp form were measured to win: benchmarks/README.md).
 VECTOR_SIZE = 4096
 #: Where exp(-x) would overflow, by dtype: -x is capped there (the sigmoid is then below the
 #: smallest normal number, and 1 / (1 + exp(cap)) is as close to 0 as it needs to be).
@@ -140,7 +140,7 @@ def _traceable_binary(fun):
 #: Works on autograd boxes and plain arrays alike (every call goes through autograd's wrapper).
 TRACEABLE = Elementwise(_traceable_unary(sigmoid), _traceable_unary(tanh),
                         _traceable_binary(operator.mul), _traceable_binary(operator.add))
-#: The same functions without autograd's wrapper (about 0.6 us a call saved), for loops over
+#: The same functions without autograd's wrapper (a Python call saved each), for loops over
 #: plain arrays: the hand BPTT's forward and a forward nobody differentiates. Same numbers;
 #: ``out`` may name an array to write into (the cached forward writes into its cache).
 PLAIN = Elementwise(sigmoid_values, onp.tanh, onp.multiply, onp.add)

@@ -121,11 +121,12 @@ def structure(params: Any) -> tuple[int, int]:
     return 1 + len(layers), 2 if REVERSE_KEY in params else 1
 
 
-def lstm_layers(params: Any) -> list[list[dict]]:
+def lstm_layers(params: Any, struct: tuple[int, int] | None = None) -> list[list[dict]]:
     """The LSTM weights layer by layer: ``[[forward, reverse?], ...]``, each a dict with
     ``Wx``, ``Wh``, ``b`` (the arrays of ``params``, never copies; autograd boxes when
-    ``params`` is traced). Layer 0's forward direction is the top-level ``Wx, Wh, b``."""
-    num_layers, dirs = structure(params)
+    ``params`` is traced). Layer 0's forward direction is the top-level ``Wx, Wh, b``.
+    ``struct``: ``structure(params)`` when the caller has it (computed when None)."""
+    num_layers, dirs = structure(params) if struct is None else struct
     layers = []
     for layer in range(num_layers):
         owner = params if layer == 0 else params[LAYERS_KEY][layer - 1]

@@ -48,28 +48,33 @@ def reverse_time(a: Any, index: onp.ndarray | None) -> Any:
     return a[index, onp.arange(index.shape[1])[None, :]]
 
 
-def initial_states(h0: Any, c0: Any, params: Any) -> tuple[list, list]:
+def initial_states(h0: Any, c0: Any, params: Any,
+                   struct: tuple[int, int] | None = None) -> tuple[list, list]:
     """The initial states as lists of K = layers * directions arrays ``(B, H)``, in PyTorch's
     order (layer 0 forward, layer 0 reverse, layer 1 forward, ...), from ``(B, H)`` arrays
-    (one layer and direction) or ``(K, B, H)`` arrays."""
-    num_layers, dirs = structure(params)
+    (one layer and direction) or ``(K, B, H)`` arrays. ``struct``: ``structure(params)``
+    when the caller has it (computed when None)."""
+    num_layers, dirs = structure(params) if struct is None else struct
     if num_layers * dirs == 1:
         return [h0], [c0]
     return [h0[k] for k in range(num_layers * dirs)], [c0[k] for k in range(num_layers * dirs)]
 
 
 def run_layers(params: Any, xs: Any, h0s: list, c0s: list, lengths: onp.ndarray | None,
-               run_direction: Callable) -> tuple[Any, list, list]:
+               run_direction: Callable,
+               struct: tuple[int, int] | None = None) -> tuple[Any, list, list]:
     """Run every layer and direction of ``params`` over ``xs``.
 
     - params: the parameter dict (plain, or traced by autograd).
     - xs ``(T, B, D)``; h0s, c0s: K initial states ``(B, H)`` each (:func:`initial_states`).
     - lengths: ``(B,)`` or None; run_direction: as in the module docstring.
+    - struct: ``(num_layers, dirs)``, :func:`lstm_ag.params.structure` of ``params`` when the
+      caller has it (computed when None).
     Returns ``(hs, hT, cT)``: the top layer's hidden states ``(T, B, dirs*H)`` (zero past each
     length) and the K final states ``(B, H)`` each, in PyTorch's order.
     """
-    num_layers, dirs = structure(params)
-    layers = [[params]] if num_layers * dirs == 1 else lstm_layers(params)
+    num_layers, dirs = structure(params) if struct is None else struct
+    layers = [[params]] if num_layers * dirs == 1 else lstm_layers(params, (num_layers, dirs))
     index = reverse_index(lengths, untraced(xs).shape[0]) if dirs == 2 else None
     inputs, hT, cT = xs, [], []
     for directions in layers:

@@ -550,7 +550,7 @@ def test_the_longest_legal_names_save_and_load(tmp_path, length):
 
 def _temp_names(base):
     """Names that look like temporaries of saves to ``base`` (the 0.1 form, then the new)."""
-    from lstm_ag.checkpoint import _temp_patterns
+    from lstm_ag.atomic import _temp_patterns
     prefix, _ = _temp_patterns(base)
     return f".{base}.0123456789ab.tmp", f"{prefix}ba9876543210.tmp"
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import lstm_ag
-from lstm_ag.checkpoint import LOCKED_GRACE_SECONDS, Layout, _temp_patterns
+from lstm_ag.atomic import _temp_patterns
+from lstm_ag.checkpoint import LOCKED_GRACE_SECONDS, Layout
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB_VALUES = 2**27                        # float64: 1 GiB

@@ -32,12 +32,12 @@ MAX_AR_ORDER = 100
 #: What the table says when the ``stats`` extra is not installed.
 STATS_HINT = "ETS/ARIMA: pip install 'lstm-ag[stats]'"
 #: The longest season given to AutoETS and AutoARIMA (AutoETS takes none longer; AutoARIMA
-#: took 308 s on the weekly CO2 series with 52): a longer one is left out of their models.
+#: took minutes on the weekly CO2 series with 52): a longer one is left out of their models.
 MAX_PEER_SEASON = 24
 #: The values before each origin the peers' multi-step forecasts are filtered from (their
 #: fixed parameters run over the whole series once for the one-step predictions; per origin,
-#: a filter over the whole past would cost O(N) each: 41 s for the 1652 origins of an
-#: 8262-value series).
+#: a filter over the whole past would cost O(N) each, O(N^2) for every origin of a long
+#: series: benchmarks/README.md).
 PEER_HISTORY = 1000
 #: Windows predicted at once by :func:`one_step` (bounds the memory of a long series).
 CHUNK = 32768

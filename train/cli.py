@@ -323,7 +323,7 @@ _ACTIVE: list = []
 def _raise_if_stopped():
     """Raise KeyboardInterrupt if a signal already came. Called after the heavy imports: the
     KeyboardInterrupt its handler raised may have been swallowed by a library's start-up code
-    (measured: 2 of 80 SIGINTs 0.1-0.25 s into start-up, inside autograd's import, were lost
+    (measured: 2 of 80 SIGINTs sent during start-up, inside autograd's import, were lost
     and the run went on to exit 0)."""
     if _ACTIVE and _ACTIVE[-1].count:
         raise KeyboardInterrupt

@@ -486,7 +486,7 @@ def _undo_malloc_trim():
     """Dask's nanny starts a worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (its config
     ``distributed.nanny.pre-spawn-environ``), and a set trim threshold also fixes glibc's mmap
     threshold at 128 KiB: then every array of a training step is a fresh mmap, page faults
-    and all, and a run takes 1.9x as long (measured: 5.0 s for 2.7 s). Where that variable is
+    and all, and a run takes nearly twice as long (benchmarks/README.md). Where that variable is
     set, give glibc large thresholds, once per process (Linux with glibc; elsewhere nothing).
     The sweep's own LocalCluster starts its workers without it."""
     global _malloc_restored
