@@ -21,8 +21,9 @@ loky processes or on a Dask cluster, and one summary of them::
   the same ``joblib.Parallel`` call under ``joblib.parallel_config(backend="dask")``.
 * Files. Loky workers share this machine's filesystem and write their run directories
   themselves. Dask workers need not: a run goes to its worker with its checkpoint (when it is
-  resumed) and its ``--data`` file, runs in a temporary directory there, and comes back with
-  its files and metrics, which this process writes into ``DIR`` (:func:`run_one`).
+  resumed) and its ``--data`` file, runs in a temporary directory there (in a process of its
+  own, :mod:`train.sweep_child`), and comes back with its files and metrics, which this
+  process writes into ``DIR`` (:func:`run_one`).
   Workers need lstm-ag installed, the same version (checked when the sweep starts).
 * The summary (:func:`summarize`): per setting the mean, std (n - 1), min and max over its
   seeds of the validation MSE (the best evaluation's with ``--patience``, as the trainer
@@ -39,8 +40,8 @@ loky processes or on a Dask cluster, and one summary of them::
   run it trains saves its checkpoint (as the trainer does on Ctrl-C), queued runs never start,
   and the sweep says how many it stopped. A sweep killed outright (SIGKILL) cannot: its
   workers notice within a quarter of a second that their parent is gone and stop the same
-  way (:class:`_ParentWatch`); the next sweep waits for them to let go of their run
-  directories. A worker killed while it trains (SIGKILL, the out-of-memory killer) breaks
+  way (:class:`train.sweep_worker.ParentWatch`); the next sweep waits for them to let go of
+  their run directories. A worker killed while it trains (SIGKILL, the out-of-memory killer) breaks
   loky's pool, which kills the other workers: that run is failed (its last checkpoint kept,
   resumed by the next sweep), the others are planned again and go on in a new pool.
 * Limits. More than ``RUN_LIMIT`` (100) runs are refused without ``--yes`` (counted before
@@ -222,8 +223,9 @@ def _check_data(runs, transfer):
             raise SweepError(f"{_option(err.name)} {err.problem}") from None
 
 
-#: Seconds a sweep waits for the runs of a stopped sweep (killed: its workers notice and
-#: save their runs' checkpoints, :class:`ParentWatch`) to let go of their directories.
+#: Seconds a sweep waits for the runs of a stopped sweep (killed: its workers notice and save
+#: their runs' checkpoints, :class:`train.sweep_worker.ParentWatch`) to let go of their
+#: directories.
 STOPPED_WAIT = 60
 
 

@@ -53,9 +53,9 @@ def _stats(values):
 def summarize(runs: list, rows: dict, *, grid: dict, fixed: dict, seeds: int) -> dict:
     """The sweep's summary: a JSON-ready dict.
 
-    - runs: the :class:`Run` list in the sweep's order; rows: ``{label: row}`` (each run's
-      result, :func:`record`); grid, fixed: the grid and the fixed trainer settings;
-      seeds: seeds per setting.
+    - runs: the :class:`train.sweep_plan.Run` list in the sweep's order; rows:
+      ``{label: row}`` (each run's result, :func:`record`); grid, fixed: the grid and the
+      fixed trainer settings; seeds: seeds per setting.
     Per setting (in the grid's order): ``setting``, ``name``, ``runs``, ``done``, ``failed``,
     ``val_mse`` (and for series ``test_mse``) as ``{"mean", "std", "min", "max"}`` over the
     seeds done (std with n - 1; None for one seed), ``baseline`` (the mean of the seeds' own),

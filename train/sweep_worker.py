@@ -92,7 +92,7 @@ def _call_in_child(argv, cwd):
     worker with it (``distributed.nanny.pre-spawn-environ``), and a set trim threshold also
     fixes glibc's mmap threshold at 128 KiB, so that every array of a training step is a
     fresh mmap and a run takes about twice as long. The sweep's own LocalCluster starts its
-    workers without it too (:func:`train.sweep_engines.dask_engine`)."""
+    workers without it too (:func:`train.sweep_engines.engine_for`)."""
     env = {key: value for key, value in os.environ.items() if key != "MALLOC_TRIM_THRESHOLD_"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds this package
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
@@ -226,17 +226,18 @@ class ParentWatch(threading.Thread):
 def ignore_ctrl_c():
     """In a worker process that this sweep started: a Ctrl-C at the terminal reaches every
     process of its group, and the sweep stops the workers itself. Between runs the worker
-    ignores it, as it was born to (:func:`ctrl_c_ignored`; this holds it for a process
-    started otherwise); during a run the trainer's own handling saves the run's checkpoint.
-    Only the main thread may set a handler: elsewhere nothing."""
+    ignores it, as it was born to (:func:`train.sweep_engines.ctrl_c_ignored`; this holds it
+    for a process started otherwise); during a run the trainer's own handling saves the run's
+    checkpoint. Only the main thread may set a handler: elsewhere nothing."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def worker_version(ignore_ctrl_c=False):
+def worker_version(local=False):
     """What a Dask worker has: lstm_ag's version (imported from there, as the runs will).
-    ignore_ctrl_c: a worker of the LocalCluster started here (:func:`ignore_ctrl_c`)."""
+    local: a worker of the LocalCluster started here, which ignores Ctrl-C
+    (:func:`ignore_ctrl_c`)."""
     import lstm_ag
-    if ignore_ctrl_c:
+    if local:
         ignore_ctrl_c()
     return lstm_ag.__version__
