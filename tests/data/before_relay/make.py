@@ -15,7 +15,8 @@ def _stop_at_7(step, params, info):
         raise KeyboardInterrupt
 
 
-for name, argv in RUNS.items():
-    out = os.path.join(sys.argv[1], name)
-    print(name, main([*argv, "--out", out, "--quiet", "--overwrite"], callback=_stop_at_7))
-    os.remove(os.path.join(out, ".lock"))
+if __name__ == "__main__":
+    for name, argv in RUNS.items():
+        out = os.path.join(sys.argv[1], name)
+        print(name, main([*argv, "--out", out, "--quiet", "--overwrite"], callback=_stop_at_7))
+        os.remove(os.path.join(out, ".lock"))
