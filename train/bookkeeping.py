@@ -140,11 +140,15 @@ class Run:
 
     - task, config: the run's; start: the :class:`Progress` it continues, or None;
       checkpoint, metrics: the paths of its files, or None; log: where progress lines go;
-      score: ``score(params, task)``, the validation measure (:func:`validation_mse`).
+      score: ``score(params, task)``, the validation measure (:func:`validation_mse`);
+      save: ``save(path, params, progress, config, task_spec)``, the checkpoint's writer
+      (:func:`train.checkpoint.save_checkpoint`).
     """
 
-    def __init__(self, task, config, start, checkpoint, metrics, log, score=validation_mse):
-        self.task, self.config, self.log, self.score = task, config, log, score
+    def __init__(self, task, config, start, checkpoint, metrics, log, score=validation_mse,
+                 save=save_checkpoint):
+        self.task, self.config, self.log = task, config, log
+        self.score, self.save_checkpoint = score, save
         self.task, self.config, self.log = task, config, log
         self.checkpoint, self.metrics = checkpoint, metrics
         resumed = start is not None
@@ -245,7 +249,7 @@ class Run:
             if self.best_file is not None:
                 progress = self.progress(state)
                 with signals.deferred(replay=True):
-                    self._write(self.best_file, lambda path: save_checkpoint(
+                    self._write(self.best_file, lambda path: self.save_checkpoint(
                         path, state.params, progress, self.config, self.task.spec))
         return True
 
@@ -256,7 +260,7 @@ class Run:
         progress = self.progress(state)
         with signals.deferred(replay=status == "running"):
             if self.checkpoint is not None and self.saved_step != state.step:
-                self._write(self.checkpoint, lambda path: save_checkpoint(
+                self._write(self.checkpoint, lambda path: self.save_checkpoint(
                     path, state.params, progress, self.config, self.task.spec))
                 self.saved_step = state.step
             self.saved = progress

@@ -61,7 +61,8 @@ __all__ = ["Progress", "FitResult", "Checkpoint", "fit", "evaluate", "batch_indi
            "best_path", "best_row", "BEST_NAME"]
 
 #: The validation measure :func:`fit` reports and keeps the best by: :func:`train.bookkeeping.
-#: validation_mse`, under the name this module has always given it (a caller may replace it).
+#: validation_mse`, under the name this module has always given it. fit reads it, and
+#: ``save_checkpoint``, from this module when it starts (a caller may replace either here).
 evaluate = validation_mse
 #: The run's bookkeeping, under its former name here.
 _Run = Run
@@ -93,7 +94,7 @@ def fit(params: dict, task: Task, config: TrainConfig, *, start: Progress | None
     """
     _check_fit(params, task, config, start)
     run = Run(task, config, start, checkpoint, metrics, sys.stderr if log is None else log,
-              score=evaluate)
+              score=evaluate, save=save_checkpoint)
     with _blas_threads(config.threads), signals.sigterm_as_ctrl_c():
         state = _first_state(params, config, start, run)
         result = _finish_resumed_evaluation(state, start, config, run)
