@@ -4,6 +4,7 @@ a series run. Each returns the exit status (:mod:`train.errors`); a user's mista
 error the command line reports in one line."""
 import argparse
 import contextlib
+import inspect
 import os
 import sys
 from dataclasses import fields
@@ -13,13 +14,14 @@ import lstm_ag
 from .bookkeeping import BEST_NAME
 from .checkpoint import load_checkpoint, task_of
 from .config import FIXED_ON_RESUME, ConfigError, TrainConfig
+from .data import TASKS, make_task
 from .errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError, check_plot_available
 from .loop import fit
 from .options import _option
-from .rundir import check_run_memory, open_run_dir
+from .rundir import WEIGHT_COPIES, RunError, available_memory, check_memory, open_run_dir
 from .signals import raise_if_stopped
 
-__all__ = ["run", "run_forecast"]
+__all__ = ["run", "run_forecast", "check_run_memory"]
 
 
 def _summary(task, result):
@@ -238,3 +240,33 @@ def _report_run(args, task, result, run_dir):
         from .plot import plot_run
         written.append(plot_run(result.params, task, result.history, run_dir.plot))
     return written
+
+
+def check_run_memory(config, n_val: int | None = None) -> None:
+    """Refuse sizes of ``config`` that need more memory than is available, before the task is
+    generated (:func:`check_memory`) or any weight drawn.
+
+    - n_val: the task's validation sequences (default: its generator's default).
+    Only the toy tasks' arrays are estimated (their D and O come from a tiny instance).
+    """
+    if config.task not in TASKS:
+        _check_weights_memory(config, 1, 1)
+        return
+    tiny = make_task(config.task, 8, n_train=1, n_val=1)
+    if n_val is None:
+        n_val = inspect.signature(TASKS[config.task]).parameters["n_val"].default
+    check_memory(config, tiny.input_size, tiny.output_size, n_val)
+    _check_weights_memory(config, tiny.input_size, tiny.output_size)
+
+
+def _check_weights_memory(config, D, O):
+    """Refuse ``--layers`` whose weights alone (with the optimizer's copies) exceed the memory
+    available, before any is drawn."""
+    H, dirs, layers = config.hidden, config.directions, config.layers
+    count = dirs * (D + H + 1) * 4 * H + (layers - 1) * dirs * (dirs * H + H + 1) * 4 * H \
+        + (dirs * H + 1) * O                             # Python ints: no overflow
+    nbytes, available = count * WEIGHT_COPIES * 8, available_memory()
+    if available is not None and nbytes > available:
+        raise RunError(f"--layers {layers} with --hidden {H}: the weights and the optimizer's "
+                       f"copies would need about {nbytes / 2**30:.3g} GiB of memory, more than "
+                       f"the {available / 2**30:.3g} GiB available; choose smaller sizes")

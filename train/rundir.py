@@ -25,7 +25,7 @@ except ImportError:                       # not on Windows: runs there are not l
 from .errors import EXIT_UNWRITABLE, RunError, unwritable
 
 __all__ = ["RunError", "RunDir", "open_run_dir", "lock_holder", "check_memory",
-           "check_run_memory", "available_memory", "memory_estimate", "unwritable", "LOCK_NAME"]
+           "available_memory", "memory_estimate", "unwritable", "LOCK_NAME"]
 
 #: The lock file inside a run directory.
 LOCK_NAME = ".lock"
@@ -240,36 +240,3 @@ def check_memory(config, input_size: int, output_size: int, n_val: int,
 
 def _gib(nbytes):
     return f"{nbytes / 2**30:.3g} GiB"
-
-
-def check_run_memory(config, n_val: int | None = None) -> None:
-    """Refuse sizes of ``config`` that need more memory than is available, before the task is
-    generated (:func:`check_memory`) or any weight drawn.
-
-    - n_val: the task's validation sequences (default: its generator's default).
-    Only the toy tasks' arrays are estimated (their D and O come from a tiny instance).
-    """
-    import inspect
-
-    from .data import TASKS, make_task
-    if config.task not in TASKS:
-        _check_weights_memory(config, 1, 1)
-        return
-    tiny = make_task(config.task, 8, n_train=1, n_val=1)
-    if n_val is None:
-        n_val = inspect.signature(TASKS[config.task]).parameters["n_val"].default
-    check_memory(config, tiny.input_size, tiny.output_size, n_val)
-    _check_weights_memory(config, tiny.input_size, tiny.output_size)
-
-
-def _check_weights_memory(config, D, O):
-    """Refuse ``--layers`` whose weights alone (with the optimizer's copies) exceed the memory
-    available, before any is drawn."""
-    H, dirs, layers = config.hidden, config.directions, config.layers
-    count = dirs * (D + H + 1) * 4 * H + (layers - 1) * dirs * (dirs * H + H + 1) * 4 * H \
-        + (dirs * H + 1) * O                             # Python ints: no overflow
-    nbytes, available = count * WEIGHT_COPIES * 8, available_memory()
-    if available is not None and nbytes > available:
-        raise RunError(f"--layers {layers} with --hidden {H}: the weights and the optimizer's "
-                       f"copies would need about {_gib(nbytes)} of memory, more than "
-                       f"the {_gib(available)} available; choose smaller sizes")
