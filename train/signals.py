@@ -22,8 +22,8 @@ import threading
 
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, prog
 
-__all__ = ["STOP_SIGNALS", "CtrlC", "hold_start_up", "raise_if_stopped", "sigterm_as_ctrl_c",
-           "deferred"]
+__all__ = ["STOP_SIGNALS", "CtrlC", "hold_start_up", "restore", "raise_if_stopped",
+           "sigterm_as_ctrl_c", "deferred"]
 
 #: The signals that stop a run cleanly: Ctrl-C, and SIGTERM, handled as Ctrl-C.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,6 +34,14 @@ _ACTIVE: list = []
 
 def _in_main_thread():
     return threading.current_thread() is threading.main_thread()
+
+
+def restore(previous: dict) -> None:
+    """Put back the handlers ``{signum: handler}`` taken before (None: one not set from
+    Python, which cannot be put back)."""
+    for signum, handler in previous.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def hold_start_up() -> list:
@@ -114,9 +122,7 @@ class CtrlC:
         _ACTIVE.remove(self)
         if self.signum is not None and _ACTIVE and _ACTIVE[-1].signum is None:
             _ACTIVE[-1].signum = self.signum     # a run inside a sweep (--jobs 1): its signal
-        for signum, previous in self.previous.items():
-            if previous is not None:
-                signal.signal(signum, previous)
+        restore(self.previous)
 
 
 @contextlib.contextmanager
@@ -156,9 +162,7 @@ def deferred(replay: bool):
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+        restore(previous)
     if held and replay:
         signum, frame = held[0]
         if callable(previous[signum]):
