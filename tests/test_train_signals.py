@@ -20,8 +20,9 @@ import pytest
 import lstm_ag
 import train.loop
 from train.__main__ import main
+from train.bookkeeping import clock as _clock
 from train.config import TrainConfig
-from train.loop import _clock, fit, load_checkpoint
+from train.loop import fit, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--hidden", "6", "--batch", "8", "--seq-len", "10", "--eval-every", "5",

@@ -2,12 +2,17 @@
 
 * :mod:`train.config`: :class:`TrainConfig`, every setting and its default, spelled once;
 * :mod:`train.data`: the tasks (``sine``, ``counting``, ``adding``) and their baselines;
-* :mod:`train.optim`: SGD with momentum, global-norm clipping and learning-rate decay;
-* :mod:`train.loop`: :func:`fit`, one visible loop, with evaluation, progress lines,
-  checkpoints and clean stops;
-* :mod:`train.cli`: the command line (the console script ``lstm-ag-train``, or
-  ``python -m train`` from the repository's root, through :mod:`train.__main__`, which also
-  hands ``sweep`` to :mod:`train.sweep`).
+* :mod:`train.optim`: SGD with momentum, Adam, global-norm clipping, learning-rate decay;
+* :mod:`train.loop`: :func:`fit`, one visible loop (:mod:`train.lbfgs` for L-BFGS), reading
+  its minibatches from :mod:`train.batches`;
+* :mod:`train.bookkeeping`: a run's history, best, metrics.json, progress lines and ETA;
+* :mod:`train.checkpoint`: the trainer's checkpoint, its schema checked once;
+* :mod:`train.cli`: the command line, which parses and dispatches to :mod:`train.commands`
+  (``lstm-ag-train``, or ``python -m train`` from the repository's root, through
+  :mod:`train.__main__`, which also hands ``sweep`` to :mod:`train.sweep`);
+* :mod:`train.errors`: exit statuses and one-line reports; :mod:`train.signals`: Ctrl-C and
+  SIGTERM; :mod:`train.rundir`: a run's directory and memory; the series:
+  :mod:`train.series`.
 
 Example::
 
@@ -26,8 +31,9 @@ import importlib
 _EXPORTS = {
     "TrainConfig": "config", "ConfigError": "config",
     "Task": "data", "TASKS": "data", "make_task": "data",
-    "fit": "loop", "FitResult": "loop", "Progress": "loop", "Checkpoint": "loop",
-    "save_checkpoint": "loop", "load_checkpoint": "loop",
+    "fit": "loop", "FitResult": "bookkeeping", "Progress": "checkpoint",
+    "Checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
 }
 __all__ = list(_EXPORTS)
 

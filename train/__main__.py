@@ -6,34 +6,23 @@ Standard library only at the top, as :mod:`train.cli`: Ctrl-C is handled from th
 of :func:`main` on (a test checks that importing this loads no numpy).
 """
 import os
-import signal
 import sys
 
-#: Signals (SIGINT, SIGTERM) that came during start-up, before :func:`main` took over: held
-#: here, from this module's first lines on, when it runs as the program (``python -m train``
-#: or the console script), so that a Ctrl-C or a ``kill`` in the first instants ends it with
-#: its exit status and one line, never a traceback (an interrupted import) or a bare -2.
-_held: list = []
-
-
-def _hold(signum, frame):
-    _held.append(signum)
-
-
-#: True when this module runs as the program (then it holds start-up signals, and leaves
-#: with os._exit after an interruption: see :func:`main`).
+#: True when this module runs as the program (``python -m train`` or the console script).
 _AS_PROGRAM = __name__ == "__main__" or os.path.basename(sys.argv[0]).startswith("lstm-ag-train")
-if _AS_PROGRAM:
-    for _signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_signum, _hold)
 
-from .cli import (  # noqa: E402  (after the handlers: imports take time)
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    _prog,
-    build_parser,
-)
+from .signals import hold_start_up  # noqa: E402  (standard library only: a few microseconds)
+
+#: Signals (SIGINT, SIGTERM) that came during start-up, before :func:`main` took over: held
+#: from this module's first lines on when it runs as the program, so that a Ctrl-C or a
+#: ``kill`` in the first instants ends it with its exit status and one line, never a
+#: traceback (an interrupted import) or a bare -2.
+_held: list = hold_start_up() if _AS_PROGRAM else []
+
+from .cli import build_parser  # noqa: E402  (after the handlers: imports take time)
 from .cli import main as _command_line  # noqa: E402
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: E402
+from .errors import prog as _prog  # noqa: E402
 
 __all__ = ["main", "build_parser"]
 

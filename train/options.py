@@ -6,9 +6,9 @@ Standard library only at the top: :mod:`train.cli` imports this before its Ctrl-
 is installed; TrainConfig (and with it numpy) is imported inside the functions.
 """
 import argparse
-import os
-import sys
 import textwrap
+
+from .errors import prog as _prog
 
 __all__ = ["build_parser", "diff_spec"]
 
@@ -30,13 +30,6 @@ def diff_spec(text: str) -> tuple[bool, int]:
                 f"{text!r}: give 1 (first differences), M or a period >= 2 (seasonal ones), "
                 "or 1,M (both)")
     return diff, season
-
-
-def _prog():
-    """How the user runs the trainer: the console script, or ``python -m train`` (from the
-    repository's root; ``python -m lstm_ag_train`` where it is installed)."""
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return name if name == "lstm-ag-train" else f"python -m {__package__}"
 
 
 def _option(name):

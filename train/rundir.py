@@ -15,7 +15,6 @@ Both raise :class:`RunError`, whose ``exit_status`` is the command line's: 2 for
 problem (a directory in use or holding a model, sizes too large), 3 for files that cannot be
 written.
 """
-import errno
 import os
 
 try:
@@ -23,29 +22,13 @@ try:
 except ImportError:                       # not on Windows: runs there are not locked
     fcntl = None
 
+from .errors import EXIT_UNWRITABLE, RunError, unwritable
+
 __all__ = ["RunError", "RunDir", "open_run_dir", "lock_holder", "check_memory",
-           "available_memory", "memory_estimate", "LOCK_NAME"]
+           "available_memory", "memory_estimate", "unwritable", "LOCK_NAME"]
 
 #: The lock file inside a run directory.
 LOCK_NAME = ".lock"
-EXIT_USAGE, EXIT_UNWRITABLE = 2, 3
-
-
-class RunError(Exception):
-    """The run cannot go ahead: ``str(err)`` is one line; ``exit_status`` 2 or 3."""
-
-    def __init__(self, message: str, exit_status: int = EXIT_USAGE):
-        super().__init__(message)
-        self.exit_status = exit_status
-
-
-def unwritable(path, err: OSError) -> RunError:
-    """The exit-3 error for ``err`` raised while writing ``path``."""
-    reason = err.strerror or str(err)
-    if err.errno == errno.EEXIST or err.errno == errno.ENOTDIR:
-        reason = "a file is in the way (a run directory must be a directory)"
-    return RunError(f"cannot write the run's files in {os.fspath(path)}: {reason}",
-                    EXIT_UNWRITABLE)
 
 
 class RunDir:
