@@ -11,6 +11,7 @@ import threading
 import time
 
 from .datasets import resolve
+from .signals import restore
 from .sweep_engines import ctrl_c_ignored, engine_for
 from .sweep_plan import RUN_FILES, count, plan, read_metrics
 from .sweep_summary import record
@@ -258,9 +259,7 @@ def _stop_workers_on_signal(stream):
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+        restore(previous)
 
 
 #: Seconds that stopped workers have to save their runs' checkpoints before they are killed.
