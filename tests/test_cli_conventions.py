@@ -77,6 +77,13 @@ def test_the_shipped_series_by_its_short_name_from_any_directory(tmp_path, monke
     assert resolve("nosuchseries") == "nosuchseries"
 
 
+def test_a_misspelled_shipped_series_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train(["series", "--data", "sunspot", "--quiet", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "sunspot: no such file; did you mean sunspots, the series that ships with lstm-ag?")
+
+
 def test_forecast_without_plot_removes_an_older_picture(tmp_path, capsys):
     out = tmp_path / "run"
     assert train(["series", "--data", "sunspots", "--steps", "4", "--eval-every", "2",
